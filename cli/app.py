@@ -1,0 +1,52 @@
+"""The `sadh-cli` Typer application: one module per command, imported lazily so --help stays fast."""
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from typing import Optional
+
+import typer
+
+from ..sdk.errors import SadhError
+from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
+
+app = typer.Typer(
+    name="sadh-cli",
+    help="SADH deep hashing: train, export (ONNX / FP16 / INT8 / TensorRT), index, search and evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sadh {metadata.version('sadh')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """SADH deep hashing from training to an edge camera."""
+
+
+for module in (pipeline_cmd, data_cmd, train_cmd, export_cmd, encode_cmd, index_cmd, search_cmd, eval_cmd, bench_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    """Entry point of the `sadh-cli` console script: user errors print one line and exit with code 2."""
+    try:
+        app()
+    except SadhError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.secho("interrupted (partial results are kept; re-run to resume)", fg=typer.colors.YELLOW, err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

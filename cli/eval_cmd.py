@@ -1,0 +1,14 @@
+"""`sadh-cli eval` (being built; see its issue)."""
+from __future__ import annotations
+
+import typer
+
+from ..sdk.errors import SadhError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+
+    @app.command("eval", help="(not available yet: its issue is open)")
+    def _cmd() -> None:
+        raise SadhError("`sadh-cli eval` is not available yet")

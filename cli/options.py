@@ -1,0 +1,79 @@
+"""Option groups shared by several commands, declared once (e.g. how to name a dataset)."""
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from ..sdk.data import BUILTIN, LabeledImages, Split, SplitSizes, load_dataset
+
+
+@dataclass
+class DataOptions:
+    """What `--data ...` and friends name; `load()` gives the images and their split."""
+
+    data: str = "fashion-mnist"
+    data_dir: Optional[Path] = None
+    image_root: Optional[Path] = None
+    class_names: Optional[Path] = None
+    split: Optional[Path] = None
+    seed: int = 0
+    query_per_class: int = 100
+    train_per_class: int = 500
+
+    def load(self) -> tuple[LabeledImages, Split]:
+        """Load the dataset and its split (a saved `--split` file wins over the seeded default)."""
+        sizes = SplitSizes(
+            query_per_class=self.query_per_class,
+            train_per_class=self.train_per_class,
+            query_total=self.query_per_class * 10,
+            train_total=self.train_per_class * 10,
+        )
+        data, split = load_dataset(self.data, self.data_dir, self.image_root, self.class_names, sizes, self.seed)
+        if self.split is not None:
+            split = Split.load(self.split)
+        split.check_disjoint(len(data))
+        return data, split
+
+
+_OPTIONS: dict[str, Any] = {
+    "data": typer.Option(
+        "fashion-mnist", "--data", help=f"{' | '.join(BUILTIN)} | LIST.txt | DIR with train/test/database.txt | DIR/class/*.jpg"
+    ),
+    "data_dir": typer.Option(None, "--data-dir", help="Folder with the Fashion-MNIST IDX files (default: Debian package)."),
+    "image_root": typer.Option(None, "--image-root", help="Root that list-file image paths are relative to."),
+    "class_names": typer.Option(None, "--class-names", help="Text file with one class name per label column."),
+    "split": typer.Option(None, "--split", help="A saved split (.npz) to use instead of the seeded default."),
+    "seed": typer.Option(0, "--seed", help="Seed of the query/train/database split."),
+    "query_per_class": typer.Option(100, "--query-per-class", min=1, help="Queries per class (x10 in total for multi-label)."),
+    "train_per_class": typer.Option(500, "--train-per-class", min=1, help="Training images per class (x10 in total for multi-label)."),
+}
+_ANNOTATIONS = typing.get_type_hints(DataOptions)
+
+
+def data_options(func: Callable) -> Callable:
+    """Decorator: replace a command's `opts: DataOptions` parameter by the dataset options."""
+    sig = inspect.signature(func)
+    if "opts" not in sig.parameters:
+        raise TypeError(f"{func.__name__} needs an `opts: DataOptions` parameter")
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = DataOptions(**{name: kwargs.pop(name) for name in _OPTIONS})
+        return func(opts=opts, **kwargs)
+
+    params = [p for p in sig.parameters.values() if p.name != "opts"]
+    params += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=_ANNOTATIONS[name])
+        for name, default in _OPTIONS.items()
+    ]
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**typing.get_type_hints(func), **_ANNOTATIONS}
+    del wrapper.__annotations__["opts"]
+    return wrapper
+

@@ -1,0 +1,73 @@
+"""Binary hash codes: pack to / unpack from bytes (np.packbits big-endian order) and Hamming distances.
+
+Bit convention: a packed byte holds 8 code bits, the first bit in the most significant position
+(exactly `np.packbits(..., bitorder="big")`). A bit is 1 for a positive float (> 0), True, or 1;
+it is 0 for a float <= 0 (so 0.0 and -0.0 map to 0), False, or 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SadhError
+
+
+def _as_bits(x: np.ndarray) -> np.ndarray:
+    """Validate ±1-float / {0,1}-int / bool codes of shape (n, bits) and return them as bools."""
+    if x.dtype == np.bool_:
+        return x
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise SadhError("codes contain NaN or inf; pass finite ±1 floats, {0,1} ints or bools")
+        return x > 0
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise SadhError("integer codes must contain only 0 and 1; for ±1 codes pass floats")
+        return x.astype(np.bool_)
+    raise SadhError(f"codes must be float, integer or bool, got dtype {x.dtype}")
+
+
+def pack_codes(x: np.ndarray) -> np.ndarray:
+    """Pack codes (n, bits) of ±1 floats (sign: > 0 → 1), {0,1} ints or bools into uint8 (n, bits/8)."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise SadhError(f"codes must be 1-D or 2-D (n, bits), got {x.ndim}-D")
+    if x.shape[1] == 0 or x.shape[1] % 8:
+        raise SadhError(f"code length must be a positive multiple of 8 bits, got {x.shape[1]}")
+    return np.packbits(_as_bits(x), axis=1, bitorder="big")
+
+
+def check_packed(packed: np.ndarray, nbytes: int | None = None, what: str = "codes") -> np.ndarray:
+    """Return `packed` as a C-contiguous uint8 (n, nbytes) array (1-D means one code) or raise SadhError."""
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint8:
+        raise SadhError(f"packed {what} must be uint8 (use pack_codes), got dtype {packed.dtype}")
+    if packed.ndim == 1:
+        packed = packed[None, :]
+    if packed.ndim != 2:
+        raise SadhError(f"packed {what} must be 1-D or 2-D (n, bytes), got {packed.ndim}-D")
+    if nbytes is not None and packed.shape[1] != nbytes:
+        raise SadhError(f"packed {what} have {packed.shape[1]} bytes per code, expected {nbytes} ({nbytes * 8} bits)")
+    if packed.shape[1] == 0:
+        raise SadhError(f"packed {what} have 0 bytes per code")
+    return np.ascontiguousarray(packed)
+
+
+def unpack_codes(packed: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """Unpack uint8 (n, bytes) codes to uint8 {0,1} (n, bits); `bits` defaults to 8 * bytes."""
+    packed = check_packed(packed)
+    nbits = packed.shape[1] * 8
+    if bits is not None and bits != nbits:
+        raise SadhError(f"bits={bits} does not match packed width {packed.shape[1]} bytes ({nbits} bits)")
+    return np.unpackbits(packed, axis=1, bitorder="big")
+
+
+def hamming_distance(a_packed: np.ndarray, b_packed: np.ndarray) -> np.ndarray:
+    """All-pairs Hamming distances between packed codes a (n, B) and b (m, B) as int32 (n, m)."""
+    a = check_packed(a_packed, what="codes a")
+    b = check_packed(b_packed, a.shape[1], what="codes b")
+    out = np.zeros((a.shape[0], b.shape[0]), np.int32)
+    for j in range(a.shape[1]):
+        out += np.bitwise_count(a[:, j, None] ^ b[None, :, j])
+    return out

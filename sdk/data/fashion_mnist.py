@@ -1,0 +1,58 @@
+"""Fashion-MNIST, the built-in default dataset (Debian package `dataset-fashion-mnist`)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SadhError
+from .dataset import LabeledImages
+from .idx import read_idx
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+HOW_TO_GET = (
+    "install it with `sudo apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/fashion-mnist/), "
+    "or pass --data-dir DIR holding the four official IDX files (train-images-idx3-ubyte[.gz], ...)"
+)
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Locate the four IDX files in `data_dir`, $SADH_FASHION_MNIST or the Debian package's folder."""
+    candidates = [Path(data_dir)] if data_dir else [Path(p) for p in [os.environ.get("SADH_FASHION_MNIST")] if p]
+    if not data_dir:
+        candidates.append(DEBIAN_DIR)
+    for d in candidates:
+        found = {key: _find(d, stem) for key, stem in _FILES.items()}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+    where = ", ".join(str(c) for c in candidates)
+    raise SadhError(f"Fashion-MNIST not found in {where}: {HOW_TO_GET}")
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> LabeledImages:
+    """All 70,000 Fashion-MNIST images (train then test), 28x28 gray, one-hot labels."""
+    files = find_fashion_mnist(data_dir)
+    images = np.concatenate([read_idx(files["train_images"]), read_idx(files["test_images"])])
+    labels = np.concatenate([read_idx(files["train_labels"]), read_idx(files["test_labels"])])
+    if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1 or len(images) != len(labels):
+        raise SadhError(f"Fashion-MNIST files have unexpected shapes {images.shape} / {labels.shape}")
+    if labels.max() >= len(CLASSES):
+        raise SadhError(f"Fashion-MNIST label {int(labels.max())} out of range 0..{len(CLASSES) - 1}")
+    onehot = np.zeros((len(labels), len(CLASSES)), dtype=np.uint8)
+    onehot[np.arange(len(labels)), labels] = 1
+    return LabeledImages(labels=onehot, class_names=list(CLASSES), images=images, name="fashion-mnist")

@@ -1,0 +1,33 @@
+"""Image folder trees: `root/class_name/*.jpg`, one label per image."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SadhError
+from .dataset import LabeledImages
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def read_image_folder(root: str | os.PathLike) -> LabeledImages:
+    """Index `root/<class>/<image>` files (classes sorted by name); images are decoded lazily."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SadhError(f"{root}: image folder not found")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise SadhError(f"{root}: no class sub-folders (expected root/class_name/image.jpg)")
+    paths: list[str] = []
+    labels: list[int] = []
+    for c, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths += [str(p) for p in files]
+        labels += [c] * len(files)
+    if not paths:
+        raise SadhError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under the class folders")
+    onehot = np.zeros((len(labels), len(classes)), dtype=np.uint8)
+    onehot[np.arange(len(labels)), labels] = 1
+    return LabeledImages(labels=onehot, class_names=classes, paths=paths, name=root.name)

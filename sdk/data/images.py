@@ -1,0 +1,27 @@
+"""Reading image files into BGR/gray uint8 arrays, with one-line errors."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from ..errors import SadhError
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as OpenCV does (BGR, or gray for 1-channel files); clear error if unreadable."""
+    try:
+        data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise SadhError(f"{path}: image file not found") from None
+    except IsADirectoryError:
+        raise SadhError(f"{path}: is a directory, not an image file") from None
+    except OSError as e:
+        raise SadhError(f"{path}: cannot read image file ({e.strerror})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise SadhError(f"{path}: not a readable image (corrupt, empty or unsupported format)")
+    if image.dtype != np.uint8:
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(image.max())))
+    return image

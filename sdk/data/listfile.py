@@ -1,0 +1,69 @@
+"""The deep-hashing list-file format: `relative/path.jpg 0 1 0 ...` (multi-hot) per line."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SadhError
+from .dataset import LabeledImages
+
+
+def read_list_file(
+    path: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    class_names: list[str] | None = None,
+    check_paths: bool = True,
+) -> LabeledImages:
+    """Parse a list file; image paths are relative to `image_root` (default: the list file's folder)."""
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise SadhError(f"{path}: cannot read list file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise SadhError(f"{path}: not a text list file (not UTF-8)") from None
+    paths: list[str] = []
+    rows: list[list[int]] = []
+    width = None
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        where = f"{path}:{lineno}"
+        if len(parts) < 2:
+            raise SadhError(f"{where}: expected 'image_path label0 label1 ...', found no labels")
+        if width is None:
+            width = len(parts) - 1
+        elif len(parts) - 1 != width:
+            raise SadhError(f"{where}: {len(parts) - 1} label columns, earlier lines have {width}")
+        if any(p not in ("0", "1") for p in parts[1:]):
+            bad = next(p for p in parts[1:] if p not in ("0", "1"))
+            raise SadhError(f"{where}: label value {bad!r} is not 0 or 1 (labels are multi-hot)")
+        image_path = root / parts[0]
+        if check_paths and not image_path.is_file():
+            raise SadhError(f"{where}: image {image_path} does not exist")
+        paths.append(str(image_path))
+        rows.append([int(p) for p in parts[1:]])
+    if not rows:
+        raise SadhError(f"{path}: the list file has no entries")
+    if class_names is None:
+        class_names = [f"class{i}" for i in range(width)]
+    elif len(class_names) != width:
+        raise SadhError(f"{path}: {width} label columns but {len(class_names)} class names given")
+    return LabeledImages(labels=np.array(rows, dtype=np.uint8), class_names=class_names, paths=paths, name=path.stem)
+
+
+def write_list_file(path: str | os.PathLike, data: LabeledImages, image_root: str | os.PathLike) -> None:
+    """Write `data` (path-based) as a list file with paths relative to `image_root`."""
+    from ..atomic import atomic_write_text
+
+    if data.paths is None:
+        raise SadhError("only path-based image sets can be written as a list file")
+    root = Path(image_root)
+    lines = [
+        " ".join([os.path.relpath(p, root), *map(str, row)]) for p, row in zip(data.paths, data.labels.tolist())
+    ]
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -1,0 +1,99 @@
+"""Resolve what a user names on the command line (`--data`) into images, labels and a split."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SadhError
+from .dataset import LabeledImages
+from .fashion_mnist import load_fashion_mnist
+from .imagefolder import read_image_folder
+from .listfile import read_list_file
+from .mosaic import make_mosaic_dataset
+from .splits import Split, split_by_size, split_per_class
+
+BUILTIN = ("fashion-mnist", "fashion-mnist-mosaic")
+LIST_SPLIT_FILES = {"query": "test.txt", "train": "train.txt", "database": "database.txt"}
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """How to split a set that comes without a split: per class (single-label) or in total (multi-label)."""
+
+    query_per_class: int = 100
+    train_per_class: int = 500
+    query_total: int = 1000
+    train_total: int = 5000
+    database_total: int | None = None
+
+
+def _concat_lists(root: Path, image_root: str | os.PathLike | None) -> tuple[LabeledImages, Split]:
+    parts = {role: read_list_file(root / name, image_root or root) for role, name in LIST_SPLIT_FILES.items()}
+    widths = {p.num_classes for p in parts.values()}
+    if len(widths) != 1:
+        raise SadhError(f"{root}: test/train/database list files have different label widths {sorted(widths)}")
+    names = parts["train"].class_names
+    paths = sum((parts[r].paths for r in ("query", "train", "database")), [])
+    labels = np.concatenate([parts[r].labels for r in ("query", "train", "database")])
+    starts = np.cumsum([0] + [len(parts[r]) for r in ("query", "train", "database")])
+    split = Split(*(np.arange(starts[i], starts[i + 1]) for i in range(3)))
+    return LabeledImages(labels=labels, class_names=names, paths=paths, name=root.name), split
+
+
+def _default_split(data: LabeledImages, sizes: SplitSizes, seed: int) -> Split:
+    if data.multi_label:
+        return split_by_size(len(data), sizes.query_total, sizes.train_total, sizes.database_total, seed)
+    return split_per_class(data.labels, sizes.query_per_class, sizes.train_per_class, seed)
+
+
+def load_dataset(
+    spec: str = "fashion-mnist",
+    data_dir: str | os.PathLike | None = None,
+    image_root: str | os.PathLike | None = None,
+    class_names_file: str | os.PathLike | None = None,
+    sizes: SplitSizes = SplitSizes(),
+    seed: int = 0,
+) -> tuple[LabeledImages, Split]:
+    """Load `spec` (a built-in name, a list file, a folder of test/train/database lists, or a class-folder tree)."""
+    if spec == "fashion-mnist":
+        data = load_fashion_mnist(data_dir)
+        return data, _default_split(data, sizes, seed)
+    if spec == "fashion-mnist-mosaic":
+        return make_mosaic_dataset(
+            load_fashion_mnist(data_dir), sizes.query_total, sizes.train_total, sizes.database_total or 20000, seed=seed
+        )
+    path = Path(spec)
+    if path.is_file():
+        names = _read_class_names(class_names_file)
+        data = read_list_file(path, image_root, names)
+        return data, _default_split(data, sizes, seed)
+    if path.is_dir() and all((path / f).is_file() for f in LIST_SPLIT_FILES.values()):
+        data, split = _concat_lists(path, image_root)
+        names = _read_class_names(class_names_file)
+        if names is not None:
+            if len(names) != data.num_classes:
+                raise SadhError(f"{class_names_file}: {len(names)} names for {data.num_classes} label columns")
+            data.class_names = names
+        return data, split
+    if path.is_dir():
+        data = read_image_folder(path)
+        return data, _default_split(data, sizes, seed)
+    raise SadhError(
+        f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)}, a list file, a folder with "
+        "train.txt/test.txt/database.txt, or a folder of class sub-folders"
+    )
+
+
+def _read_class_names(path: str | os.PathLike | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as e:
+        raise SadhError(f"{path}: cannot read class names ({e.strerror})") from None
+    if not names:
+        raise SadhError(f"{path}: no class names")
+    return names

@@ -1,0 +1,90 @@
+"""Query / train / database splits: seeded builders, saved next to a run for reproducible evaluation."""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes
+from ..errors import SadhError
+
+SPLIT_NAMES = ("query", "train", "database")
+
+
+@dataclass
+class Split:
+    """Index arrays (int64, disjoint) into one LabeledImages for the three roles."""
+
+    query: np.ndarray
+    train: np.ndarray
+    database: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in SPLIT_NAMES:
+            arr = np.asarray(getattr(self, name), dtype=np.int64)
+            if arr.ndim != 1 or arr.size == 0:
+                raise SadhError(f"the {name} split is empty")
+            setattr(self, name, arr)
+
+    def check_disjoint(self, n: int) -> None:
+        """Raise unless the three splits are disjoint and index into 0..n-1."""
+        allidx = np.concatenate([self.query, self.train, self.database])
+        if allidx.min() < 0 or allidx.max() >= n:
+            raise SadhError(f"split indices out of range for a dataset of {n} items")
+        if np.unique(allidx).size != allidx.size:
+            raise SadhError("split roles overlap (an item is in two of query/train/database)")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the split as an .npz (no pickle), atomically."""
+        buf = io.BytesIO()
+        np.savez(buf, query=self.query, train=self.train, database=self.database)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Split":
+        """Read a split written by `save`."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(**{k: z[k] for k in SPLIT_NAMES})
+        except (OSError, KeyError, ValueError) as e:
+            raise SadhError(f"{path}: not a sadh split file ({e})") from None
+
+
+def split_per_class(labels: np.ndarray, n_query: int = 100, n_train: int = 500, seed: int = 0) -> Split:
+    """CIFAR-10 protocol for single-label sets: per class n_query queries, n_train training, rest database."""
+    if labels.ndim != 2 or np.any(labels.sum(1) != 1):
+        raise SadhError("per-class splits need single-label data; use split_by_size for multi-label sets")
+    rng = np.random.default_rng(seed)
+    cls = labels.argmax(1)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in SPLIT_NAMES}
+    for c in range(labels.shape[1]):
+        idx = rng.permutation(np.flatnonzero(cls == c))
+        if len(idx) < n_query + n_train + 1:
+            raise SadhError(
+                f"class {c} has {len(idx)} items, need more than {n_query} queries + {n_train} training"
+            )
+        parts["query"].append(idx[:n_query])
+        parts["train"].append(idx[n_query : n_query + n_train])
+        parts["database"].append(idx[n_query + n_train :])
+    return Split(**{k: np.sort(np.concatenate(v)) for k, v in parts.items()})
+
+
+def split_by_size(
+    n_items: int, n_query: int, n_train: int, n_database: int | None = None, seed: int = 0
+) -> Split:
+    """Random split for multi-label sets: n_query queries, n_train training, n_database (default: the rest)."""
+    rest = n_items - n_query - n_train
+    if n_database is None:
+        n_database = rest
+    if min(n_query, n_train, n_database) < 1 or n_database > rest:
+        raise SadhError(
+            f"cannot split {n_items} items into {n_query} queries, {n_train} training and {n_database} database"
+        )
+    perm = np.random.default_rng(seed).permutation(n_items)
+    return Split(
+        query=np.sort(perm[:n_query]),
+        train=np.sort(perm[n_query : n_query + n_train]),
+        database=np.sort(perm[n_query + n_train : n_query + n_train + n_database]),
+    )

@@ -1,0 +1,5 @@
+"""The one exception type users see: a one-line message that names the problem and what to do."""
+
+
+class SadhError(ValueError):
+    """Bad input or state, reported in one line (the CLI prints it and exits with code 2)."""

@@ -1,0 +1,17 @@
+"""Keys of the metadata stored inside exported ONNX models (written by sadh.export, read by the sdk)."""
+from __future__ import annotations
+
+PREFIX = "sadh."
+BITS = "sadh.bits"  # int, code length
+PREPROCESS = "sadh.preprocess"  # Preprocess.to_json(): input_size, resize_size, mean, std, channel_order
+CLASS_NAMES = "sadh.class_names"  # JSON list of str
+METHOD = "sadh.method"  # sadh | dpsh | csq
+BACKBONE = "sadh.backbone"  # e.g. efficientnet_lite0, resnet18, small_cnn
+DATASET = "sadh.dataset"  # training dataset name
+PRECISION = "sadh.precision"  # fp32 | fp16 | int8-qdq (TensorRT) | int8-cpu (onnxruntime)
+VERSION = "sadh.version"  # sadh package version that wrote the file
+REQUIRED = (BITS, PREPROCESS)
+
+INPUT_NAME = "images"  # float32 [N, 3, S, S], normalised RGB (see sadh.sdk.preprocess)
+CODES_OUTPUT = "codes"  # float32 [N, bits], continuous tanh code; sign gives the hash
+PACKED_OUTPUT = "packed"  # optional uint8 [N, bits/8], np.packbits order of (codes > 0)

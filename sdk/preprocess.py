@@ -1,0 +1,129 @@
+"""Image preprocessing shared by training and deployment (numpy + OpenCV only).
+
+One pipeline, two halves, so training and the camera runtime cannot drift apart:
+
+1. ``fit_square``: any BGR/gray/BGRA uint8 frame -> RGB uint8, shorter side resized to
+   ``resize_size``, centre-cropped to a ``resize_size`` square. Training caches this output.
+2. ``center_crop`` to ``input_size`` (training draws a random crop instead), then
+   ``normalize``: scale to [0, 1], subtract mean, divide by std, NCHW float32.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import SadhError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Preprocessing constants; stored in checkpoints and in ONNX metadata."""
+
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if self.input_size < 8 or self.resize_size < self.input_size:
+            raise SadhError(
+                f"bad preprocessing sizes: input_size={self.input_size}, resize_size={self.resize_size} "
+                "(need 8 <= input_size <= resize_size)"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise SadhError(f"bad mean/std: mean={self.mean}, std={self.std} (need 3 values each, std > 0)")
+        if self.channel_order != "RGB":
+            raise SadhError(f"unsupported channel order {self.channel_order!r} (only RGB)")
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Preprocess":
+        """Parse what ``to_json`` wrote."""
+        try:
+            d = json.loads(text)
+            return cls(
+                input_size=int(d["input_size"]),
+                resize_size=int(d["resize_size"]),
+                mean=tuple(float(v) for v in d["mean"]),
+                std=tuple(float(v) for v in d["std"]),
+                channel_order=str(d.get("channel_order", "RGB")),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise SadhError(f"bad preprocessing metadata {text!r}: {e}") from None
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Convert a BGR, BGRA or grayscale uint8 frame (as OpenCV gives them) to RGB uint8 HxWx3."""
+    if not isinstance(image, np.ndarray):
+        raise SadhError(f"expected an image as a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise SadhError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        out = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.ndim == 3 and image.shape[2] == 3:
+        out = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        out = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    else:
+        raise SadhError(f"expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {image.shape}")
+    if out.shape[0] < 1 or out.shape[1] < 1:
+        raise SadhError(f"empty image of shape {image.shape}")
+    return out
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Frame -> RGB uint8 size x size: shorter side resized to `size`, then centre-cropped."""
+    rgb = to_rgb(image)
+    h, w = rgb.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if (nh, nw) != (h, w):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    return center_crop(rgb, size)
+
+
+def center_crop(images: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop of the last-but-one two axes (HxWxC or NxHxWxC) to size x size."""
+    h, w = images.shape[-3], images.shape[-2]
+    if h < size or w < size:
+        raise SadhError(f"cannot crop {size}x{size} from an image of {h}x{w}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[..., top : top + size, left : left + size, :]
+
+
+def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """RGB uint8 NHWC -> float32 NCHW, (x / 255 - mean) / std."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise SadhError(f"expected RGB uint8 NxHxWx3, got {images.dtype} {images.shape}")
+    x = images.astype(np.float32) * np.float32(1 / 255)
+    x -= np.asarray(mean, dtype=np.float32)
+    x /= np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def preprocess(images: np.ndarray | Iterable[np.ndarray], cfg: Preprocess) -> np.ndarray:
+    """One frame or a batch/list of BGR/gray uint8 frames (any sizes) -> float32 NCHW model input."""
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3) and not (
+        images.ndim == 3 and images.shape[-1] not in (1, 3, 4)
+    ):
+        frames = [images]
+    else:
+        frames = list(images)
+    if not frames:
+        raise SadhError("no images to preprocess")
+    batch = np.stack([center_crop(fit_square(f, cfg.resize_size), cfg.input_size) for f in frames])
+    return normalize(batch, cfg.mean, cfg.std)
