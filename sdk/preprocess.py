@@ -71,6 +71,8 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
         raise SadhError(f"expected a uint8 image, got dtype {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    if image.ndim in (2, 3) and min(image.shape[:2]) < 1:
+        raise SadhError(f"empty image of shape {image.shape}")
     if image.ndim == 2:
         out = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.ndim == 3 and image.shape[2] == 3:
@@ -79,8 +81,6 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
         out = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     else:
         raise SadhError(f"expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {image.shape}")
-    if out.shape[0] < 1 or out.shape[1] < 1:
-        raise SadhError(f"empty image of shape {image.shape}")
     return out
 
 

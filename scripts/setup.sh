@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything sadh needs into ./.venv (and the Fashion-MNIST Debian package when run as root).
+# Usage: bash scripts/setup.sh            (idempotent; re-running only checks)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA_DIR=/usr/share/datasets/fashion-mnist
+if [ ! -f "$DATA_DIR/train-images-idx3-ubyte.gz" ] && [ -z "${SADH_FASHION_MNIST:-}" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "[setup] installing the Fashion-MNIST dataset (Debian package dataset-fashion-mnist)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    else
+        echo "[setup] Fashion-MNIST is missing and installing it needs root. Run:" >&2
+        echo "          sudo apt-get install dataset-fashion-mnist" >&2
+        echo "        or set SADH_FASHION_MNIST=/dir/with/the/four/IDX/files, then re-run this script." >&2
+        exit 1
+    fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv with $($PY --version)"
+    "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import sadh.cli.app, torch, onnx, pytest" 2>/dev/null; then
+    echo "[setup] installing sadh and its dependencies into .venv (torch: CPU build 2.13.0)"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+    .venv/bin/python -m pip install -q -e ".[dev]"
+fi
+echo "[setup] ready: $(.venv/bin/sadh-cli --version)"

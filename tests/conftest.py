@@ -1,0 +1,27 @@
+"""Shared fixtures: real Fashion-MNIST (from the Debian package) and small subsets of it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sadh.sdk.data import LabeledImages, load_fashion_mnist
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist() -> LabeledImages:
+    """All 70,000 Fashion-MNIST images (loaded once per test session)."""
+    return load_fashion_mnist()
+
+
+@pytest.fixture(scope="session")
+def fashion_small(fashion_mnist: LabeledImages) -> LabeledImages:
+    """20 images per class (200 in all), a fixed selection."""
+    cls = fashion_mnist.labels.argmax(1)
+    idx = np.concatenate([np.flatnonzero(cls == c)[:20] for c in range(fashion_mnist.num_classes)])
+    return fashion_mnist.subset(idx)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Make a run that collected nothing fail loudly (pytest's exit code 5 is kept, with a message)."""
+    if session.testscollected == 0:
+        print("\nERROR: no tests were collected - this is a failure, not a pass")

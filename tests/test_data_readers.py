@@ -1,0 +1,148 @@
+"""Readers: IDX, list files, class folders, image files, and the dataset resolver."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sadh.sdk.data import (
+    SplitSizes,
+    find_fashion_mnist,
+    load_dataset,
+    read_idx,
+    read_image,
+    read_image_folder,
+    read_list_file,
+    write_list_file,
+)
+from sadh.sdk.errors import SadhError
+
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    return bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_round_trip(tmp_path: Path, compress: bool) -> None:
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    raw = _idx_bytes(arr)
+    path = tmp_path / ("a.idx.gz" if compress else "a.idx")
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    np.testing.assert_array_equal(read_idx(path), arr)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"\x00\x00\x08", "bad magic"),
+        (b"PK\x03\x04 not idx", "bad magic"),
+        (bytes([0, 0, 0x08, 2]) + struct.pack(">2I", 3, 3) + b"\x00" * 8, "truncated or corrupt"),
+        (bytes([0, 0, 0x08, 3]) + b"\x00\x00", "truncated IDX header"),
+        (b"\x1f\x8b\x08\x00garbage", "corrupt gzip"),
+    ],
+)
+def test_idx_rejects_bad_files(tmp_path: Path, raw: bytes, message: str) -> None:
+    path = tmp_path / "bad.idx"
+    path.write_bytes(raw)
+    with pytest.raises(SadhError, match=message):
+        read_idx(path)
+
+
+def test_fashion_mnist_is_real(fashion_mnist) -> None:
+    assert len(fashion_mnist) == 70000 and fashion_mnist.images.shape[1:] == (28, 28)
+    assert (fashion_mnist.labels.sum(0) == 7000).all()
+    assert 60 < fashion_mnist.images.mean() < 90  # real clothing pictures, not noise or zeros
+
+
+def test_fashion_mnist_missing_says_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(SadhError, match="apt-get install dataset-fashion-mnist"):
+        find_fashion_mnist(tmp_path)
+
+
+def _write_images(root: Path, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / name), np.full((8, 10, 3), i * 20, np.uint8))
+
+
+def test_list_file(tmp_path: Path) -> None:
+    _write_images(tmp_path, ["img/a.png", "img/b.png"])
+    (tmp_path / "list.txt").write_text("img/a.png 1 0 1\n\n# comment\nimg/b.png 0 1 0\n")
+    data = read_list_file(tmp_path / "list.txt")
+    assert data.labels.tolist() == [[1, 0, 1], [0, 1, 0]] and data.multi_label
+    assert data.image(1).shape == (8, 10, 3) and int(data.image(1)[0, 0, 0]) == 20
+    write_list_file(tmp_path / "copy.txt", data, tmp_path)
+    assert read_list_file(tmp_path / "copy.txt").paths == data.paths
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("img/a.png 1 0\nimg/b.png 1 0 1\n", r"list.txt:2: 3 label columns, earlier lines have 2"),
+        ("img/a.png 1 2\n", r"list.txt:1: label value '2' is not 0 or 1"),
+        ("img/a.png\n", r"list.txt:1: expected 'image_path label0"),
+        ("img/missing.png 1 0\n", r"list.txt:1: image .*missing.png does not exist"),
+        ("\n# nothing\n", "has no entries"),
+    ],
+)
+def test_list_file_errors_name_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    _write_images(tmp_path, ["img/a.png", "img/b.png"])
+    (tmp_path / "list.txt").write_text(content)
+    with pytest.raises(SadhError, match=message):
+        read_list_file(tmp_path / "list.txt")
+
+
+def test_image_folder(tmp_path: Path) -> None:
+    _write_images(tmp_path, ["cat/1.png", "cat/2.jpg", "dog/x.png"])
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    data = read_image_folder(tmp_path)
+    assert data.class_names == ["cat", "dog"]
+    assert data.labels.argmax(1).tolist() == [0, 0, 1] and not data.multi_label
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(SadhError, match="no class sub-folders"):
+        read_image_folder(tmp_path)
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(SadhError, match="no image files"):
+        read_image_folder(tmp_path)
+
+
+def test_read_image_errors(tmp_path: Path) -> None:
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(SadhError, match="corrupt.jpg: not a readable image"):
+        read_image(tmp_path / "corrupt.jpg")
+    with pytest.raises(SadhError, match="empty.png: not a readable image"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(SadhError, match="nope.png: image file not found"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_resolver_list_folder_with_split(tmp_path: Path) -> None:
+    names = [f"i/{k}.png" for k in range(6)]
+    _write_images(tmp_path, names)
+    (tmp_path / "test.txt").write_text("i/0.png 1 0\n")
+    (tmp_path / "train.txt").write_text("i/1.png 0 1\ni/2.png 1 1\n")
+    (tmp_path / "database.txt").write_text("i/3.png 1 0\ni/4.png 0 1\ni/5.png 1 0\n")
+    data, split = load_dataset(str(tmp_path))
+    assert len(data) == 6 and split.query.tolist() == [0] and split.train.tolist() == [1, 2]
+    assert data.paths[split.database[0]].endswith("3.png")
+
+
+def test_resolver_multilabel_list_sizes(tmp_path: Path) -> None:
+    names = [f"i/{k}.png" for k in range(12)]
+    _write_images(tmp_path, names)
+    (tmp_path / "all.txt").write_text("".join(f"{n} 1 {k % 2}\n" for k, n in enumerate(names)))
+    data, split = load_dataset(str(tmp_path / "all.txt"), sizes=SplitSizes(query_total=2, train_total=4))
+    assert (len(split.query), len(split.train), len(split.database)) == (2, 4, 6)
+    split.check_disjoint(len(data))
+
+
+def test_resolver_unknown(tmp_path: Path) -> None:
+    with pytest.raises(SadhError, match="unknown dataset"):
+        load_dataset(str(tmp_path / "nothing-here"))

@@ -1,0 +1,89 @@
+"""Packaging rules: the torch-free sdk, one-way dependencies, and editable + wheel installs."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ["sdk", "train", "export", "cli"]  # each may import only from layers to its left
+
+
+def _imported_layers(path: Path) -> set[str]:
+    """The sadh layers a source file imports (absolute `sadh.x` or relative `..x`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module and node.module.startswith("sadh."):
+                found.add(node.module.split(".")[1])
+            elif node.level > 0:
+                package = path.relative_to(ROOT).parent.parts
+                base = package[: len(package) - node.level + 1]
+                parts = list(base) + (node.module.split(".") if node.module else [])
+                if parts:
+                    found.add(parts[0])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("sadh.")}
+    return found & set(LAYERS)
+
+
+def test_dependencies_point_one_way() -> None:
+    violations = []
+    for rank, layer in enumerate(LAYERS):
+        allowed = set(LAYERS[: rank + 1])
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            bad = _imported_layers(path) - allowed
+            if bad:
+                violations.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
+    assert not violations, violations
+
+
+def test_sdk_never_imports_torch() -> None:
+    code = (
+        "import importlib, pkgutil, sys, sadh.sdk\n"
+        "for m in pkgutil.walk_packages(sadh.sdk.__path__, 'sadh.sdk.'): importlib.import_module(m.name)\n"
+        "bad = sorted(k for k in sys.modules if k == 'torch' or k.startswith('torch.'))\n"
+        "assert not bad, bad\n"
+        "print(len([k for k in sys.modules if k.startswith('sadh.sdk')]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 10  # really imported the sdk's modules
+
+
+def test_editable_install_points_at_this_checkout() -> None:
+    import sadh.cli
+    import sadh.sdk
+
+    assert Path(sadh.sdk.__file__).resolve() == ROOT / "sdk" / "__init__.py"
+    assert Path(sadh.cli.__file__).resolve() == ROOT / "cli" / "__init__.py"
+
+
+@pytest.mark.slow
+def test_wheel_install(tmp_path: Path) -> None:
+    wheel_dir, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    wheels = list(wheel_dir.glob("sadh-*.whl"))
+    assert len(wheels) == 1
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheels[0])],
+        check=True,
+        capture_output=True,
+    )
+    code = (
+        "import sadh.sdk, sadh.sdk.data, sadh.train, sadh.export, sadh.cli.app, sys\n"
+        "print(sadh.sdk.__file__); print(sadh.cli.app.__file__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert all(line.startswith(str(target)) for line in out.stdout.split()), out.stdout
+    assert (target / "sadh" / "train" / "backbones" / "__init__.py").is_file()

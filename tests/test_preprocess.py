@@ -1,0 +1,66 @@
+"""Preprocessing: colour handling, resize/crop geometry and exact normalisation values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sadh.sdk.errors import SadhError
+from sadh.sdk.preprocess import Preprocess, center_crop, fit_square, normalize, preprocess, to_rgb
+
+
+def test_bgr_gray_bgra_to_rgb() -> None:
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 0] = 10  # blue
+    assert to_rgb(bgr)[0, 0].tolist() == [0, 0, 10]
+    assert to_rgb(np.full((2, 2), 7, np.uint8))[0, 0].tolist() == [7, 7, 7]
+    assert to_rgb(np.full((2, 2, 1), 7, np.uint8)).shape == (2, 2, 3)
+    bgra = np.concatenate([bgr, np.full((2, 2, 1), 255, np.uint8)], axis=2)
+    assert to_rgb(bgra)[0, 0].tolist() == [0, 0, 10]
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2), np.float32), np.zeros((2, 2, 2), np.uint8), np.zeros((0, 3), np.uint8), [1, 2]])
+def test_to_rgb_rejects(bad) -> None:
+    with pytest.raises(SadhError):
+        to_rgb(bad)
+
+
+def test_fit_square_geometry() -> None:
+    img = np.zeros((40, 80, 3), np.uint8)
+    img[:, 20:60] = 255  # the centre square of a wide image
+    out = fit_square(img, 20)
+    assert out.shape == (20, 20, 3) and out.min() == 255  # kept the centre, dropped the sides
+
+
+def test_center_crop_batch() -> None:
+    x = np.arange(5 * 5).reshape(1, 5, 5, 1)
+    assert center_crop(x, 3)[0, :, :, 0].tolist() == [[6, 7, 8], [11, 12, 13], [16, 17, 18]]
+    with pytest.raises(SadhError, match="cannot crop"):
+        center_crop(x, 6)
+
+
+def test_normalize_exact_values() -> None:
+    img = np.array([[[[0, 51, 255]]]], np.uint8)  # one RGB pixel
+    out = normalize(img, mean=(0.0, 0.1, 0.5), std=(1.0, 0.5, 0.25))
+    assert out.shape == (1, 3, 1, 1) and out.dtype == np.float32
+    np.testing.assert_allclose(out.ravel(), [0.0, (0.2 - 0.1) / 0.5, (1.0 - 0.5) / 0.25], rtol=1e-6)
+
+
+def test_preprocess_batch_and_single() -> None:
+    cfg = Preprocess(input_size=8, resize_size=10)
+    frames = [np.zeros((30, 20, 3), np.uint8), np.full((12, 12), 255, np.uint8)]
+    out = preprocess(frames, cfg)
+    assert out.shape == (2, 3, 8, 8) and out.dtype == np.float32
+    np.testing.assert_allclose(out[1, :, 0, 0], (1 - np.array(cfg.mean)) / np.array(cfg.std), rtol=1e-6)
+    assert preprocess(frames[0], cfg).shape == (1, 3, 8, 8)
+    assert preprocess(np.zeros((4, 28, 28), np.uint8), cfg).shape == (4, 3, 8, 8)
+    with pytest.raises(SadhError, match="no images"):
+        preprocess([], cfg)
+
+
+def test_preprocess_config_round_trip_and_errors() -> None:
+    cfg = Preprocess(input_size=224, resize_size=256)
+    assert Preprocess.from_json(cfg.to_json()) == cfg
+    with pytest.raises(SadhError, match="bad preprocessing sizes"):
+        Preprocess(input_size=32, resize_size=16)
+    with pytest.raises(SadhError, match="bad preprocessing metadata"):
+        Preprocess.from_json('{"input_size": 3}')

@@ -1,0 +1,79 @@
+"""Split builders (counts, disjointness, determinism, save/load) and the mosaic benchmark."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sadh.sdk.data import Split, load_dataset, make_mosaic_dataset, split_by_size, split_per_class
+from sadh.sdk.errors import SadhError
+
+
+def test_cifar_protocol_on_fashion_mnist(fashion_mnist) -> None:
+    data, split = load_dataset("fashion-mnist")
+    assert (len(split.query), len(split.train), len(split.database)) == (1000, 5000, 64000)
+    split.check_disjoint(len(data))
+    for role, per_class in (("query", 100), ("train", 500)):
+        assert (data.labels[getattr(split, role)].sum(0) == per_class).all()
+
+
+def test_split_is_seeded(fashion_mnist) -> None:
+    a = split_per_class(fashion_mnist.labels, 10, 50, seed=1)
+    b = split_per_class(fashion_mnist.labels, 10, 50, seed=1)
+    c = split_per_class(fashion_mnist.labels, 10, 50, seed=2)
+    assert np.array_equal(a.train, b.train) and not np.array_equal(a.train, c.train)
+
+
+def test_split_save_load(tmp_path: Path) -> None:
+    split = split_by_size(100, 10, 20, 30, seed=3)
+    split.save(tmp_path / "split.npz")
+    back = Split.load(tmp_path / "split.npz")
+    for role in ("query", "train", "database"):
+        assert np.array_equal(getattr(split, role), getattr(back, role))
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(SadhError, match="not a sadh split file"):
+        Split.load(tmp_path / "bad.npz")
+
+
+def test_split_errors(fashion_small) -> None:
+    with pytest.raises(SadhError, match="class 0 has 20 items"):
+        split_per_class(fashion_small.labels, 10, 10)
+    with pytest.raises(SadhError, match="cannot split 10 items"):
+        split_by_size(10, 5, 6)
+    with pytest.raises(SadhError, match="the train split is empty"):
+        Split(np.arange(3), np.arange(0), np.arange(3, 5))
+    with pytest.raises(SadhError, match="overlap"):
+        Split(np.arange(3), np.arange(2, 4), np.arange(5, 7)).check_disjoint(10)
+
+
+def test_multi_label_needs_size_split() -> None:
+    labels = np.array([[1, 1], [1, 0], [0, 1]], np.uint8)
+    with pytest.raises(SadhError, match="single-label"):
+        split_per_class(labels, 1, 1)
+
+
+def test_mosaic_labels_match_pasted_items(fashion_small) -> None:
+    data, split = make_mosaic_dataset(fashion_small, n_query=20, n_train=40, n_database=60, seed=5)
+    assert len(data) == 120 and data.images.shape[1:] == (56, 56)
+    split.check_disjoint(len(data))
+    counts = data.labels.sum(1)
+    assert counts.min() >= 1 and counts.max() <= 4 and len(np.unique(counts)) > 1
+    # every non-empty cell is an exact copy of a source item of a labelled class, and every labelled class appears
+    source_cls = fashion_small.labels.argmax(1)
+    lookup = {fashion_small.images[i].tobytes(): source_cls[i] for i in range(len(fashion_small))}
+    for img, lab in zip(data.images, data.labels):
+        seen = set()
+        for r in range(2):
+            for q in range(2):
+                cell = img[r * 28 : (r + 1) * 28, q * 28 : (q + 1) * 28]
+                if cell.any():
+                    seen.add(int(lookup[cell.tobytes()]))
+        assert seen == set(np.flatnonzero(lab).tolist())
+
+
+def test_mosaic_is_seeded(fashion_small) -> None:
+    a, _ = make_mosaic_dataset(fashion_small, 5, 5, 5, seed=1)
+    b, _ = make_mosaic_dataset(fashion_small, 5, 5, 5, seed=1)
+    c, _ = make_mosaic_dataset(fashion_small, 5, 5, 5, seed=2)
+    assert np.array_equal(a.images, b.images) and not np.array_equal(a.images, c.images)
