@@ -1,14 +1,151 @@
-"""`sadh-cli eval` (being built; see its issue)."""
+"""`sadh-cli eval`: retrieval quality of an exported model on a dataset split, with plots and a retrieval grid."""
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
+from .options import DataOptions, data_options
+
+GRID_QUERIES = 8
+GRID_TOPK = 10
+SEARCH_K = 100  # neighbours per query when timing the index search
+METRICS_NAME = "metrics.json"
+PR_NAME = "pr_curve.png"
+PAN_NAME = "precision_at_n.png"
+GRID_NAME = "retrieval_grid.png"
+PRECISION_NS = np.array([1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
+
+
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    """Floats for JSON, NaN as null."""
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+def database_subset(database: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """A seeded random subset of `size` database items, sorted (all of them when size is None or too big)."""
+    if size is None or size >= len(database):
+        return database
+    if size < 1:
+        raise SadhError(f"the database subset must hold at least 1 item, got {size}")
+    return np.sort(np.random.default_rng(seed).choice(database, size, replace=False))
+
+
+def grid_queries(labels: np.ndarray, count: int = GRID_QUERIES) -> np.ndarray:
+    """Positions of up to `count` queries for the grid, one per class first (rows of `labels`)."""
+    firsts = [int(np.flatnonzero(labels[:, c])[0]) for c in range(labels.shape[1]) if labels[:, c].any()]
+    rest = [i for i in range(len(labels)) if i not in set(firsts)]
+    return np.array(sorted(firsts[:count]) + rest[: max(0, count - len(firsts))], np.int64)
+
+
+def write_grid(data, q_idx: np.ndarray, db_idx: np.ndarray, q_codes: np.ndarray, index, path: Path) -> Path:
+    """Retrieval grid PNG: a few queries with their top-10 from `index` (ids = positions in db_idx)."""
+    from ..sdk.atomic import atomic_write_bytes
+    from ..sdk.grid import encode_png, retrieval_grid
+
+    rows = grid_queries(data.labels[q_idx])
+    _, found = index.search(q_codes[rows], GRID_TOPK)
+    queries = [data.image(q_idx[r]) for r in rows]
+    results = [[data.image(db_idx[j]) for j in hits if j >= 0] for hits in found]
+    q_labels = data.labels[q_idx[rows]]
+    relevant = np.array([[(data.labels[db_idx[j]] & q).any() if j >= 0 else False for j in hits] for q, hits in zip(q_labels, found)])
+    captions = [
+        [data.class_names[int(np.argmax(q))]] + [data.class_names[int(np.argmax(data.labels[db_idx[j]]))] for j in hits if j >= 0]
+        for q, hits in zip(q_labels, found)
+    ]
+    atomic_write_bytes(path, encode_png(retrieval_grid(queries, results, relevant, captions)))
+    return path
+
+
+def codes_of(index, ids: np.ndarray) -> np.ndarray:
+    """The packed codes stored in `index` under `ids` (SadhError naming the first id that is missing)."""
+    snap = index.snapshot()
+    at = np.minimum(np.searchsorted(snap.sorted_ids, ids), max(len(snap.sorted_ids) - 1, 0))
+    missing = snap.sorted_ids[at] != ids if len(snap.sorted_ids) else np.ones(len(ids), bool)
+    if missing.any():
+        raise SadhError(f"id {int(ids[missing][0])} is not in the index")
+    return index.codes[snap.sorted_pos[at]]
+
+
+def evaluate(
+    encoder, data, q_idx: np.ndarray, db_idx: np.ndarray, out_dir: Path, topk: int | None = None, db_codes: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Score queries `q_idx` against database items `db_idx` (codes given, or encoded here); write metrics.json, plots, grid."""
+    from ..sdk import metrics
+    from ..sdk.atomic import atomic_write_text
+    from ..sdk.index import HammingIndex
+    from ..train.evaluate import default_topk
+    from .encode_cmd import encode_items, timed
+    from .plots import plot_pr_curve, plot_precision_at_n
+
+    (q_codes, q_idx), seconds = timed(encode_items, encoder, data, q_idx, "queries")
+    encoded = len(q_idx)
+    if db_codes is None:
+        (db_codes, db_idx), t_db = timed(encode_items, encoder, data, db_idx, "database images")
+        seconds, encoded = seconds + t_db, encoded + len(db_idx)
+    q_labels, db_labels = data.labels[q_idx], data.labels[db_idx]
+    index = HammingIndex(encoder.bits)
+    index.add(db_codes)
+    t0 = time.perf_counter()
+    index.search(q_codes, min(SEARCH_K, len(db_idx)))
+    search_s = time.perf_counter() - t0
+    k = topk if topk is not None else default_topk(db_labels)
+    ns = PRECISION_NS[PRECISION_NS <= len(db_idx)]
+    scores = metrics.mean_average_precision(q_codes, db_codes, q_labels, db_labels, topk=k)
+    pan = (ns, metrics.precision_at_n(q_codes, db_codes, q_labels, db_labels, ns))
+    pr = metrics.precision_recall_by_radius(q_codes, db_codes, q_labels, db_labels)
+    result: dict[str, Any] = {
+        "model": str(encoder.path),
+        "precision": encoder.precision,
+        "bits": encoder.bits,
+        "dataset": data.name,
+        "queries": int(len(q_idx)),
+        "database": int(len(db_idx)),
+        "topk": k,  # None: the whole database
+        "map": scores.map,
+        "map_tie_aware": scores.tie_aware_map,
+        "precision_at_n": {"n": ns.tolist(), "precision": pan[1].tolist()},
+        "pr_by_radius": {"radius": list(range(len(pr[0]))), "precision": _json_floats(pr[0]), "recall": _json_floats(pr[1])},
+        "encode_ms_per_image": 1000 * seconds / encoded,
+        "search_us_per_query": 1e6 * search_s / len(q_idx),
+        "search_k": min(SEARCH_K, len(db_idx)),
+    }
+    title = f"{data.name}, {encoder.bits} bits, {encoder.precision}"
+    plot_pr_curve({encoder.precision: pr}, out_dir / PR_NAME, title)
+    plot_precision_at_n({encoder.precision: pan}, out_dir / PAN_NAME, title)
+    write_grid(data, q_idx, db_idx, q_codes, index, out_dir / GRID_NAME)
+    atomic_write_text(out_dir / METRICS_NAME, json.dumps(result, indent=1))
+    return result
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app."""
+    """Add the `eval` command to the app."""
 
-    @app.command("eval", help="(not available yet: its issue is open)")
-    def _cmd() -> None:
-        raise SadhError("`sadh-cli eval` is not available yet")
+    @app.command("eval")
+    @data_options
+    def eval_(
+        opts: DataOptions,
+        model: Path = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine)."),
+        out: Path = typer.Option(Path("report"), "--out", "-o", help="Report folder (metrics.json and PNGs)."),
+        topk: Optional[int] = typer.Option(None, min=1, help="mAP@K cut-off (default: all for single-label, 5000 for multi-label)."),
+        database: Optional[int] = typer.Option(None, min=1, help="Evaluate against a seeded random subset of this many database items."),
+        batch: int = typer.Option(64, min=1, help="Images per model call."),
+    ) -> None:
+        """Score query-vs-database retrieval: mAP@K, tie-aware mAP, precision@N, precision-recall by radius."""
+        from .encode_cmd import open_encoder
+
+        encoder = open_encoder(model, batch)
+        data, split = opts.load()
+        r = evaluate(encoder, data, split.query, database_subset(split.database, database, opts.seed), out, topk)
+        typer.echo(
+            f"mAP@{r['topk'] or 'all'} {r['map']:.4f} (tie-aware {r['map_tie_aware']:.4f}) on {r['queries']} queries x "
+            f"{r['database']} database, {r['bits']} bits, {r['precision']}; encode {r['encode_ms_per_image']:.2f} ms/image, "
+            f"search {r['search_us_per_query']:.0f} us/query"
+        )
+        typer.echo(f"wrote {out / METRICS_NAME}, {out / PR_NAME}, {out / PAN_NAME}, {out / GRID_NAME}")
+        typer.echo(f"next: sadh-cli index build --model {model} --out index.sidx")

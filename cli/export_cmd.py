@@ -1,14 +1,96 @@
-"""`sadh-cli export` (being built; see its issue)."""
+"""`sadh-cli export`: checkpoint -> ONNX FP32 [+ FP16, INT8 (TensorRT Q/DQ + CPU), TensorRT engines], parity-checked."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..sdk.errors import SadhError
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..export.api import ExportResult
+    from ..export.report import ReportRow
+
+ONNX_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-cpu")
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app."""
+    """Add the `export` command to the app."""
 
-    @app.command("export", help="(not available yet: its issue is open)")
-    def _cmd() -> None:
-        raise SadhError("`sadh-cli export` is not available yet")
+    @app.command("export")
+    def export_command(
+        checkpoint: Path = typer.Argument(..., help="Checkpoint written by `sadh-cli train` (e.g. runs/NAME/best.pt)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: the checkpoint's folder)."),
+        fp16: bool = typer.Option(False, "--fp16", help="Also write an FP16 ONNX model (float32 inputs/outputs) for GPUs."),
+        int8: bool = typer.Option(False, "--int8", help="Also write INT8 models: .int8-qdq.onnx (TensorRT) and .int8-cpu.onnx."),
+        engine: bool = typer.Option(False, "--engine", help="Build TensorRT engines (or print the trtexec commands)."),
+        calib_images: int = typer.Option(300, min=1, help="Training images used to calibrate INT8."),
+        calib_method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
+        qdq_tool: str = typer.Option("onnxruntime", help="Writer of the TensorRT Q/DQ model: onnxruntime | modelopt (if installed)."),
+        batch_min: int = typer.Option(1, min=1, help="Smallest batch of the engine's optimisation profile."),
+        batch_opt: int = typer.Option(8, min=1, help="Batch the engine is tuned for."),
+        batch_max: int = typer.Option(32, min=1, help="Largest batch of the engine's optimisation profile."),
+        parity_threshold: float = typer.Option(0.999, min=0, max=1, help="Least fraction of identical sign bits, FP32."),
+        fp16_threshold: float = typer.Option(0.99, min=0, max=1, help="Least fraction of identical sign bits, FP16."),
+        int8_threshold: float = typer.Option(0.90, min=0, max=1, help="Least fraction of identical sign bits, INT8."),
+        run_eval: bool = typer.Option(False, "--eval", help="Then report mAP and CPU speed of every exported model."),
+        eval_queries: int = typer.Option(500, min=1, help="--eval: queries (evenly spread over the query split)."),
+        eval_database: int = typer.Option(2000, min=1, help="--eval: database items (a subsample, for speed)."),
+    ) -> None:
+        """Export a checkpoint; prints each file with its precision, size, time and parity against torch."""
+        from rich.console import Console
+
+        from ..export.api import export_model
+        from ..export.report import report_export
+        from ..export.tensorrt_build import BatchProfile
+
+        console = Console()
+        out_dir = out if out is not None else checkpoint.parent
+        result = export_model(
+            checkpoint, out_dir, fp16=fp16, int8=int8, engine=engine,
+            calib_images=calib_images, calib_method=calib_method, qdq_tool=qdq_tool,
+            parity_threshold=parity_threshold, fp16_threshold=fp16_threshold, int8_threshold=int8_threshold,
+            batch=BatchProfile(batch_min, batch_opt, batch_max), log=lambda line: console.print(line, style="dim", markup=False, highlight=False),
+        )
+        console.print(artifact_table(result))
+        if result.trtexec:
+            console.print("TensorRT is not installed here; build the engine(s) on the target GPU with:")
+            for command in result.trtexec:
+                console.print(f"  {command}", soft_wrap=True, highlight=False)
+        models = {a.precision: a.path for a in result.artifacts if a.precision in ONNX_PRECISIONS}
+        if run_eval:
+            console.print(report_table(report_export(checkpoint, models, queries=eval_queries, database=eval_database)))
+        runtime = models.get("int8-cpu", models["fp32"])
+        next_step = f"next: sadh-cli index build --model {runtime} --data {result.info.dataset} --out index.sidx"
+        console.print(next_step, soft_wrap=True, highlight=False)
+
+
+def artifact_table(result: ExportResult) -> Table:
+    """A rich table of the files an export wrote."""
+    from rich.table import Table
+
+    folder = result.artifacts[0].path.parent if result.artifacts else ""
+    table = Table(title=f"export to {folder}: {result.info.backbone}, {result.info.bits} bits")
+    for column in ("file", "precision", "size", "time", "parity vs torch"):
+        table.add_column(column, justify="right" if column in ("size", "time") else "left")
+    for a in result.artifacts:
+        parity = "" if a.parity is None else f"{a.parity.bit_agreement:.2%} bits, max |d| {a.parity.max_abs_diff:.1e}"
+        table.add_row(a.path.name, a.precision, f"{a.size_bytes / 1e6:.2f} MB", f"{a.seconds:.1f} s", parity)
+    return table
+
+
+def report_table(rows: list[ReportRow]) -> Table:
+    """A rich table of the accuracy and speed report."""
+    from rich.table import Table
+
+    table = Table(title="accuracy (mAP@all) and onnxruntime CPU speed")
+    for column in ("model", "precision", "mAP", "batch 1 ms", "batch 1 img/s", "batch 32 img/s"):
+        table.add_column(column, justify="left" if column in ("model", "precision") else "right")
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "" if value is None else format(value, spec)
+
+    for r in rows:
+        table.add_row(r.model, r.precision, f"{r.map:.4f}", fmt(r.batch1_ms, ".1f"), fmt(r.batch1_ips, ".0f"), fmt(r.batch32_ips, ".0f"))
+    return table

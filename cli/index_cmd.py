@@ -1,14 +1,100 @@
-"""`sadh-cli index` (being built; see its issue)."""
+"""`sadh-cli index build|info`: encode a dataset split into a Hamming index file plus its JSON sidecar."""
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
+from .options import DataOptions, data_options
+
+ROLES = ("database", "query", "train", "all")
+
+
+def role_indices(split, n_items: int, role: str) -> np.ndarray:
+    """Dataset indices of a split role ("all": every item)."""
+    if role not in ROLES:
+        raise SadhError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    return np.arange(n_items, dtype=np.int64) if role == "all" else getattr(split, role)
+
+
+def dataset_spec(opts: DataOptions, role: str) -> dict:
+    """The dataset options (JSON-able) plus the role, so a sidecar can name its items without paths."""
+    spec = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()}
+    return {**spec, "role": role}
+
+
+def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | None) -> tuple[object, float]:
+    """Encode items `index` of `data`, write the index (ids = dataset indices) and its sidecar; return (index, seconds)."""
+    from ..sdk.index import HammingIndex
+    from ..sdk.retriever import Sidecar, sidecar_path
+    from .encode_cmd import encode_items, timed
+
+    (codes, ids), seconds = timed(encode_items, encoder, data, index)
+    hindex = HammingIndex(encoder.bits)
+    hindex.add(codes, ids)
+    hindex.save(out)
+    Sidecar(
+        ids=ids.tolist(),
+        labels=[np.flatnonzero(data.labels[i]).tolist() for i in ids],
+        class_names=list(data.class_names),
+        paths=[data.paths[i] for i in ids] if data.paths is not None else None,
+        dataset=dataset,
+        model=str(encoder.path.resolve()),
+    ).save(sidecar_path(out))
+    return hindex, seconds
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app."""
+    """Add the `index` command group to the app."""
+    group = typer.Typer(help="Build and inspect Hamming index files.", no_args_is_help=True)
+    app.add_typer(group, name="index")
 
-    @app.command("index", help="(not available yet: its issue is open)")
-    def _cmd() -> None:
-        raise SadhError("`sadh-cli index` is not available yet")
+    @group.command("build")
+    @data_options
+    def build(
+        opts: DataOptions,
+        model: Path = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine)."),
+        out: Path = typer.Option(Path("index.sidx"), "--out", "-o", help="Index file to write (sidecar: OUT.json)."),
+        role: str = typer.Option("database", help=f"Which items to index: {' | '.join(ROLES)}."),
+        batch: int = typer.Option(64, min=1, help="Images per model call."),
+    ) -> None:
+        """Encode a dataset split and write a Hamming index with a sidecar of labels and paths."""
+        from ..sdk.retriever import sidecar_path
+        from .encode_cmd import open_encoder
+
+        encoder = open_encoder(model, batch)
+        data, split = opts.load()
+        index = role_indices(split, len(data), role)
+        hindex, seconds = build_index(encoder, data, index, out, dataset_spec(opts, role))
+        typer.echo(
+            f"wrote {out}: {len(hindex)} codes of {hindex.bits} bits from {data.name} ({role}), "
+            f"{out.stat().st_size / 1e6:.2f} MB, {seconds:.1f} s ({1000 * seconds / max(1, len(index)):.2f} ms/image); "
+            f"sidecar {sidecar_path(out)}"
+        )
+        typer.echo(f"next: sadh-cli search --index {out} --model {model} IMAGE_OR_FOLDER -k 10")
+
+    @group.command("info")
+    def info(index: Path = typer.Argument(..., help="Index file (.sidx).")) -> None:
+        """Print an index file's code length, size and what its sidecar says."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..sdk.index import HammingIndex
+        from ..sdk.retriever import Sidecar, sidecar_path
+
+        hindex = HammingIndex.load(index, mmap=True)
+        table = Table(title=str(index), show_header=False)
+        table.add_row("codes", str(len(hindex)))
+        table.add_row("bits", str(hindex.bits))
+        table.add_row("file size", f"{index.stat().st_size / 1e6:.2f} MB")
+        if sidecar_path(index).is_file():
+            side = Sidecar.load(sidecar_path(index))
+            table.add_row("model", side.model or "?")
+            table.add_row("classes", ", ".join(side.class_names))
+            table.add_row("items", "file paths" if side.paths is not None else f"dataset {side.dataset}")
+        else:
+            table.add_row("sidecar", "none (ids only)")
+        Console().print(table)

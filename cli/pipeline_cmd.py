@@ -1,14 +1,193 @@
-"""`sadh-cli pipeline` (being built; see its issue)."""
+"""`sadh-cli pipeline`: the main job - train, export FP32 + INT8, index the database, evaluate every precision.
+
+Run folder (default runs/pipeline/): train/ (checkpoints), export/ (ONNX models), index/ (one index per
+runtime model, with sidecars), report/ (summary.json, comparison plots, one sub-folder per precision).
+Each stage is reused when its output is already there and finished, so an interrupted run resumes.
+"""
 from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
-from ..sdk.errors import SadhError
+RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
+INDEXED_PRECISIONS = ("fp32", "int8-cpu")  # get a full database index
+TRAIN_NAME, EXPORT_NAME, INDEX_NAME, REPORT_NAME = "train", "export", "index", "report"
+SUMMARY_NAME = "summary.json"
+DEFAULT_EVAL_DATABASE = 10_000
+QUICK_TRAIN = dict(query_per_class=10, train_per_class=40, epochs=1, label_epochs=1, eval_database=400)
+QUICK_CALIB_IMAGES = 32
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What the later stages need from training: the run folder, its best checkpoint and that checkpoint's mAP."""
+
+    run_dir: Path
+    best: Path
+    best_map: float | None
+
+
+def finished_training(run_dir: Path) -> Trained | None:
+    """The finished run in `run_dir` (its last epoch reached), else None."""
+    from ..train.checkpoint import load_checkpoint
+
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    if not (last.is_file() and best.is_file()):
+        return None
+    state = load_checkpoint(last, ("epoch", "config", "best_map"))
+    if int(state["epoch"]) < int(state["config"]["epochs"]):
+        return None
+    return Trained(run_dir, best, state["best_map"])
+
+
+def exported_models(export_dir: Path, checkpoint: Path) -> dict[str, Path]:
+    """Exported ONNX models newer than `checkpoint`, by the precision recorded in their metadata."""
+    from ..sdk.encoder import Encoder
+
+    found = {}
+    for path in sorted(export_dir.glob("*.onnx")) if export_dir.is_dir() else []:
+        if path.stat().st_mtime >= checkpoint.stat().st_mtime:
+            found.setdefault(Encoder(path).precision, path)
+    return found
+
+
+def run_training(cfg, console) -> Trained:
+    """Train (resuming an interrupted run), or reuse a finished one."""
+    from ..train.trainer import train
+
+    run_dir = Path(cfg.out) / cfg.name
+    done = finished_training(run_dir)
+    if done is not None:
+        console.print(f"[yellow]reusing finished training in {run_dir} (best mAP {done.best_map:.4f})[/]")
+        return done
+    cfg.resume = (run_dir / "last.pt").is_file()
+    console.print(f"[bold]1/4 training[/] {cfg.backbone}, {cfg.bits} bits, {cfg.epochs} epochs" + (" (resuming)" if cfg.resume else ""))
+    result = train(cfg)
+    return Trained(result.run_dir, result.best, result.best_map)
+
+
+def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, console) -> dict[str, Path]:
+    """Export FP32 + INT8 models (calibration: the exporter's default count unless given), or reuse a newer export."""
+    from ..export.api import export_model
+    from ..sdk.errors import SadhError
+
+    models = exported_models(export_dir, checkpoint)
+    if all(p in models for p in RUNTIME_PRECISIONS):
+        console.print(f"[yellow]reusing the export in {export_dir}[/]")
+        return models
+    console.print("[bold]2/4 exporting[/] ONNX FP32 + INT8 (TensorRT Q/DQ and CPU)")
+    calib = {} if calib_images is None else {"calib_images": calib_images}
+    export_model(checkpoint, export_dir, int8=True, log=lambda line: console.print(f"  {line}"), **calib)
+    models = exported_models(export_dir, checkpoint)
+    missing = [p for p in RUNTIME_PRECISIONS if p not in models]
+    if missing:
+        raise SadhError(f"the export in {export_dir} did not produce {', '.join(missing)} models")
+    return models
+
+
+def summary_table(rows: list[dict[str, Any]], title: str):
+    """A rich table: one row per precision."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("model", "mAP", "tie-aware mAP", "encode ms/image", "search us/query", "size MB"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for r in rows:
+        table.add_row(
+            r["name"], fmt(r.get("map"), ".4f"), fmt(r.get("map_tie_aware"), ".4f"), fmt(r.get("encode_ms_per_image"), ".3f"),
+            fmt(r.get("search_us_per_query"), ".1f"), fmt(r.get("size_mb"), ".2f"),
+        )
+    return table
+
+
+def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, console) -> tuple[list[dict[str, Any]], int, int]:
+    """Index the database with the INDEXED_PRECISIONS models, evaluate every model; (rows, queries, database size)."""
+    from ..sdk.encoder import Encoder
+    from ..train.trainer import load_data
+    from .eval_cmd import codes_of, database_subset, evaluate
+    from .index_cmd import build_index, dataset_spec
+    from .options import DataOptions
+
+    dataset, split = load_data(cfg)
+    eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)  # the subset training's mAP used
+    index_items = split.database if full_index else eval_db
+    opts = DataOptions(
+        data=cfg.data, data_dir=cfg.data_dir, image_root=cfg.image_root, class_names=cfg.class_names, split=cfg.split,
+        seed=cfg.split_seed, query_per_class=cfg.query_per_class, train_per_class=cfg.train_per_class,
+    )
+    rows = []
+    for precision in RUNTIME_PRECISIONS:
+        encoder = Encoder(models[precision])
+        row: dict[str, Any] = {"name": f"ONNX {precision}", "model": str(models[precision]), "size_mb": models[precision].stat().st_size / 1e6}
+        db_codes = None
+        if precision in INDEXED_PRECISIONS:
+            console.print(f"[bold]3/4 indexing[/] {len(index_items)} database images with the {precision} model")
+            index_path = out / INDEX_NAME / f"{precision}.sidx"
+            hindex, seconds = build_index(encoder, dataset, index_items, index_path, dataset_spec(opts, "database"))
+            db_codes = codes_of(hindex, eval_db)
+            row.update(index=str(index_path), index_ms_per_image=1000 * seconds / len(index_items))
+        console.print(f"[bold]4/4 evaluating[/] {precision}: {len(split.query)} queries x {len(eval_db)} database")
+        metrics = evaluate(encoder, dataset, split.query, eval_db, out / REPORT_NAME / precision, None, db_codes)
+        row.update({k: metrics[k] for k in ("map", "map_tie_aware", "encode_ms_per_image", "search_us_per_query", "topk")})
+        rows.append({**row, "metrics": metrics})
+    return rows, len(split.query), len(eval_db)
+
+
+def write_report(rows: list[dict[str, Any]], report: Path, title: str, extra: dict[str, Any]) -> None:
+    """Comparison plots over the ONNX rows and summary.json (rows without their full metrics)."""
+    from ..sdk.atomic import atomic_write_text
+    from .eval_cmd import PAN_NAME, PR_NAME
+    from .plots import plot_pr_curve, plot_precision_at_n
+
+    onnx_rows = [r for r in rows if "metrics" in r]
+    pr = {r["name"]: (r["metrics"]["pr_by_radius"]["precision"], r["metrics"]["pr_by_radius"]["recall"]) for r in onnx_rows}
+    pan = {r["name"]: (r["metrics"]["precision_at_n"]["n"], r["metrics"]["precision_at_n"]["precision"]) for r in onnx_rows}
+    plot_pr_curve(pr, report / PR_NAME, title)
+    plot_precision_at_n(pan, report / PAN_NAME, title)
+    summary = {"title": title, **extra, "rows": [{k: v for k, v in r.items() if k != "metrics"} for r in rows]}
+    atomic_write_text(report / SUMMARY_NAME, json.dumps(summary, indent=1))
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app."""
+    """Add the `pipeline` command to the app."""
 
-    @app.command("pipeline", help="(not available yet: its issue is open)")
-    def _cmd() -> None:
-        raise SadhError("`sadh-cli pipeline` is not available yet")
+    @app.command("pipeline")
+    def pipeline(
+        out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o", help="Run folder (reused stages are picked up from here)."),
+        epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the training recipe's)."),
+        bits: int = typer.Option(32, help="Code length (multiple of 8)."),
+        data: str = typer.Option("fashion-mnist", help="Dataset, as `--data` of the other commands names it."),
+        database: Optional[int] = typer.Option(
+            DEFAULT_EVAL_DATABASE, min=1, help="Evaluate against a seeded subset of this many database items (training's mAP uses the same)."
+        ),
+        quick: bool = typer.Option(False, "--quick", help="Tiny subset and one epoch: checks the whole chain in about a minute."),
+    ) -> None:
+        """Train -> export FP32 + INT8 -> index the database -> evaluate every precision; print a summary table."""
+        from rich.console import Console
+
+        from ..train.config import TrainConfig
+
+        console = Console()
+        t_start = time.perf_counter()
+        settings: dict[str, Any] = dict(QUICK_TRAIN) if quick else {"eval_database": database}
+        if epochs is not None:
+            settings["epochs"] = epochs
+        cfg = TrainConfig(bits=bits, data=data, out=str(out), run_name=TRAIN_NAME, **settings)
+        trained = run_training(cfg, console)
+        models = run_export(trained.best, out / EXPORT_NAME, QUICK_CALIB_IMAGES if quick else None, console)
+        onnx_rows, n_query, n_db = evaluate_models(models, cfg, out, not quick, console)
+        rows = [{"name": "torch (training)", "map": trained.best_map}, *onnx_rows]
+        topk = onnx_rows[0]["topk"]
+        title = f"{data}, {bits} bits, mAP@{topk or 'all'} on {n_query} queries x {n_db} database"
+        seconds = time.perf_counter() - t_start
+        report = out / REPORT_NAME
+        write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})
+        console.print(summary_table(rows, title))
+        console.print(f"report: {report} (summary.json, pr_curve.png, precision_at_n.png, one folder per precision); {seconds:.0f} s")
+        console.print(f"next: python examples/camera_app.py 0 --model {models['int8-cpu']} --index {out / INDEX_NAME / 'int8-cpu.sidx'}")

@@ -1,5 +1,8 @@
-"""`sadh-cli search` (being built; see its issue)."""
+"""`sadh-cli search`: the nearest indexed items of query images, as a table per query."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -7,8 +10,44 @@ from ..sdk.errors import SadhError
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app."""
+    """Add the `search` command to the app."""
 
-    @app.command("search", help="(not available yet: its issue is open)")
-    def _cmd() -> None:
-        raise SadhError("`sadh-cli search` is not available yet")
+    @app.command("search")
+    def search(
+        images: List[Path] = typer.Argument(..., help="Query image files and/or folders."),
+        index: Path = typer.Option(..., "--index", "-i", help="Index file written by `sadh-cli index build`."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Exported model (default: the one the index was built with)."),
+        k: int = typer.Option(10, "-k", "--k", min=1, help="Neighbours per query."),
+    ) -> None:
+        """Encode query images and print their k nearest indexed items (id, Hamming distance, label, path)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..sdk.index import HammingIndex
+        from ..sdk.retriever import Sidecar, sidecar_path
+        from .encode_cmd import expand_images, open_encoder, report_failures
+
+        hindex = HammingIndex.load(index)
+        side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
+        if model is None:
+            if side is None or not side.model:
+                raise SadhError(f"{index}: no sidecar names the model; pass --model")
+            model = Path(side.model)
+        encoder = open_encoder(model)
+        if encoder.bits != hindex.bits:
+            raise SadhError(f"{index} holds {hindex.bits}-bit codes but {model} makes {encoder.bits}-bit codes")
+        files = expand_images(images)
+        codes, failures = encoder.encode_files(files)
+        bad = report_failures(failures, len(files))
+        distances, ids = hindex.search(codes, k)
+        console = Console()
+        for query, dist, found in zip([f for f in map(str, files) if f not in bad], distances, ids):
+            table = Table(title=f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}")
+            for column in ("rank", "id", "distance", "label", "path"):
+                table.add_column(column, justify="right" if column in ("rank", "id", "distance") else "left")
+            for rank, (d, i) in enumerate(zip(dist, found), 1):
+                if i < 0:
+                    break
+                labels = ",".join(side.label_names(i)) if side else ""
+                table.add_row(str(rank), str(i), str(d), labels, (side.path(i) or "") if side else "")
+            console.print(table)

@@ -1,14 +1,92 @@
-"""`sadh-cli train` (being built; see its issue)."""
+"""`sadh-cli train`: train SADH (or the DPSH / CSQ baselines) on a dataset; run under `torchrun` for multi-GPU."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
 from ..sdk.errors import SadhError
+from .options import DataOptions, data_options
+
+
+def parse_bits(values: list[str]) -> list[int]:
+    """`--bits 16,32 --bits 64` -> [16, 32, 64] (validation happens in the training config)."""
+    out = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise SadhError(f"--bits takes integers like 32 or 16,32,48,64, got {part!r}") from None
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app."""
+    """Add the `train` command to the app."""
 
-    @app.command("train", help="(not available yet: its issue is open)")
-    def _cmd() -> None:
-        raise SadhError("`sadh-cli train` is not available yet")
+    @app.command("train")
+    @data_options
+    def train_command(
+        opts: DataOptions,
+        method: str = typer.Option("sadh", help="sadh | dpsh | csq (baselines share the harness)."),
+        backbone: str = typer.Option("small_cnn", help="small_cnn | efficientnet_lite0 | resnet18 | resnet50."),
+        pretrained: Optional[bool] = typer.Option(
+            None, "--pretrained/--no-pretrained", help="Start from shipped ImageNet weights (default: if the backbone has some)."
+        ),
+        backbone_weights: Optional[Path] = typer.Option(None, help="Backbone weights (.pt / .safetensors) to start from."),
+        bits: list[str] = typer.Option(["32"], help="Code length(s): repeat or comma-separate (16,32,48,64); one run each."),
+        recipe: str = typer.Option("fast", help="fast (tuned for CPU) | reference (the SADH paper's optimiser settings)."),
+        epochs: Optional[int] = typer.Option(None, min=1, help="Stage-2 epochs (default: from the recipe)."),
+        batch_size: Optional[int] = typer.Option(None, min=1, help="Batch size per process (default: from the recipe)."),
+        lr: Optional[float] = typer.Option(None, help="Stage-2 learning rate (default: from the recipe)."),
+        input_size: Optional[int] = typer.Option(None, help="Network input size in pixels (default: the backbone's)."),
+        amp: str = typer.Option("auto", help="auto | bf16 | fp16 | off (auto: bf16/fp16 on CUDA, off on CPU)."),
+        compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+        device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+        threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: torch's choice)."),
+        eval_every: Optional[int] = typer.Option(
+            None, min=1, help="Evaluate mAP every N epochs and after the last (default: TrainConfig.eval_every)."
+        ),
+        eval_database: Optional[int] = typer.Option(
+            None, min=0, help="mAP against a seeded subset of this many database items, 0 = all (default: TrainConfig's)."
+        ),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT/NAME from its last.pt."),
+        out: Path = typer.Option(Path("runs"), help="Folder that holds the run folders."),
+        run_name: Optional[str] = typer.Option(None, help="Run folder name (default: DATA-METHOD-BACKBONE-BITSb)."),
+    ) -> None:
+        """Train a hashing network; writes OUT/NAME/best.pt, last.pt, log.jsonl and split.npz."""
+        from ..train import distributed
+        from ..train.config import TrainConfig
+        from ..train.trainer import train
+
+        settings: dict[str, Any] = dict(
+            method=method, backbone=backbone, pretrained=pretrained,
+            backbone_weights=str(backbone_weights) if backbone_weights else None,
+            recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size, amp=amp,
+            compile=compile, device=device, threads=threads, eval_every=eval_every, eval_database=eval_database,
+            resume=resume, out=str(out), run_name=run_name,
+            data=opts.data, data_dir=_str(opts.data_dir), image_root=_str(opts.image_root),
+            class_names=_str(opts.class_names), split=_str(opts.split), split_seed=opts.seed, seed=opts.seed,
+            query_per_class=opts.query_per_class, train_per_class=opts.train_per_class,
+        )
+        given = {k: v for k, v in settings.items() if v is not None}
+        configs = [TrainConfig(bits=b, **given) for b in parse_bits(bits)]
+        if run_name and len(configs) > 1:
+            raise SadhError("--run-name names one run; drop it to train several bit lengths")
+        data, split = opts.load()
+        main = int(os.environ.get("RANK", "0")) == 0
+        try:
+            for cfg in configs:
+                result = train(cfg, data, split)
+                if main:
+                    shown = "n/a" if result.best_map is None else f"{result.best_map:.4f}"
+                    typer.echo(f"{cfg.bits} bits: best mAP {shown}; checkpoint {result.best} (last: {result.last})")
+                    typer.echo(f"next: sadh-cli export {result.best} --int8")
+        finally:
+            distributed.teardown()
+
+
+def _str(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(path)

@@ -1,1 +1,30 @@
-"""placeholder."""
+"""sadh.sdk: the torch-free runtime (numpy, OpenCV, onnxruntime): encoder, codes, Hamming index, metrics, data."""
+from .codes import hamming_distance, pack_codes, unpack_codes
+from .encoder import Encoder
+from .errors import SadhError
+from .grid import retrieval_grid
+from .index import HammingIndex
+from .metrics import MAPResult, mean_average_precision, precision_at_n, precision_recall_by_radius
+from .mih import MultiIndexHashingIndex
+from .preprocess import Preprocess, preprocess
+from .retriever import Retriever, Sidecar, sidecar_path
+
+__all__ = [
+    "Encoder",
+    "HammingIndex",
+    "MAPResult",
+    "MultiIndexHashingIndex",
+    "Preprocess",
+    "Retriever",
+    "SadhError",
+    "Sidecar",
+    "hamming_distance",
+    "mean_average_precision",
+    "pack_codes",
+    "precision_at_n",
+    "precision_recall_by_radius",
+    "preprocess",
+    "retrieval_grid",
+    "sidecar_path",
+    "unpack_codes",
+]

@@ -1,0 +1,58 @@
+"""Evaluation plots (matplotlib, Agg backend, written atomically): precision-recall by Hamming radius, precision@N."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..sdk.atomic import atomic_write_bytes
+
+DPI = 120
+
+
+def _figure():
+    """A new (figure, axes) pair on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5.5, 4.2))
+
+
+def _save(fig, path: Path) -> Path:
+    """Write the figure as PNG to `path` atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def plot_pr_curve(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str) -> Path:
+    """Precision against recall, one line per name -> (precision, recall) over Hamming radii 0..bits."""
+    fig, ax = _figure()
+    for name, (precision, recall) in curves.items():
+        ax.plot(np.asarray(recall, float), np.asarray(precision, float), marker=".", label=name)  # None -> NaN: no point
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_precision_at_n(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path, title: str) -> Path:
+    """Precision of the top N results against N, one line per name -> (N values, precision)."""
+    fig, ax = _figure()
+    for name, (ns, precision) in curves.items():
+        ax.plot(np.asarray(ns, float), np.asarray(precision, float), marker=".", label=name)
+    ax.set(xlabel="N (top results)", ylabel="precision@N", ylim=(0, 1.02))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

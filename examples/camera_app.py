@@ -1,0 +1,73 @@
+"""Camera app example: encode each frame of a camera or video file and print its best match in a Hamming index.
+
+    python examples/camera_app.py --model model.int8-cpu.onnx --index index.sidx 0            # camera 0
+    python examples/camera_app.py --model model.onnx --index index.sidx clip.avi --max-frames 100
+
+Uses only the torch-free runtime (`sadh.sdk`): Encoder + HammingIndex, and the index sidecar for labels/paths.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import cv2
+
+from sadh.sdk.encoder import Encoder
+from sadh.sdk.errors import SadhError
+from sadh.sdk.index import HammingIndex
+from sadh.sdk.retriever import Retriever, Sidecar, sidecar_path
+
+
+def open_capture(source: str) -> cv2.VideoCapture:
+    """A VideoCapture on a camera index ("0") or a video file path; SadhError if it does not open."""
+    capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    if not capture.isOpened():
+        raise SadhError(f"cannot open camera or video {source!r}")
+    return capture
+
+
+def run(model: str, index_path: str, source: str, max_frames: int | None) -> int:
+    """Match frames until the source ends or max_frames; print one line per frame; return the frame count."""
+    retriever = Retriever(Encoder(model, max_batch=1), HammingIndex.load(index_path, mmap=True))
+    side = Sidecar.load(sidecar_path(index_path)) if sidecar_path(index_path).is_file() else None
+    capture = open_capture(source)
+    frame_no = 0
+    try:
+        while max_frames is None or frame_no < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            t0 = time.perf_counter()
+            ids, distances = retriever.query(frame, k=1)
+            ms = 1000 * (time.perf_counter() - t0)
+            if len(ids):
+                what = side.describe(ids[0]) if side else ""
+                print(f"frame {frame_no} id {ids[0]} distance {distances[0]} {what} ({ms:.1f} ms)", flush=True)
+            else:
+                print(f"frame {frame_no} no match (empty index) ({ms:.1f} ms)", flush=True)
+            frame_no += 1
+    finally:
+        capture.release()
+    return frame_no
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run; user errors print one line and return 2."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="camera index (0, 1, ...) or a video file path")
+    parser.add_argument("--model", required=True, help="exported model (.onnx or TensorRT .engine)")
+    parser.add_argument("--index", required=True, help="index file from `sadh-cli index build`")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    args = parser.parse_args(argv)
+    try:
+        count = run(args.model, args.index, args.source, args.max_frames)
+    except SadhError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{count} frames", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

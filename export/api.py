@@ -1,0 +1,150 @@
+"""`export_model`: checkpoint -> ONNX FP32 [+ FP16, INT8 Q/DQ (TensorRT), INT8 CPU, TensorRT engines],
+each parity-checked against torch on real validation images."""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..sdk.data import LabeledImages, Split
+from ..sdk.errors import SadhError
+from ..train.checkpoint import ModelInfo, load_model
+from .fp16 import convert_fp16
+from .onnx_export import DEFAULT_OPSET, export_onnx
+from .ort_run import cpu_session, run_codes
+from .parity import Parity, compare_codes, require_parity
+from .qdq_rules import check_qdq
+from .calibration import calibration_method
+from .modelopt_quantize import modelopt_available, quantize_qdq_modelopt
+from .quantize import CPU_FLAVOUR, TENSORRT_FLAVOUR, pack_nodes, preprocess_for_quantization, quantize_int8
+from .samples import checkpoint_dataset, model_inputs, spread
+from .torch_ref import torch_codes
+from .tensorrt_build import BatchProfile, build_engine, source_onnx, tensorrt_version, trtexec_command
+
+PARITY_IMAGES = 256
+QDQ_TOOLS = ("onnxruntime", "modelopt")  # who writes the TensorRT-bound Q/DQ model
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file an export wrote."""
+
+    path: Path
+    precision: str
+    size_bytes: int
+    seconds: float
+    parity: Parity | None = None
+
+
+@dataclass
+class ExportResult:
+    """What `export_model` produced; `trtexec` holds the engine commands to run where TensorRT is absent."""
+
+    info: ModelInfo
+    artifacts: list[Artifact] = field(default_factory=list)
+    trtexec: list[str] = field(default_factory=list)
+
+    def path(self, precision: str) -> Path:
+        """The file of one precision (fp32, fp16, int8-qdq, int8-cpu, calib, or an engine's precision)."""
+        for a in self.artifacts:
+            if a.precision == precision:
+                return a.path
+        raise SadhError(f"this export produced no {precision} file")
+
+
+def export_model(
+    checkpoint: Path,
+    out_dir: Path,
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    engine: bool = False,
+    calib_images: int = 300,
+    calib_method: str = "minmax",
+    qdq_tool: str = "onnxruntime",
+    parity_threshold: float = 0.999,
+    fp16_threshold: float = 0.99,
+    int8_threshold: float = 0.90,
+    parity_images: int = PARITY_IMAGES,
+    batch: BatchProfile = BatchProfile(),
+    packed: bool = True,
+    opset: int = DEFAULT_OPSET,
+    data: tuple[LabeledImages, Split] | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> ExportResult:
+    """Export a checkpoint; every model must agree with torch on `parity_images` validation images or SadhError."""
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if qdq_tool not in QDQ_TOOLS:
+        raise SadhError(f"unknown Q/DQ tool {qdq_tool!r}; choose one of {', '.join(QDQ_TOOLS)}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SadhError(f"--out {out_dir} is a file; name a folder")
+    if int8:
+        calibration_method(calib_method)  # fail before the slow steps
+        if qdq_tool == "modelopt" and not modelopt_available():
+            raise SadhError("--qdq-tool modelopt needs NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'")
+    model, info = load_model(checkpoint)
+    data, split = data if data is not None else checkpoint_dataset(checkpoint)
+    val = model_inputs(data, spread(split.query, parity_images), info.preprocess)
+    reference = torch_codes(model, val)
+    stem = checkpoint.stem
+    result = ExportResult(info)
+
+    def add(path: Path, precision: str, started: float, threshold: float | None) -> Path:
+        seconds, parity = time.perf_counter() - started, None
+        if threshold is not None:
+            parity = compare_codes(reference, run_codes(cpu_session(path), val))
+            log(f"{path.name}: parity {parity.summary()}")
+            require_parity(parity, threshold, path.name)
+        result.artifacts.append(Artifact(path, precision, path.stat().st_size, seconds, parity))
+        return path
+
+    t = time.perf_counter()
+    fp32 = export_onnx(model, info, out_dir / f"{stem}.onnx", packed=packed, opset=opset)
+    add(out_dir / f"{stem}.onnx", "fp32", t, parity_threshold)
+    if fp16:
+        t = time.perf_counter()
+        convert_fp16(fp32, out_dir / f"{stem}.fp16.onnx")
+        add(out_dir / f"{stem}.fp16.onnx", "fp16", t, fp16_threshold)
+    if int8:
+        calib = model_inputs(data, spread(split.train, calib_images), info.preprocess)
+        cache = out_dir / f"{stem}.calib.json"
+        cache.unlink(missing_ok=True)  # ranges of an older export must not leak into this one
+        with tempfile.TemporaryDirectory(prefix="sadh-export-") as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            preprocess_for_quantization(out_dir / f"{stem}.onnx", prepared)
+            for flavour in (TENSORRT_FLAVOUR, CPU_FLAVOUR):
+                t = time.perf_counter()
+                path = out_dir / f"{stem}.{flavour.precision}.onnx"
+                if flavour is TENSORRT_FLAVOUR and qdq_tool == "modelopt":
+                    quantized = quantize_qdq_modelopt(out_dir / f"{stem}.onnx", path, calib, calib_method, pack_nodes(fp32))
+                else:
+                    quantized = quantize_int8(prepared, path, calib, flavour, calib_method, cache)
+                if flavour is TENSORRT_FLAVOUR:
+                    check_qdq(quantized, path.name)
+                add(path, flavour.precision, t, int8_threshold)
+        result.artifacts.append(Artifact(cache, "calib", cache.stat().st_size, 0.0))
+    if engine:
+        _engines(result, out_dir, stem, fp16, int8, batch, log)
+    return result
+
+
+def _engines(
+    result: ExportResult, out_dir: Path, stem: str, fp16: bool, int8: bool, batch: BatchProfile, log: Callable[[str], None]
+) -> None:
+    """Build the engines of the asked precisions, or record the trtexec commands when TensorRT is absent."""
+    precisions = [p for p, on in (("fp16", fp16), ("int8", int8)) if on] or ["fp32"]
+    onnx_paths = {a.precision: a.path for a in result.artifacts}
+    version = tensorrt_version()
+    size = result.info.preprocess.input_size
+    for precision in precisions:
+        src = source_onnx(onnx_paths, precision, version)
+        if version is None:
+            engine = out_dir / f"{stem}.{precision}.engine"
+            result.trtexec.append(trtexec_command(src, engine, precision, batch, size, out_dir / "timing.cache"))
+            continue
+        t = time.perf_counter()
+        path = build_engine(src, out_dir, stem, precision, batch, size)
+        log(f"{path.name}: built from {src.name}")
+        result.artifacts.append(Artifact(path, f"engine-{precision}", path.stat().st_size, time.perf_counter() - t))

@@ -1,0 +1,46 @@
+"""Real images for parity checks (validation/query split) and INT8 calibration (training split)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..sdk.data import LabeledImages, Split
+from ..sdk.errors import SadhError
+from ..sdk.preprocess import Preprocess, preprocess
+from ..train.checkpoint import load_checkpoint
+from ..train.config import TrainConfig
+from ..train.trainer import load_data
+
+DATA_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split", "split_seed", "query_per_class", "train_per_class")
+SPLIT_FILE = "split.npz"  # written by the trainer into the run folder, beside best.pt / last.pt
+
+
+def checkpoint_dataset(checkpoint: Path) -> tuple[LabeledImages, Split]:
+    """The dataset and split a checkpoint was trained on (its saved config; the run's split.npz when present)."""
+    state = load_checkpoint(checkpoint, keys=("config",))
+    saved = state["config"] if isinstance(state["config"], dict) else {}
+    # only the data settings: the rest of an older run's config need not validate under today's TrainConfig
+    cfg = replace(TrainConfig(), **{k: saved[k] for k in DATA_SETTINGS if k in saved})
+    saved_split = checkpoint.parent / SPLIT_FILE
+    if cfg.split is None and saved_split.is_file():
+        cfg = replace(cfg, split=str(saved_split))
+    try:
+        return load_data(cfg)
+    except SadhError as e:
+        raise SadhError(f"cannot load the checkpoint's dataset {cfg.data!r} for parity/calibration images ({e})") from None
+
+
+def spread(index: np.ndarray, n: int) -> np.ndarray:
+    """Up to `n` items of `index`, evenly spaced (deterministic, covers every class of a sorted split)."""
+    if n <= 0 or len(index) == 0:
+        raise SadhError(f"need at least one image, asked for {n} out of {len(index)}")
+    if n >= len(index):
+        return index
+    return index[np.linspace(0, len(index) - 1, n).round().astype(np.int64)]
+
+
+def model_inputs(data: LabeledImages, index: np.ndarray, cfg: Preprocess) -> np.ndarray:
+    """Preprocessed float32 NCHW model inputs for the items at `index`."""
+    return preprocess([data.image(int(i)) for i in index], cfg)

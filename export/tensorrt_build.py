@@ -1,0 +1,143 @@
+"""TensorRT engines from the exported ONNX: built with the `tensorrt` Python API when it is installed,
+otherwise the equivalent `trtexec` command line is printed.
+
+TensorRT 10 (JetPack 6) builds weakly typed networks with BuilderFlag.FP16/INT8; TensorRT >= 11 only
+builds strongly typed networks, whose precision comes from the ONNX itself (the .fp16.onnx model,
+or the Q/DQ model for INT8). INT8 is explicit quantisation from the Q/DQ model (no calibrator API).
+"""
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..sdk import metadata as keys
+from ..sdk.atomic import atomic_write_bytes
+from ..sdk.engine_meta import (
+    EngineMeta,
+    check_engine_meta,
+    current_gpu_name,
+    engine_path,
+    read_engine_meta,
+    slug,
+    write_engine_meta,
+)
+from ..sdk.errors import SadhError
+
+STRONGLY_TYPED_FROM = 11  # first TensorRT major version without weakly typed networks
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The optimisation profile of the dynamic batch axis."""
+
+    min: int = 1
+    opt: int = 8
+    max: int = 32
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise SadhError(f"batch sizes must satisfy 1 <= min <= opt <= max, got {self.min}/{self.opt}/{self.max}")
+
+    def shapes(self, size: int) -> tuple[tuple[int, int, int, int], ...]:
+        """(min, opt, max) input shapes for an input_size x input_size model."""
+        return tuple((b, 3, size, size) for b in (self.min, self.opt, self.max))
+
+
+def tensorrt_version() -> str | None:
+    """The installed TensorRT version, or None when `tensorrt` is not importable."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return None
+    return str(trt.__version__)
+
+
+def source_onnx(onnx_paths: dict[str, Path], precision: str, version: str | None) -> Path:
+    """The ONNX file an engine of `precision` is built from (the FP16 model only for strongly typed builds)."""
+    if precision not in ENGINE_PRECISIONS:
+        raise SadhError(f"unknown engine precision {precision!r}; choose one of {', '.join(ENGINE_PRECISIONS)}")
+    strongly_typed = version is not None and int(version.split(".")[0]) >= STRONGLY_TYPED_FROM
+    key = {"fp32": "fp32", "fp16": "fp16" if strongly_typed else "fp32", "int8": "int8-qdq"}[precision]
+    if key not in onnx_paths:
+        raise SadhError(f"a {precision} engine needs the {key} ONNX model; export with --{precision}")
+    return onnx_paths[key]
+
+
+def timing_cache_path(out_dir: Path, gpu: str, version: str) -> Path:
+    """One timing cache per GPU model and TensorRT version, reused by every build in `out_dir`."""
+    return out_dir / f"timing.{slug(gpu)}.trt{version}.cache"
+
+
+def trtexec_command(onnx: Path, engine: Path, precision: str, batch: BatchProfile, size: int, timing_cache: Path) -> str:
+    """The `trtexec` command line that builds the same engine."""
+    lo, opt, hi = ("x".join(map(str, s)) for s in batch.shapes(size))
+    args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
+    args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[precision]
+    args += [
+        f"--minShapes={keys.INPUT_NAME}:{lo}",
+        f"--optShapes={keys.INPUT_NAME}:{opt}",
+        f"--maxShapes={keys.INPUT_NAME}:{hi}",
+        f"--timingCacheFile={timing_cache}",
+    ]
+    return shlex.join(args)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cached_engine(engine: Path, onnx: Path, batch: BatchProfile, gpu: str, version: str) -> bool:
+    """True when `engine` exists and was built here from this exact ONNX file and batch profile."""
+    if not engine.is_file():
+        return False
+    try:
+        meta = read_engine_meta(engine)
+        check_engine_meta(meta, gpu, version, engine)
+    except SadhError:
+        return False
+    return meta.onnx_sha256 == _sha256(onnx) and (meta.batch_min, meta.batch_opt, meta.batch_max) == (
+        batch.min,
+        batch.opt,
+        batch.max,
+    )
+
+
+def build_engine(onnx: Path, out_dir: Path, stem: str, precision: str, batch: BatchProfile, size: int) -> Path:
+    """Build (or reuse from the cache) a serialized engine for this GPU and TensorRT version; returns its path."""
+    import tensorrt as trt
+
+    version, gpu = str(trt.__version__), current_gpu_name()
+    engine = engine_path(out_dir, stem, precision, gpu, version)
+    if cached_engine(engine, onnx, batch, gpu, version):
+        return engine
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    strongly_typed = int(version.split(".")[0]) >= STRONGLY_TYPED_FROM
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise SadhError(f"TensorRT {version} cannot parse {onnx.name}: {errors}")
+    config = builder.create_builder_config()
+    if not strongly_typed and precision != "fp32":
+        config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.INT8)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(keys.INPUT_NAME, *batch.shapes(size))
+    config.add_optimization_profile(profile)
+    cache_file = timing_cache_path(out_dir, gpu, version)
+    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise SadhError(f"TensorRT {version} failed to build a {precision} engine from {onnx.name} (see its log above)")
+    atomic_write_bytes(engine, bytes(serialized))
+    atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
+    write_engine_meta(
+        engine,
+        EngineMeta(gpu, version, precision, onnx.name, _sha256(onnx), batch.min, batch.opt, batch.max, size),
+    )
+    return engine

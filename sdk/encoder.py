@@ -1,0 +1,229 @@
+"""`Encoder`: images -> packed hash codes with an exported model (onnxruntime, or a TensorRT engine).
+
+The model carries everything the runtime needs in its metadata (see `sadh.sdk.metadata`): the code
+length, the preprocessing constants and the class names. Frames go through `sadh.sdk.preprocess`,
+the same code training used, so a camera frame and a training image are prepared identically.
+
+Thread safety: onnxruntime sessions may run from several threads at once; the TensorRT runner
+serialises its own calls. The encoder holds no other mutable state.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import metadata as md
+from .codes import pack_codes
+from .data.images import read_image
+from .engine_meta import ENGINE_SUFFIX
+from .errors import SadhError
+from .index import check_bits
+from .preprocess import Preprocess, preprocess
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+DEFAULT_MAX_BATCH = 64
+
+
+def default_providers() -> list[str]:
+    """The onnxruntime providers the encoder uses by default: TensorRT, CUDA, CPU, those available."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in PREFERRED_PROVIDERS if p in available]
+
+
+class OrtRunner:
+    """An onnxruntime session with the sadh input/output names resolved."""
+
+    def __init__(self, path: Path, providers: Sequence[str] | None) -> None:
+        """Open the ONNX model at `path` with `providers` (default: `default_providers()`)."""
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        chosen = list(providers) if providers is not None else default_providers()
+        missing = [p for p in chosen if p not in available]
+        if missing or not chosen:
+            raise SadhError(f"onnxruntime provider(s) {missing or chosen} not available here; available: {available}")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=chosen)
+        except Exception as e:  # onnxruntime raises its own pybind exception types
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SadhError(f"{path}: not a loadable ONNX model ({reason[:200]})") from None
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if md.INPUT_NAME not in inputs:
+            raise SadhError(f"{path}: the model has no input named {md.INPUT_NAME!r} (inputs: {sorted(inputs)}); re-export it")
+        spec = inputs[md.INPUT_NAME]
+        self.input_dtype = np.float16 if spec.type == "tensor(float16)" else np.float32
+        self.fixed_batch = spec.shape[0] if isinstance(spec.shape[0], int) and spec.shape[0] > 0 else None
+        self.max_batch = self.fixed_batch
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.providers = list(self.session.get_providers())
+
+    def run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        """Run the model on a preprocessed batch; return the named outputs."""
+        return self.session.run(outputs, {md.INPUT_NAME: x.astype(self.input_dtype, copy=False)})
+
+
+def open_runner(path: Path, providers: Sequence[str] | None) -> Any:
+    """An `OrtRunner` for an ONNX file, or a `TrtRunner` for a TensorRT engine file."""
+    if path.suffix.lower() == ENGINE_SUFFIX:
+        from .trt_runner import TrtRunner
+
+        return TrtRunner(path)
+    return OrtRunner(path, providers)
+
+
+def as_frames(images: np.ndarray | Iterable[np.ndarray]) -> Sequence[np.ndarray]:
+    """One frame (HxW, HxWxC with C in 1,3,4) or a batch/list of frames -> a sliceable sequence of frames."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
+            return images[None]
+        if images.ndim in (3, 4):
+            return images
+        raise SadhError(f"expected a frame or a batch of frames, got an array of shape {images.shape}")
+    return images if isinstance(images, (list, tuple)) else list(images)
+
+
+class Encoder:
+    """Encode BGR/gray/BGRA uint8 frames of any size into packed hash codes with an exported model."""
+
+    def __init__(
+        self, path: str | os.PathLike, providers: Sequence[str] | None = None, max_batch: int = DEFAULT_MAX_BATCH
+    ) -> None:
+        """Open `path` (ONNX, or a TensorRT engine when tensorrt is installed) and read its metadata."""
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SadhError(f"{self.path}: model file not found")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise SadhError(f"max_batch must be a positive integer, got {max_batch!r}")
+        self._runner = open_runner(self.path, providers)
+        meta = self._runner.metadata
+        missing = [k for k in md.REQUIRED if k not in meta]
+        if missing:
+            raise SadhError(
+                f"{self.path}: model metadata lacks {', '.join(missing)}; export it with `sadh-cli export` "
+                "(it records bits and preprocessing)"
+            )
+        try:
+            self._bits = check_bits(int(meta[md.BITS]))
+        except ValueError:
+            raise SadhError(f"{self.path}: bad {md.BITS} metadata {meta[md.BITS]!r}") from None
+        self._preprocess = Preprocess.from_json(meta[md.PREPROCESS])
+        self._class_names = self._read_class_names(meta.get(md.CLASS_NAMES))
+        self.metadata = dict(meta)
+        outputs = self._runner.output_names
+        if md.PACKED_OUTPUT not in outputs and md.CODES_OUTPUT not in outputs:
+            raise SadhError(f"{self.path}: the model has neither a {md.CODES_OUTPUT!r} nor a {md.PACKED_OUTPUT!r} output")
+        cap = self._runner.max_batch
+        self.max_batch = min(max_batch, cap) if cap else max_batch
+
+    def _read_class_names(self, text: str | None) -> list[str]:
+        """Parse the JSON class-name list (absent -> empty list)."""
+        if text is None:
+            return []
+        try:
+            names = json.loads(text)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SadhError(f"{self.path}: bad {md.CLASS_NAMES} metadata (expected a JSON list of names)")
+        return names
+
+    @property
+    def bits(self) -> int:
+        """Code length in bits."""
+        return self._bits
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The preprocessing constants the model was trained with."""
+        return self._preprocess
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names of the training set (empty when the model does not record them)."""
+        return list(self._class_names)
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers in use (onnxruntime names, or ["TensorRT"] for an engine)."""
+        return list(self._runner.providers)
+
+    @property
+    def precision(self) -> str:
+        """The precision recorded at export (fp32, fp16, int8-qdq, int8-cpu), or "unknown"."""
+        return self.metadata.get(md.PRECISION, "unknown")
+
+    def _run_batches(self, images: np.ndarray | Iterable[np.ndarray], output: str) -> np.ndarray:
+        """Preprocess and run the frames in batches of `max_batch`; return one output, rows concatenated."""
+        frames = as_frames(images)
+        if len(frames) == 0:
+            raise SadhError("no images to encode")
+        fixed = self._runner.fixed_batch
+        parts = []
+        for start in range(0, len(frames), self.max_batch):
+            x = preprocess(frames[start : start + self.max_batch], self._preprocess)
+            n = x.shape[0]
+            if fixed and n < fixed:
+                x = np.concatenate([x, np.zeros((fixed - n, *x.shape[1:]), x.dtype)])
+            parts.append(np.asarray(self._runner.run(x, [output])[0])[:n])
+        return np.concatenate(parts)
+
+    def encode(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+        """One frame or a batch/list of BGR/gray/BGRA uint8 frames -> packed uint8 codes (n, bits/8)."""
+        if md.PACKED_OUTPUT in self._runner.output_names:
+            packed = self._run_batches(images, md.PACKED_OUTPUT).astype(np.uint8, copy=False)
+        else:
+            packed = pack_codes(self._continuous(images))
+        if packed.shape[1] != self._bits // 8:
+            raise SadhError(f"{self.path}: the model outputs {packed.shape[1] * 8}-bit codes but its metadata says {self._bits}")
+        return packed
+
+    def _continuous(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+        """The continuous code output as float32 (n, bits)."""
+        return self._run_batches(images, md.CODES_OUTPUT).astype(np.float32, copy=False)
+
+    def encode_continuous(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+        """The continuous (tanh) codes as float32 (n, bits); their signs are the hash bits."""
+        if md.CODES_OUTPUT not in self._runner.output_names:
+            raise SadhError(f"{self.path}: the model has no continuous {md.CODES_OUTPUT!r} output")
+        return self._continuous(images)
+
+    def encode_files(self, paths: Iterable[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """Read and encode image files: (codes of the readable files in order, [(path, error)] of the others)."""
+        codes = [np.zeros((0, self._bits // 8), np.uint8)]
+        failures: list[tuple[str, str]] = []
+        batch: list[tuple[str, np.ndarray]] = []
+        for path in paths:
+            try:
+                batch.append((str(path), read_image(path)))
+            except SadhError as e:
+                failures.append((str(path), str(e)))
+            if len(batch) == self.max_batch:
+                codes.append(self._encode_or_isolate(batch, failures))
+                batch = []
+        if batch:
+            codes.append(self._encode_or_isolate(batch, failures))
+        return np.concatenate(codes), failures
+
+    def _encode_or_isolate(self, batch: list[tuple[str, np.ndarray]], failures: list[tuple[str, str]]) -> np.ndarray:
+        """Encode decoded files; if the batch fails, encode them one by one and record the failing ones."""
+        try:
+            return self.encode([frame for _, frame in batch])
+        except SadhError:
+            pass
+        codes = [np.zeros((0, self._bits // 8), np.uint8)]
+        for path, frame in batch:
+            try:
+                codes.append(self.encode(frame))
+            except SadhError as e:
+                failures.append((path, f"{path}: {e}"))
+        return np.concatenate(codes)
+
+    def __repr__(self) -> str:
+        return f"Encoder({str(self.path)!r}, bits={self._bits}, precision={self.precision}, providers={self.providers})"

@@ -1,0 +1,454 @@
+"""Exact Hamming k-NN and radius search over packed binary codes (numpy only).
+
+Codes are stored as word planes: one contiguous array per machine word (uint32 when bits <= 32,
+else uint64, the last word zero-padded), so a search is XOR + popcount over long runs of memory.
+Queries x database are scanned in cache-sized blocks; each query keeps a running distance
+threshold (the k-th smallest distance seen so far), so only a few candidates per block survive.
+
+Ordering: results are sorted by (distance, insertion order); ids removed and re-added count as new.
+
+Concurrency: searches never take a lock and always read one immutable snapshot of the index;
+writers (add/remove) serialise on an internal lock, append beyond the snapshot or build new arrays,
+then publish a new snapshot. So searches may run in any number of threads, even while a writer runs
+(they see the index before or after that write, never half of it).
+
+File format (little-endian): a 64-byte header = magic b"SADHIDX", format version (u8, 1), bits (u16),
+word bytes (u16, 4 or 8), flags (u32, 0), count (u64), blake2b-128 digest of the header fields + payload,
+zero padding; then ids (count x int64), then the word planes (words x count x word bytes), so the planes
+can be memory-mapped. Saving writes a temporary file and renames it, so a failed save leaves the old file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_open
+from .codes import check_packed
+from .errors import SadhError
+
+MAX_BITS = 1024
+BLOCK_ELEMS = 1 << 17  # query x database pairs per block: the uint64 XOR buffer stays ~1 MiB
+SAMPLE_PER_K = 16  # first block: threshold from the k-th distance among max(16 k, MIN_DB_BLOCK) codes
+MIN_DB_BLOCK = 4096  # with BLOCK_ELEMS: at most 32 queries x >= 4096 codes (measured best)
+
+_MAGIC = b"SADHIDX"
+_VERSION = 1
+_HEADER = struct.Struct("<7sBHHIQ16s")  # magic, version, bits, word bytes, flags, count, blake2b-128
+_HEADER_SIZE = 64
+
+
+def check_bits(bits: int) -> int:
+    """Return `bits` if it is a multiple of 8 in 8..1024, else raise SadhError."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 8 <= bits <= MAX_BITS or bits % 8:
+        raise SadhError(f"bits must be a multiple of 8 between 8 and {MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def word_dtype(bits: int) -> np.dtype:
+    """Word type of the code planes: uint32 for codes of at most 32 bits, else uint64."""
+    return np.dtype("<u4") if bits <= 32 else np.dtype("<u8")
+
+
+def to_planes(packed: np.ndarray, bits: int) -> np.ndarray:
+    """Packed uint8 (n, bits/8) -> word planes (words, n), last word zero-padded."""
+    wd = word_dtype(bits)
+    nwords = -(-bits // (8 * wd.itemsize))
+    padded = np.zeros((packed.shape[0], nwords * wd.itemsize), np.uint8)
+    padded[:, : packed.shape[1]] = packed
+    return np.ascontiguousarray(padded.view(wd).T)
+
+
+def from_planes(planes: np.ndarray, bits: int) -> np.ndarray:
+    """Word planes (words, n) -> packed uint8 (n, bits/8)."""
+    rows = np.ascontiguousarray(planes.T)
+    return rows.view(np.uint8).reshape(rows.shape[0], rows.shape[1] * rows.itemsize)[:, : bits // 8].copy()
+
+
+def dist_dtype(bits: int) -> np.dtype:
+    """Smallest unsigned type that holds a distance 0..bits."""
+    return np.dtype(np.uint8) if bits < 256 else np.dtype(np.uint16)
+
+
+def scan(planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = None, radius: int | None = None):
+    """Candidates (query row, distance, position) of all pairs within `radius`, or a superset of each query's k nearest.
+
+    With `radius`, exactly the pairs at distance <= radius. With `k`, a superset of each query's first k
+    pairs in (distance, position) order. Each query keeps a strict limit: once it holds k candidates, a later
+    (higher) position must be strictly closer than the k-th to matter, so exact duplicates (trained codes)
+    cannot pile up. Rows index the columns of `queries` (words, q).
+    """
+    n = planes.shape[1]
+    nq = queries.shape[1]
+    dd = dist_dtype(bits)
+    qb = max(1, min(nq, BLOCK_ELEMS // MIN_DB_BLOCK))
+    nb = min(max(MIN_DB_BLOCK, BLOCK_ELEMS // qb), max(n, 1))
+    xbuf, abuf, sbuf, mbuf = (_scratch(i, qb * nb, dt) for i, dt in enumerate((planes.dtype, dd, dd, np.bool_)))
+    out_r, out_d, out_p = [], [], []
+    for q0 in range(0, nq, qb):
+        qs = queries[:, q0 : q0 + qb]
+        m = qs.shape[1]
+        lim = np.full((m, 1), bits + 1 if radius is None else min(radius, bits) + 1, dd)  # keep distance < lim
+        rs, ds, ps = [], [], []
+        pending = 0
+        for p0 in range(0, n, nb):
+            blk = planes[:, p0 : p0 + nb]
+            w = blk.shape[1]
+            acc = _block_distances(blk, qs, xbuf, abuf, sbuf)
+            if k is not None and p0 == 0 and w >= k:  # start from each query's k-th distance in a sample
+                np.minimum(lim[:, 0], _sample_kth(acc, k, bits) + 1, out=lim[:, 0], casting="unsafe")
+            mask = mbuf[: m * w].reshape(m, w)
+            np.less(acc, lim, out=mask)
+            idx = np.flatnonzero(mask)
+            if not idx.size:
+                continue
+            r, c = np.divmod(idx, w)
+            rs.append(r)
+            ds.append(abuf[idx])
+            ps.append(c + p0)
+            pending += idx.size
+            if k is not None and pending >= m * k:
+                r, d, p = first_k(np.concatenate(rs), np.concatenate(ds), np.concatenate(ps), k)
+                rs, ds, ps = [r], [d], [p]
+                np.minimum(lim[:, 0], strict_limit(r, d, m, k, bits), out=lim[:, 0], casting="unsafe")
+                pending = 0
+        if rs:
+            out_r.append(np.concatenate(rs) + q0)
+            out_d.append(np.concatenate(ds))
+            out_p.append(np.concatenate(ps))
+    if not out_r:
+        return np.empty(0, np.int64), np.empty(0, dd), np.empty(0, np.int64)
+    return np.concatenate(out_r), np.concatenate(out_d), np.concatenate(out_p)
+
+
+def first_k(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, k: int):
+    """Each query row's first k candidates in (distance, position) order, sorted by (row, distance, position)."""
+    rows, dist, pos = order_candidates(rows, dist, pos)
+    keep = np.arange(rows.size) - np.searchsorted(rows, rows) < k
+    return rows[keep], dist[keep], pos[keep]
+
+
+def strict_limit(rows: np.ndarray, dist: np.ndarray, nq: int, k: int, bits: int) -> np.ndarray:
+    """Per row of `first_k` output: the k-th distance (later positions must beat it), or bits + 1 below k."""
+    counts = np.bincount(rows, minlength=nq)
+    ends = np.cumsum(counts) - 1
+    return np.where(counts >= k, dist[np.maximum(ends, 0)], bits + 1)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(slot: int, size: int, dtype: np.dtype) -> np.ndarray:
+    """A per-thread reusable buffer (fresh large arrays cost page faults on every search)."""
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    buf = bufs.get(slot)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = bufs[slot] = np.empty(size, dtype)
+    return buf[:size]
+
+
+def _block_distances(blk: np.ndarray, qs: np.ndarray, xbuf: np.ndarray, abuf: np.ndarray, sbuf: np.ndarray) -> np.ndarray:
+    """Distances (queries, codes) between query planes qs and database planes blk, in the flat buffer abuf."""
+    m, w = qs.shape[1], blk.shape[1]
+    tmp, acc, part = (buf[: m * w].reshape(m, w) for buf in (xbuf, abuf, sbuf))
+    for j in range(blk.shape[0]):
+        np.bitwise_xor(blk[j][None, :], qs[j][:, None], out=tmp)
+        np.bitwise_count(tmp, out=acc if j == 0 else part)
+        if j:
+            np.add(acc, part, out=acc)
+    return acc
+
+
+def _sample_kth(acc: np.ndarray, k: int, bits: int) -> np.ndarray:
+    """Per row: the k-th smallest distance among the first max(16 k, MIN_DB_BLOCK) columns (an upper bound)."""
+    m = acc.shape[0]
+    keys = acc[:, : max(k * SAMPLE_PER_K, MIN_DB_BLOCK)] + (np.arange(m, dtype=np.int32) * (bits + 1))[:, None]
+    return kth_from_histogram(np.bincount(keys.ravel(), minlength=m * (bits + 1)).reshape(m, bits + 1), k, bits)
+
+
+def kth_distance(rows: np.ndarray, dist: np.ndarray, nq: int, k: int, bits: int) -> np.ndarray:
+    """Per query row: the k-th smallest candidate distance, or `bits` when a row has fewer than k candidates."""
+    return kth_from_histogram(np.bincount(rows * (bits + 1) + dist, minlength=nq * (bits + 1)).reshape(nq, bits + 1), k, bits)
+
+
+def kth_from_histogram(hist: np.ndarray, k: int, bits: int) -> np.ndarray:
+    """Per row of a distance histogram (rows, bits + 1): the k-th smallest distance, or `bits` below k entries."""
+    cum = np.cumsum(hist, axis=1)
+    return np.where(cum[:, -1] >= k, np.argmax(cum >= k, axis=1), bits)
+
+
+def order_candidates(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray):
+    """Sort candidates by (query row, distance, position); one int64 key when it cannot overflow (10x faster)."""
+    if not rows.size:
+        return rows, dist, pos
+    span, npos = int(dist.max()) + 1, int(pos.max()) + 1
+    if (int(rows.max()) + 1) * span * npos < 2**62:
+        order = np.argsort((rows * span + dist) * npos + pos)
+    else:
+        order = np.lexsort((pos, dist, rows))
+    return rows[order], dist[order], pos[order]
+
+
+def topk_from_candidates(rows, dist, pos, ids: np.ndarray, nq: int, k: int, bits: int):
+    """First k candidates per query (sorted) as (D int32 (nq,k), I int64 (nq,k)), padded with bits+1 / -1."""
+    keep = dist <= kth_distance(rows, dist, nq, k, bits)[rows]
+    rows, dist, pos = order_candidates(rows[keep], dist[keep], pos[keep])
+    D = np.full((nq, k), bits + 1, np.int32)
+    I = np.full((nq, k), -1, np.int64)
+    rank = np.arange(rows.size) - np.searchsorted(rows, rows)
+    sel = rank < k
+    D[rows[sel], rank[sel]] = dist[sel]
+    I[rows[sel], rank[sel]] = ids[pos[sel]]
+    return D, I
+
+
+def range_from_candidates(rows, dist, pos, ids: np.ndarray, nq: int):
+    """Candidates -> faiss-style (lims int64 (nq+1,), D int32, I int64), each query's slice sorted."""
+    rows, dist, pos = order_candidates(rows, dist, pos)
+    lims = np.searchsorted(rows, np.arange(nq + 1)).astype(np.int64)
+    return lims, dist.astype(np.int32), ids[pos]
+
+
+def check_k(k: int) -> int:
+    """Return k if it is a positive integer, else raise SadhError."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise SadhError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def check_radius(radius: int) -> int:
+    """Return radius if it is a non-negative integer, else raise SadhError."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise SadhError(f"radius must be a non-negative integer, got {radius!r}")
+    return int(radius)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable view of the index: planes (words, n), ids in insertion order, ids sorted + their positions."""
+
+    planes: np.ndarray
+    ids: np.ndarray
+    sorted_ids: np.ndarray
+    sorted_pos: np.ndarray
+
+
+class HammingIndex:
+    """Exact flat Hamming index over packed codes with int64 ids; see the module docstring."""
+
+    def __init__(self, bits: int) -> None:
+        """Create an empty index for codes of `bits` bits (multiple of 8, 8..1024)."""
+        self.bits = check_bits(bits)
+        self.nbytes = self.bits // 8
+        wd = word_dtype(self.bits)
+        self._nwords = -(-self.bits // (8 * wd.itemsize))
+        self._lock = threading.Lock()
+        self._planes_buf = np.zeros((self._nwords, 0), wd)
+        self._ids_buf = np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        self._snap = Snapshot(self._planes_buf, empty, empty, empty)
+
+    def __len__(self) -> int:
+        """Number of stored codes."""
+        return self._snap.ids.size
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Ids in insertion order (read-only view)."""
+        v = self._snap.ids.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Packed uint8 codes (n, bits/8) in insertion order (a copy)."""
+        return from_planes(self._snap.planes, self.bits)
+
+    def snapshot(self) -> Snapshot:
+        """The current immutable snapshot (for readers that need a consistent view)."""
+        return self._snap
+
+    def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+        """Append packed codes (n, bits/8) with unique new int64 ids (default: max id + 1, ...); return the ids."""
+        codes = check_packed(codes, self.nbytes)
+        m = codes.shape[0]
+        with self._lock:
+            snap = self._snap
+            new_ids = self._check_new_ids(snap, ids, m)
+            n = snap.ids.size
+            if not m:
+                return new_ids
+            if n + m > self._ids_buf.size:  # the snapshot always views a prefix of the buffers
+                cap = max(n + m, 2 * n, 1024)
+                planes_buf = np.zeros((self._nwords, cap), self._planes_buf.dtype)
+                planes_buf[:, :n] = snap.planes
+                ids_buf = np.zeros(cap, np.int64)
+                ids_buf[:n] = snap.ids
+                self._planes_buf, self._ids_buf = planes_buf, ids_buf
+            self._planes_buf[:, n : n + m] = to_planes(codes, self.bits)
+            self._ids_buf[n : n + m] = new_ids
+            order = np.argsort(new_ids, kind="stable")
+            at = np.searchsorted(snap.sorted_ids, new_ids[order])
+            self._snap = Snapshot(
+                self._planes_buf[:, : n + m],
+                self._ids_buf[: n + m],
+                np.insert(snap.sorted_ids, at, new_ids[order]),
+                np.insert(snap.sorted_pos, at, n + order),
+            )
+        return new_ids.copy()
+
+    @staticmethod
+    def _check_new_ids(snap: Snapshot, ids: np.ndarray | None, m: int) -> np.ndarray:
+        """Validate (or assign) ids for m new codes."""
+        if ids is None:
+            start = int(snap.sorted_ids[-1]) + 1 if snap.sorted_ids.size else 0
+            return np.arange(start, start + m, dtype=np.int64)
+        ids = np.asarray(ids)
+        if ids.ndim == 0:
+            ids = ids[None]
+        if not np.issubdtype(ids.dtype, np.integer) or ids.shape != (m,):
+            raise SadhError(f"ids must be {m} integers (one per code), got dtype {ids.dtype} shape {ids.shape}")
+        if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
+            raise SadhError("ids must fit in int64")
+        ids = ids.astype(np.int64)
+        if np.unique(ids).size != m:
+            raise SadhError("ids passed to add() contain duplicates")
+        present = _present(snap, ids)
+        if present.any():
+            raise SadhError(f"id {int(ids[present][0])} is already in the index; remove it first")
+        return ids
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove the given ids (duplicates counted once); return how many. Unknown ids raise SadhError and remove nothing."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64).ravel())
+        with self._lock:
+            snap = self._snap
+            present = _present(snap, ids)
+            if not present.all():
+                raise SadhError(f"id {int(ids[~present][0])} is not in the index; nothing was removed")
+            if not ids.size:
+                return 0
+            where = np.searchsorted(snap.sorted_ids, ids)
+            keep = np.ones(snap.ids.size, np.bool_)
+            keep[snap.sorted_pos[where]] = False
+            newpos = np.cumsum(keep) - 1
+            self._planes_buf = np.ascontiguousarray(snap.planes[:, keep])
+            self._ids_buf = snap.ids[keep]
+            self._snap = Snapshot(
+                self._planes_buf,
+                self._ids_buf,
+                np.delete(snap.sorted_ids, where),
+                newpos[np.delete(snap.sorted_pos, where)],
+            )
+        return int(ids.size)
+
+    def _queries(self, queries: np.ndarray) -> np.ndarray:
+        """Validate packed queries and convert them to word planes."""
+        return to_planes(check_packed(queries, self.nbytes, what="queries"), self.bits)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest codes per query: (D int32 (q,k), I int64 (q,k)), sorted by (distance, insertion order).
+
+        When fewer than k codes are stored, the rest of each row holds id -1 and distance bits + 1.
+        """
+        k = check_k(k)
+        q = self._queries(queries)
+        snap = self._snap
+        rows, dist, pos = scan(snap.planes, q, self.bits, k=k)
+        return topk_from_candidates(rows, dist, pos, snap.ids, q.shape[1], k, self.bits)
+
+    def range_search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All codes within Hamming distance <= radius (inclusive), faiss-style (lims, D, I).
+
+        Query i's results are D[lims[i]:lims[i+1]], I[lims[i]:lims[i+1]], sorted by (distance, insertion order).
+        """
+        radius = check_radius(radius)
+        q = self._queries(queries)
+        snap = self._snap
+        rows, dist, pos = scan(snap.planes, q, self.bits, radius=min(radius, self.bits))
+        return range_from_candidates(rows, dist, pos, snap.ids, q.shape[1])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index atomically (header, ids, code planes, blake2b checksum); see `load`."""
+        snap = self._snap
+        save_arrays(path, self.bits, snap.ids, snap.planes)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool | None = None) -> "HammingIndex":
+        """Read an index written by `save`; `mmap=True` maps the code planes read-only instead of reading them.
+
+        The checksum is verified by default when reading into memory; with mmap it is skipped unless
+        verify=True (that reads the whole file once). Adding to or removing from a mapped index copies
+        the codes into memory. A foreign, truncated or corrupt file raises SadhError.
+        """
+        bits, ids, planes = load_arrays(path, mmap, (not mmap) if verify is None else verify)
+        index = cls(bits)
+        order = np.argsort(ids, kind="stable")
+        if ids.size and np.any(ids[order][1:] == ids[order][:-1]):
+            raise SadhError(f"{path}: corrupt index file (duplicate ids)")
+        index._planes_buf, index._ids_buf = planes, ids
+        index._snap = Snapshot(planes, ids, ids[order], order)
+        return index
+
+
+def _present(snap: Snapshot, ids: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of `ids` are in the snapshot."""
+    at = np.minimum(np.searchsorted(snap.sorted_ids, ids), max(snap.sorted_ids.size - 1, 0))
+    return snap.sorted_ids[at] == ids if snap.sorted_ids.size else np.zeros(ids.shape, np.bool_)
+
+
+def _digest(header_fields: bytes, ids: np.ndarray, planes: np.ndarray) -> bytes:
+    """blake2b-128 over the header fields, ids and planes."""
+    h = hashlib.blake2b(header_fields, digest_size=16)
+    h.update(memoryview(np.ascontiguousarray(ids)).cast("B"))
+    for plane in planes:
+        h.update(memoryview(np.ascontiguousarray(plane)).cast("B"))
+    return h.digest()
+
+
+def save_arrays(path: str | os.PathLike, bits: int, ids: np.ndarray, planes: np.ndarray) -> None:
+    """Write header + ids (int64 LE) + planes (words x n, LE) atomically."""
+    fields = _HEADER.pack(_MAGIC, _VERSION, bits, planes.dtype.itemsize, 0, ids.size, b"")[:-16]
+    header = fields + _digest(fields, ids, planes)
+    with atomic_open(path, "wb") as f:
+        f.write(header.ljust(_HEADER_SIZE, b"\0"))
+        f.write(memoryview(np.ascontiguousarray(ids, "<i8")).cast("B"))
+        for plane in planes:
+            f.write(memoryview(np.ascontiguousarray(plane)).cast("B"))
+
+
+def load_arrays(path: str | os.PathLike, mmap: bool, verify: bool) -> tuple[int, np.ndarray, np.ndarray]:
+    """Read and validate a file written by `save_arrays`: (bits, ids, planes)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(_HEADER_SIZE)
+    except OSError as e:
+        raise SadhError(f"{path}: cannot read index file ({e.strerror})") from None
+    if len(head) < _HEADER_SIZE or not head.startswith(_MAGIC):
+        raise SadhError(f"{path}: not a sadh index file (bad magic)")
+    magic, version, bits, wbytes, flags, count, digest = _HEADER.unpack(head[: _HEADER.size])
+    if version != _VERSION:
+        raise SadhError(f"{path}: unsupported index format version {version} (this build reads {_VERSION})")
+    if bits % 8 or not 8 <= bits <= MAX_BITS or wbytes != word_dtype(bits).itemsize or flags:
+        raise SadhError(f"{path}: corrupt index header (bits={bits}, word bytes={wbytes}, flags={flags})")
+    nwords = -(-bits // (8 * wbytes))
+    expected = _HEADER_SIZE + 8 * count + nwords * wbytes * count
+    if size != expected:
+        raise SadhError(f"{path}: truncated or corrupt index file ({size} bytes, expected {expected})")
+    wd = word_dtype(bits)
+    ids = np.fromfile(path, "<i8", count, offset=_HEADER_SIZE).astype(np.int64)
+    offset = _HEADER_SIZE + 8 * count
+    if mmap and count:
+        planes = np.memmap(path, wd, "r", offset=offset, shape=(nwords, count))
+    else:
+        planes = np.fromfile(path, wd, nwords * count, offset=offset).reshape(nwords, count)
+    if verify and _digest(head[: _HEADER.size - 16], ids, planes) != digest:
+        raise SadhError(f"{path}: index file checksum mismatch (corrupt file)")
+    return bits, ids, planes

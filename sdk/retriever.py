@@ -1,0 +1,128 @@
+"""`Retriever`: an `Encoder` and a `HammingIndex` used together, saved as one folder; and the index sidecar.
+
+The sidecar (`<index file>.json`) says what the ids of an index stand for: their labels, and their
+file paths (folder / list-file datasets) or the dataset spec (in-memory datasets such as Fashion-MNIST).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .atomic import atomic_write_text
+from .encoder import Encoder
+from .errors import SadhError
+from .index import HammingIndex
+
+SIDECAR_SUFFIX = ".json"
+MANIFEST_NAME = "retriever.json"
+INDEX_NAME = "index.sidx"
+FORMAT = "sadh-retriever/1"
+
+
+def sidecar_path(index_path: str | os.PathLike) -> Path:
+    """Where the sidecar of an index file lives: `index.sidx` -> `index.sidx.json`."""
+    p = Path(index_path)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+@dataclass
+class Sidecar:
+    """What each id of an index stands for: labels (class indices), and a path or a dataset item."""
+
+    ids: list[int]
+    labels: list[list[int]]
+    class_names: list[str]
+    paths: list[str] | None = None
+    dataset: dict[str, Any] | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.ids) or (self.paths is not None and len(self.paths) != len(self.ids)):
+            raise SadhError(f"sidecar has {len(self.ids)} ids but {len(self.labels)} labels / paths rows")
+        if any(not 0 <= c < len(self.class_names) for row in self.labels for c in row):
+            raise SadhError(f"sidecar labels refer to classes outside 0..{len(self.class_names) - 1}")
+        self._row = {int(i): r for r, i in enumerate(self.ids)}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the sidecar as JSON, atomically."""
+        atomic_write_text(path, json.dumps(asdict(self), separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Sidecar":
+        """Read a sidecar written by `save`."""
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(**d)
+        except FileNotFoundError:
+            raise SadhError(f"{path}: index sidecar not found") from None
+        except (OSError, ValueError, TypeError) as e:
+            raise SadhError(f"{path}: not a sadh index sidecar ({e})") from None
+
+    def label_names(self, id_: int) -> list[str]:
+        """Class names of the item with this id (empty when the id is unknown)."""
+        row = self._row.get(int(id_))
+        return [] if row is None else [self.class_names[c] for c in self.labels[row]]
+
+    def path(self, id_: int) -> str | None:
+        """File path of the item with this id, when the index was built from files."""
+        row = self._row.get(int(id_))
+        return None if row is None or self.paths is None else self.paths[row]
+
+    def describe(self, id_: int) -> str:
+        """`label[,label] path` (or just the labels) for display."""
+        labels = ",".join(self.label_names(id_)) or "?"
+        path = self.path(id_)
+        return f"{labels} {path}" if path else labels
+
+
+class Retriever:
+    """Encode images and search them in a Hamming index; `save`/`load` keep model path and index together."""
+
+    def __init__(self, encoder: Encoder, index: HammingIndex | None = None) -> None:
+        """Pair `encoder` with `index` (default: a new empty index of the encoder's code length)."""
+        index = index if index is not None else HammingIndex(encoder.bits)
+        if index.bits != encoder.bits:
+            raise SadhError(f"the index holds {index.bits}-bit codes but the model makes {encoder.bits}-bit codes")
+        self.encoder, self.index = encoder, index
+
+    def __len__(self) -> int:
+        """Number of indexed items."""
+        return len(self.index)
+
+    def add_images(self, images: np.ndarray | Iterable[np.ndarray], ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Encode frames and add them to the index; return their ids."""
+        return self.index.add(self.encoder.encode(images), ids)
+
+    def query(self, image: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest items of one frame: (ids int64, Hamming distances int32), nearest first, at most k."""
+        distances, ids = self.index.search(self.encoder.encode(image)[:1], k)
+        found = ids[0] >= 0
+        return ids[0][found], distances[0][found]
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write `index.sidx` and a `retriever.json` manifest (model path, bits) into `directory`; return the manifest."""
+        directory = Path(directory)
+        self.index.save(directory / INDEX_NAME)
+        manifest = {"format": FORMAT, "model": str(self.encoder.path.resolve()), "index": INDEX_NAME, "bits": self.index.bits}
+        atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=2))
+        return directory / MANIFEST_NAME
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, providers: Sequence[str] | None = None, mmap: bool = False) -> "Retriever":
+        """Open a folder written by `save` (the model is opened from the path recorded there)."""
+        manifest_path = Path(directory) / MANIFEST_NAME
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            model, index_name = manifest["model"], manifest["index"]
+        except FileNotFoundError:
+            raise SadhError(f"{directory}: no {MANIFEST_NAME} (not a saved retriever folder)") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SadhError(f"{manifest_path}: not a sadh retriever manifest ({e})") from None
+        if manifest.get("format") != FORMAT:
+            raise SadhError(f"{manifest_path}: unsupported retriever format {manifest.get('format')!r} (expected {FORMAT})")
+        return cls(Encoder(model, providers), HammingIndex.load(Path(directory) / index_name, mmap=mmap))

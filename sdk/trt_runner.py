@@ -1,0 +1,98 @@
+"""Run a TensorRT engine file (only where `tensorrt` and CUDA's Python bindings are installed).
+
+The engine's sidecar (`sadh.sdk.engine_meta`) names the ONNX model it was built from; the sadh
+metadata (bits, preprocessing, class names) is read from that ONNX file, and the sidecar must match
+this machine's GPU model and TensorRT version. Calls are serialised: one execution context, one stream.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import metadata as md
+from .encoder import OrtRunner
+from .engine_meta import check_engine_meta, current_gpu_name, read_engine_meta
+from .errors import SadhError
+
+INSTALL_HINT = "install the `gpu` extra (tensorrt, cuda-python) on a CUDA machine, or use the .onnx model"
+
+
+def _import_trt():
+    """(tensorrt, cudart) modules, or SadhError when they are not installed."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise SadhError(f"TensorRT is not installed, so an engine file cannot run here: {INSTALL_HINT}") from None
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            raise SadhError(f"cuda-python is not installed, so an engine file cannot run here: {INSTALL_HINT}") from None
+    return trt, cudart
+
+
+def _check(result):
+    """Unwrap a cuda-python (error, value...) tuple; raise SadhError on a CUDA error."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise SadhError(f"CUDA error {err}")
+    return values[0] if len(values) == 1 else values
+
+
+class TrtRunner:
+    """A deserialised TensorRT engine with the same interface as the encoder's onnxruntime runner."""
+
+    def __init__(self, path: Path) -> None:
+        """Load `path` after checking its sidecar against this GPU and TensorRT version."""
+        trt, self._cudart = _import_trt()
+        meta = read_engine_meta(path)
+        check_engine_meta(meta, current_gpu_name(), trt.__version__, path)
+        source = Path(meta.onnx) if Path(meta.onnx).is_absolute() else path.parent / Path(meta.onnx).name
+        self.metadata = OrtRunner(source, ["CPUExecutionProvider"]).metadata
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        engine = trt.Runtime(self._logger).deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise SadhError(f"{path}: TensorRT could not deserialise this engine; rebuild it with `sadh-cli export --engine`")
+        self._engine, self._context = engine, engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self.output_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        if md.INPUT_NAME not in names:
+            raise SadhError(f"{path}: the engine has no input named {md.INPUT_NAME!r}")
+        self.input_dtype = self._dtypes[md.INPUT_NAME]
+        self.fixed_batch = None
+        self.max_batch = meta.batch_max
+        self.providers = ["TensorRT"]
+        self._stream = _check(self._cudart.cudaStreamCreate())
+        self._lock = threading.Lock()
+
+    def run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        """Run the engine on a preprocessed batch (at most the engine's max batch); return the named outputs."""
+        if x.shape[0] > self.max_batch:
+            raise SadhError(f"batch of {x.shape[0]} exceeds the engine's maximum batch {self.max_batch}")
+        cudart = self._cudart
+        x = np.ascontiguousarray(x.astype(self.input_dtype, copy=False))
+        with self._lock:
+            self._context.set_input_shape(md.INPUT_NAME, x.shape)
+            host = {md.INPUT_NAME: x}
+            for name in self.output_names:
+                host[name] = np.empty(tuple(self._context.get_tensor_shape(name)), self._dtypes[name])
+            device = {name: _check(cudart.cudaMalloc(max(1, arr.nbytes))) for name, arr in host.items()}
+            try:
+                h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+                _check(cudart.cudaMemcpyAsync(device[md.INPUT_NAME], x.ctypes.data, x.nbytes, h2d, self._stream))
+                for name, ptr in device.items():
+                    self._context.set_tensor_address(name, int(ptr))
+                if not self._context.execute_async_v3(self._stream):
+                    raise SadhError("TensorRT execution failed")
+                for name in self.output_names:
+                    _check(cudart.cudaMemcpyAsync(host[name].ctypes.data, device[name], host[name].nbytes, d2h, self._stream))
+                _check(cudart.cudaStreamSynchronize(self._stream))
+            finally:
+                for ptr in device.values():
+                    cudart.cudaFree(ptr)
+        return [host[name] for name in outputs]

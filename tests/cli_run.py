@@ -1,0 +1,25 @@
+"""Test helper: run `sadh-cli` in a subprocess and check its output (exit codes, one-line errors, rich tables)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def cli(*args: object) -> subprocess.CompletedProcess:
+    """Run `sadh-cli ARGS` in a subprocess (so exit codes and stderr are the real ones)."""
+    env = {**os.environ, "COLUMNS": "300"}
+    return subprocess.run([sys.executable, "-m", "sadh.cli.app", *map(str, args)], capture_output=True, text=True, env=env)
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the rich tables in `text`, as lists of stripped cells (wide rows, no wrapping)."""
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+    return [r for r in rows if r and r[0].isdigit()]
+
+
+def assert_user_error(out: subprocess.CompletedProcess, words: str) -> None:
+    """Exit code 2, one line `error: ...` naming the problem, no traceback."""
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: ") and words in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -1,0 +1,106 @@
+"""`sadh-cli encode`, `index build|info` and `search` on a class-folder dataset and Fashion-MNIST, with a tiny model."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sadh.sdk.encoder import Encoder
+from sadh.sdk.index import HammingIndex
+from sadh.sdk.retriever import Sidecar, sidecar_path
+from cli_run import assert_user_error, cli, table_rows
+from tiny_model import export_tiny
+
+PER_CLASS = 6
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, fashion_small) -> dict[str, Path]:
+    """A tiny model and a class-folder dataset of PER_CLASS Fashion-MNIST PNGs per class."""
+    d = tmp_path_factory.mktemp("cli")
+    export_tiny(d / "model.onnx", bits=32)
+    cls = fashion_small.labels.argmax(1)
+    for c, name in enumerate(fashion_small.class_names):
+        folder = d / "images" / name.replace("/", "-")
+        folder.mkdir(parents=True)
+        for j, i in enumerate(np.flatnonzero(cls == c)[:PER_CLASS]):
+            cv2.imwrite(str(folder / f"{j}.png"), fashion_small.image(i))
+    return {"dir": d, "model": d / "model.onnx", "images": d / "images"}
+
+
+def test_encode_folder_and_files(setup, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    shirt = next((setup["images"] / "Shirt").iterdir())
+    out = cli("encode", setup["model"], setup["images"], shirt, tmp_path / "broken.png", "--out", tmp_path / "codes.npy")
+    assert out.returncode == 0, out.stderr
+    assert "broken.png" in out.stderr and "next: sadh-cli index build" in out.stdout
+    codes = np.load(tmp_path / "codes.npy")
+    listed = (tmp_path / "codes.txt").read_text().splitlines()
+    assert codes.shape == (10 * PER_CLASS + 1, 4) and codes.dtype == np.uint8 and len(listed) == len(codes)
+    enc = Encoder(setup["model"])
+    np.testing.assert_array_equal(codes, enc.encode([cv2.imread(p, cv2.IMREAD_UNCHANGED) for p in listed]))
+    np.testing.assert_array_equal(codes[-1], codes[listed.index(str(shirt))])
+
+
+def test_index_build_info_search_on_folder(setup, tmp_path):
+    index = tmp_path / "folder.sidx"
+    split = ["--query-per-class", "1", "--train-per-class", "1"]
+    out = cli("index", "build", "--model", setup["model"], "--data", setup["images"], *split, "--out", index)
+    assert out.returncode == 0, out.stderr
+    assert "wrote" in out.stdout and "next: sadh-cli search" in out.stdout
+    hindex = HammingIndex.load(index)
+    side = Sidecar.load(sidecar_path(index))
+    assert len(hindex) == 10 * (PER_CLASS - 2) == len(side.ids)
+    np.testing.assert_array_equal(hindex.ids, side.ids)
+    enc = Encoder(setup["model"])
+    np.testing.assert_array_equal(hindex.codes, enc.encode_files(side.paths)[0])
+    assert side.label_names(side.ids[0]) == [Path(side.paths[0]).parent.name]
+
+    info = cli("index", "info", index)
+    assert info.returncode == 0 and str(len(hindex)) in info.stdout and "32" in info.stdout
+
+    query = side.paths[5]
+    found = cli("search", "--index", index, query, "-k", "3")  # the model comes from the sidecar
+    assert found.returncode == 0, found.stderr
+    first = table_rows(found.stdout)[0]
+    assert first[:4] == ["1", str(side.ids[5]), "0", side.label_names(side.ids[5])[0]]  # found itself at distance 0
+
+
+def test_index_build_skips_unreadable_files(setup, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(setup["images"], images)
+    (images / "Bag" / "zz-corrupt.png").write_bytes(b"\x89PNG broken")
+    index = tmp_path / "skip.sidx"
+    split = ["--query-per-class", "1", "--train-per-class", "1"]
+    out = cli("index", "build", "-m", setup["model"], "--data", images, *split, "--role", "all", "--out", index)
+    assert out.returncode == 0, out.stderr
+    assert "warning: skipped" in out.stderr and "zz-corrupt.png" in out.stderr
+    side = Sidecar.load(sidecar_path(index))
+    assert len(HammingIndex.load(index)) == 10 * PER_CLASS == len(side.paths)
+    assert not any(p.endswith("zz-corrupt.png") for p in side.paths)
+
+
+def test_index_build_fashion_mnist_role(setup, tmp_path):
+    index = tmp_path / "fm.sidx"
+    out = cli("index", "build", "-m", setup["model"], "--role", "query", "--query-per-class", "3", "--out", index)
+    assert out.returncode == 0, out.stderr
+    side = Sidecar.load(sidecar_path(index))
+    assert side.paths is None and side.dataset["data"] == "fashion-mnist" and side.dataset["role"] == "query"
+    assert len(HammingIndex.load(index)) == 30 == len(set(side.ids))
+
+
+def test_bad_inputs_exit_2(setup, tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00" * 64)
+    assert_user_error(cli("encode", tmp_path / "none.onnx", setup["images"]), "model file not found")
+    assert_user_error(cli("encode", garbage, setup["images"]), "not a loadable ONNX model")
+    assert_user_error(cli("encode", setup["model"], tmp_path / "missing.png", "--out", tmp_path / "c.npy"), "none of the 1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(cli("encode", setup["model"], empty), "no image files")
+    assert_user_error(cli("index", "build", "-m", setup["model"], "--role", "bogus"), "unknown role")
+    assert_user_error(cli("index", "info", garbage), "not a sadh index file")
+    assert_user_error(cli("search", "--index", garbage, setup["images"]), "not a sadh index file")

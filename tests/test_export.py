@@ -1,0 +1,227 @@
+"""Export: ONNX FP32/FP16/INT8 from a real checkpoint, parity with torch on Fashion-MNIST, metadata, errors."""
+from __future__ import annotations
+
+import json
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sadh.cli.app import app
+from sadh.export.api import ExportResult, export_model
+from sadh.export.onnx_export import export_onnx
+from sadh.export.ort_run import cpu_session, run_codes
+from sadh.export.parity import Parity, compare_codes, require_parity
+from sadh.export.qdq_rules import qdq_violations
+from sadh.export.samples import checkpoint_dataset, model_inputs, spread
+from sadh.export.torch_ref import torch_codes
+from sadh.sdk import metadata as md
+from sadh.sdk.errors import SadhError
+from sadh.train.checkpoint import load_model, save_checkpoint
+from sadh.train.config import TrainConfig
+from sadh.sdk.preprocess import Preprocess
+from sadh.train.model import create_model
+
+BITS = 32
+
+
+def write_checkpoint(path: Path, bits: int = BITS, config: dict | None = None) -> Path:
+    """A small-CNN checkpoint (random init, seeded) in the trainer's format, trained on Fashion-MNIST."""
+    torch.manual_seed(0)
+    model = create_model("small_cnn", bits, 10)
+    cfg = model.default_cfg
+    pre = Preprocess(cfg["input_size"], cfg["resize_size"], cfg["mean"], cfg["std"])
+    save_checkpoint(path, {
+        "model": model.state_dict(), "config": config or TrainConfig(backbone="small_cnn", bits=bits).to_dict(),
+        "preprocess": pre.to_json(), "class_names": [f"c{i}" for i in range(10)], "dataset": "fashion-mnist",
+        "method": "sadh", "backbone": "small_cnn", "bits": bits, "num_classes": 10, "best_map": None,
+    })
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    """One export of every ONNX flavour (the slow part, shared by the tests below)."""
+    root = tmp_path_factory.mktemp("export")
+    ckpt = write_checkpoint(root / "model.pt")
+    return export_model(ckpt, root / "out", fp16=True, int8=True, calib_images=100, parity_images=64)
+
+
+@pytest.fixture(scope="module")
+def fresh_images(exported: ExportResult) -> tuple[np.ndarray, np.ndarray]:
+    """Real query images the export did not use for parity, and the torch codes of them."""
+    ckpt = exported.path("fp32").parent.parent / "model.pt"
+    model, info = load_model(ckpt)
+    data, split = checkpoint_dataset(ckpt)
+    x = model_inputs(data, split.query[1::7][:200], info.preprocess)
+    return x, torch_codes(model, x)
+
+
+def test_every_flavour_is_written_with_its_name(exported: ExportResult) -> None:
+    names = {a.precision: a.path.name for a in exported.artifacts}
+    assert names == {
+        "fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-qdq": "model.int8-qdq.onnx",
+        "int8-cpu": "model.int8-cpu.onnx", "calib": "model.calib.json",
+    }
+    for a in exported.artifacts:
+        assert a.path.is_file() and a.size_bytes == a.path.stat().st_size > 0
+    assert json.loads(exported.path("calib").read_text())  # onnxruntime's calibration ranges
+
+
+def test_fp32_matches_torch_on_real_images(exported: ExportResult, fresh_images) -> None:
+    x, reference = fresh_images
+    parity = compare_codes(reference, run_codes(cpu_session(exported.path("fp32")), x))
+    assert parity.max_abs_diff < 1e-4
+    assert parity.bit_agreement >= 0.999
+    fp32 = next(a for a in exported.artifacts if a.precision == "fp32")
+    assert fp32.parity is not None and fp32.parity.bit_agreement >= 0.999 and fp32.parity.images == 64
+
+
+@pytest.mark.parametrize("precision, least", [("fp16", 0.99), ("int8-qdq", 0.9), ("int8-cpu", 0.9)])
+def test_reduced_precision_keeps_codes_close(exported: ExportResult, fresh_images, precision: str, least: float) -> None:
+    x, reference = fresh_images
+    codes = run_codes(cpu_session(exported.path(precision)), x)
+    parity = compare_codes(reference, codes)
+    assert parity.bit_agreement >= least, parity.summary()
+    assert not np.array_equal(codes, reference)  # really a different model, not a copy of the FP32 one
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8-qdq", "int8-cpu"])
+def test_packed_output_is_packbits_of_codes_for_any_batch(exported: ExportResult, fresh_images, precision: str) -> None:
+    x, _ = fresh_images
+    session = cpu_session(exported.path(precision))
+    for n in (1, 5):
+        codes, packed = session.run([md.CODES_OUTPUT, md.PACKED_OUTPUT], {md.INPUT_NAME: x[:n]})
+        assert codes.shape == (n, BITS) and codes.dtype == np.float32
+        assert packed.dtype == np.uint8
+        np.testing.assert_array_equal(packed, np.packbits(codes > 0, axis=1, bitorder="big"))
+
+
+def test_metadata_round_trip(exported: ExportResult) -> None:
+    ckpt = exported.path("fp32").parent.parent / "model.pt"
+    _, info = load_model(ckpt)
+    for precision in ("fp32", "fp16", "int8-qdq", "int8-cpu"):
+        meta = cpu_session(exported.path(precision)).get_modelmeta().custom_metadata_map
+        assert int(meta[md.BITS]) == info.bits
+        assert Preprocess.from_json(meta[md.PREPROCESS]) == info.preprocess
+        assert json.loads(meta[md.CLASS_NAMES]) == info.class_names
+        assert (meta[md.METHOD], meta[md.BACKBONE], meta[md.DATASET]) == ("sadh", "small_cnn", "fashion-mnist")
+        assert meta[md.PRECISION] == precision
+        assert meta[md.VERSION] == importlib_metadata.version("sadh")
+
+
+def test_model_formats(exported: ExportResult) -> None:
+    fp32 = onnx.load(str(exported.path("fp32")))
+    assert max(o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert fp32.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    half = onnx.load(str(exported.path("fp16")))
+    float_io = onnx.TensorProto.FLOAT
+    assert half.graph.input[0].type.tensor_type.elem_type == float_io
+    assert half.graph.output[0].type.tensor_type.elem_type == float_io
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
+    qdq = onnx.load(str(exported.path("int8-qdq")))
+    assert qdq_violations(qdq) == []
+    cpu_ops = {n.op_type for n in onnx.load(str(exported.path("int8-cpu"))).graph.node}
+    assert "QLinearConv" in cpu_ops  # the QOperator format chosen for CPUs
+
+
+def test_parity_check_fails_below_threshold() -> None:
+    reference = np.array([[0.5, -0.5, 0.2, -0.1]], dtype=np.float32)
+    flipped = reference * np.array([1, 1, -1, -1], dtype=np.float32)
+    parity = compare_codes(reference, flipped)
+    assert parity == Parity(max_abs_diff=pytest.approx(0.4), bit_agreement=0.5, images=1)
+    with pytest.raises(SadhError, match="parity"):
+        require_parity(parity, 0.999, "x.onnx")
+    require_parity(parity, 0.5, "x.onnx")
+
+
+def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(SadhError, match="int8-qdq.onnx fails the parity check"):
+        export_model(ckpt, tmp_path, int8=True, calib_images=20, parity_images=16, int8_threshold=1.0)
+
+
+class Erfinv(torch.nn.Module):
+    """A layer the ONNX exporter cannot translate."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erfinv(x.tanh() * 0.5)
+
+
+def _info(model: torch.nn.Module):
+    cfg = model.default_cfg
+    return type("Info", (), dict(
+        bits=model.bits, preprocess=Preprocess(cfg["input_size"], cfg["resize_size"]), class_names=["a"],
+        method="sadh", backbone="small_cnn", dataset="d",
+    ))
+
+
+def test_unsupported_operator_names_the_layer(tmp_path: Path) -> None:
+    model = create_model("small_cnn", BITS, 10).eval()
+    model.backbone.features[1] = Erfinv()
+    with pytest.raises(SadhError, match=r"layer 'model\.backbone\.features\.1' \(Erfinv\).*erfinv"):
+        export_onnx(model, _info(model), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_shape_problem_names_the_layer(tmp_path: Path) -> None:
+    model = create_model("small_cnn", BITS, 10).eval()
+    model.code = torch.nn.Linear(model.code.in_features + 1, BITS)
+    with pytest.raises(SadhError, match=r"layer 'model\.code'"):
+        export_onnx(model, _info(model), tmp_path / "m.onnx")
+
+
+def test_opset_too_old_is_refused(tmp_path: Path) -> None:
+    model = create_model("small_cnn", BITS, 10).eval()
+    with pytest.raises(SadhError, match="opset 13"):
+        export_onnx(model, _info(model), tmp_path / "m.onnx", opset=13)
+
+
+def test_bad_checkpoint_path(tmp_path: Path) -> None:
+    with pytest.raises(SadhError, match="checkpoint not found"):
+        export_model(tmp_path / "missing.pt", tmp_path)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "missing.pt")])
+    assert result.exit_code != 0 and isinstance(result.exception, SadhError)
+
+
+def test_dataset_comes_from_the_checkpoint_data_settings_only(tmp_path: Path) -> None:
+    old_run = {"data": "fashion-mnist", "query_per_class": 50, "eval_database": None, "a_setting_from_elsewhere": 1}
+    data, split = checkpoint_dataset(write_checkpoint(tmp_path / "m.pt", config=old_run))
+    assert data.name == "fashion-mnist" and len(split.query) == 500
+    np.testing.assert_array_equal(np.bincount(data.labels[split.query].argmax(1)), np.full(10, 50))
+
+
+def test_spread_is_deterministic_and_covers_the_range() -> None:
+    index = np.arange(100, 200)
+    picked = spread(index, 5)
+    assert picked.tolist() == [100, 125, 150, 174, 199]  # np.linspace(0, 99, 5) rounded
+    assert spread(index, 1000) is index
+    with pytest.raises(SadhError):
+        spread(index, 0)
+
+
+def test_cli_export_prints_table_trtexec_and_next_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sadh.export.api.tensorrt_version", lambda: None)  # the no-TensorRT path, even where it is installed
+    ckpt = write_checkpoint(tmp_path / "best.pt")
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(tmp_path / "out"), "--engine", "--batch-max", "16"])
+    assert result.exit_code == 0, result.output
+    assert "best.onnx" in result.output and "fp32" in result.output and "bits" in result.output
+    assert "TensorRT is not installed" in result.output
+    assert "--maxShapes=images:16x3x28x28" in result.output
+    assert f"next: sadh-cli index build --model {tmp_path / 'out' / 'best.onnx'}" in result.output
+
+
+def test_bad_int8_options_fail_before_exporting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    monkeypatch.setattr("sadh.export.api.modelopt_available", lambda: False)
+    with pytest.raises(SadhError, match="needs NVIDIA ModelOpt"):
+        export_model(ckpt, tmp_path / "out", int8=True, qdq_tool="modelopt")
+    with pytest.raises(SadhError, match="unknown calibration method 'kl'"):
+        export_model(ckpt, tmp_path / "out", int8=True, calib_method="kl")
+    with pytest.raises(SadhError, match="unknown Q/DQ tool"):
+        export_model(ckpt, tmp_path / "out", int8=True, qdq_tool="tflite")
+    assert not (tmp_path / "out").exists()

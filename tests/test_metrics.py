@@ -1,0 +1,153 @@
+"""Retrieval metrics against slow, obviously correct references and hand-computed cases."""
+import itertools
+
+import numpy as np
+import pytest
+
+import sadh.sdk.metrics as metrics_mod
+from sadh.sdk.codes import pack_codes
+from sadh.sdk.errors import SadhError
+from sadh.sdk.metrics import mean_average_precision, precision_at_n, precision_recall_by_radius
+
+
+def ranked(q, db, ql, dl):
+    """Per query: (distances, relevance) of the database sorted by (distance, index)."""
+    d = (q[:, None, :] != db[None, :, :]).sum(-1)
+    rel = (ql[:, None, :] & dl[None, :, :]).any(-1)
+    out = []
+    for i in range(len(q)):
+        order = sorted(range(len(db)), key=lambda j: (d[i, j], j))
+        out.append((d[i, order], rel[i, order]))
+    return out
+
+
+def ref_ap(relseq, k):
+    hits, total = 0, 0.0
+    for r, x in enumerate(relseq[:k], 1):
+        if x:
+            hits += 1
+            total += hits / r
+    return total / hits if hits else 0.0
+
+
+def ref_tie_aware(dist, relseq, k):
+    """E[sum of P@r over relevant r <= k] / E[relevant in top k], over all orders within tie groups."""
+    groups = [list(np.flatnonzero(dist == t)) for t in np.unique(dist)]
+    nums, hits = [], []
+    for perm in itertools.product(*[itertools.permutations(g) for g in groups]):
+        seq = relseq[[j for g in perm for j in g]]
+        nums.append(sum(seq[:r].sum() / r for r in range(1, k + 1) if seq[r - 1]))
+        hits.append(seq[:k].sum())
+    return np.mean(nums) / np.mean(hits) if np.mean(hits) else 0.0
+
+
+def random_data(seed, nq, ndb, bits, classes):
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, 2, (nq, bits)).astype(bool)
+    db = rng.integers(0, 2, (ndb, bits)).astype(bool)
+    ql = rng.random((nq, classes)) < 0.25
+    dl = rng.random((ndb, classes)) < 0.25
+    return q, db, ql, dl
+
+
+@pytest.mark.parametrize(("bits", "classes", "topk"), [(8, 3, None), (8, 3, 17), (16, 70, None), (16, 5, 1), (24, 4, 60), (8, 2, 1000)])
+def test_map_and_precision_match_reference(bits, classes, topk, monkeypatch):
+    monkeypatch.setattr(metrics_mod, "CHUNK_PAIRS", 500)  # several query chunks
+    q, db, ql, dl = random_data(bits + classes, 30, 60, bits, classes)
+    res = mean_average_precision(q, db, ql, dl, topk=topk)
+    k = min(topk or 60, 60)
+    expected = [ref_ap(rel, k) for _, rel in ranked(q, db, ql, dl)]
+    assert res.topk == k and np.allclose(res.ap, expected) and np.isclose(res.map, np.mean(expected))
+    ns = [1, 5, 60]
+    prec = precision_at_n(q, db, ql, dl, ns)
+    assert np.allclose(prec, [np.mean([rel[:n].mean() for _, rel in ranked(q, db, ql, dl)]) for n in ns])
+
+
+@pytest.mark.parametrize("topk", [None, 3, 5])
+def test_tie_aware_is_the_expectation_over_tie_orders(topk):
+    for seed in range(6):
+        q, db, ql, dl = random_data(seed, 4, 7, 8, 2)
+        db[1:4] = db[0]  # a big tie group
+        res = mean_average_precision(q, db, ql, dl, topk=topk)
+        expected = [ref_tie_aware(d, rel, topk or 7) for d, rel in ranked(q, db, ql, dl)]
+        assert np.allclose(res.tie_aware_ap, expected)
+
+
+def test_tie_aware_equals_plain_without_ties():
+    q = np.array([[0, 0, 0, 0, 0, 0, 0, 0]])
+    db = np.array([[1] * k + [0] * (8 - k) for k in (3, 0, 5, 1)])
+    res = mean_average_precision(q, db, np.array([[1, 0]]), np.array([[1, 0], [0, 1], [1, 1], [0, 1]]))
+    # ranks by distance: item1 (irrelevant), item3 (irrelevant), item0 (rel), item2 (rel): AP = (1/3 + 2/4) / 2
+    assert np.isclose(res.map, (1 / 3 + 2 / 4) / 2) and np.isclose(res.tie_aware_map, res.map)
+
+
+def test_hand_computed_with_ties_and_last_item():
+    q = np.zeros((1, 8), bool)
+    db = np.zeros((4, 8), bool)
+    db[1, 0] = db[2, 0] = True  # distances 0, 1, 1, 2
+    db[3, :2] = True
+    ql = np.array([[1, 0]])
+    dl = np.array([[1, 0], [0, 1], [1, 1], [0, 1]])
+    res = mean_average_precision(q, db, ql, dl)
+    assert np.isclose(res.map, (1 + 2 / 3) / 2)
+    # tie group {1, 2}: item 2 (relevant) is at rank 2 or 3 with equal chance
+    assert np.isclose(res.tie_aware_map, (1 + 0.5 * (2 / 2) + 0.5 * (2 / 3)) / 2)
+    only_last = mean_average_precision(q, db, np.array([[0, 1]]), np.array([[1, 0], [1, 0], [1, 0], [0, 1]]))
+    assert np.isclose(only_last.map, 1 / 4)  # the whole database: the last item counts
+    none = mean_average_precision(q, db, np.array([[0, 1]]), np.array([[1, 0], [1, 0], [1, 0], [0, 1]]), topk=3)
+    assert none.map == 0.0 and none.tie_aware_map == 0.0
+
+
+def test_queries_without_relevant_items_count_as_zero():
+    q = np.zeros((2, 8), bool)
+    db = np.zeros((3, 8), bool)
+    res = mean_average_precision(q, db, np.array([[1, 0], [0, 1]]), np.array([[1, 0]] * 3))
+    assert list(res.ap) == [1.0, 0.0] and res.map == 0.5
+
+
+def test_precision_recall_by_radius_matches_reference():
+    q, db, ql, dl = random_data(9, 25, 50, 8, 3)
+    ql[0] = False  # a query with nothing relevant: excluded from recall
+    prec, rec = precision_recall_by_radius(q, db, ql, dl)
+    d = (q[:, None, :] != db[None, :, :]).sum(-1)
+    rel = (ql[:, None, :] & dl[None, :, :]).any(-1)
+    for r in range(9):
+        got = d <= r
+        p = [(got[i] & rel[i]).sum() / got[i].sum() for i in range(25) if got[i].any()]
+        rc = [(got[i] & rel[i]).sum() / rel[i].sum() for i in range(25) if rel[i].any()]
+        assert (np.isnan(prec[r]) and not p) or np.isclose(prec[r], np.mean(p))
+        assert np.isclose(rec[r], np.mean(rc))
+    assert np.isclose(rec[8], 1.0)
+
+
+def test_radius_precision_is_nan_when_nothing_is_retrieved():
+    q = np.zeros((1, 8), bool)
+    db = np.ones((2, 8), bool)
+    prec, rec = precision_recall_by_radius(q, db, np.array([[1]]), np.array([[1], [0]]))
+    assert np.isnan(prec[:8]).all() and prec[8] == 0.5 and rec[7] == 0 and rec[8] == 1
+
+
+def test_packed_and_sign_inputs_agree():
+    q, db, ql, dl = random_data(4, 10, 40, 16, 3)
+    a = mean_average_precision(q, db, ql, dl, topk=10)
+    b = mean_average_precision(pack_codes(q), pack_codes(db), ql, dl, topk=10)
+    c = mean_average_precision(np.where(q, 0.7, -0.2), np.where(db, 1.0, -1.0), ql.astype(int), dl.astype(float), topk=10)
+    assert np.array_equal(a.ap, b.ap) and np.array_equal(a.ap, c.ap)
+
+
+def test_bad_inputs():
+    q, db, ql, dl = random_data(0, 3, 5, 8, 2)
+    cases = [
+        (lambda: mean_average_precision(q, np.zeros((5, 2, 8), bool), ql, dl), "2-D"),
+        (lambda: mean_average_precision(q, np.zeros((5, 16), bool), ql, dl), "bits"),
+        (lambda: mean_average_precision(q, db, ql[:2], dl), "query labels"),
+        (lambda: mean_average_precision(q, db, ql, np.ones((5, 3))), "classes"),
+        (lambda: mean_average_precision(q, db, ql, dl, topk=0), "topk"),
+        (lambda: mean_average_precision(q[:0], db, ql[:0], dl), "no queries"),
+        (lambda: mean_average_precision(q, db[:0], ql, dl[:0]), "empty"),
+        (lambda: precision_at_n(q, db, ql, dl, [6]), "exceeds"),
+        (lambda: precision_at_n(q, db, ql, dl, [0]), "ns"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(SadhError, match=match):
+            fn()

@@ -1,0 +1,80 @@
+"""Retriever (encoder + index, saved together), the index sidecar, and the retrieval grid image."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sadh.sdk.encoder import Encoder
+from sadh.sdk.errors import SadhError
+from sadh.sdk.grid import IRRELEVANT_BGR, RELEVANT_BGR, retrieval_grid
+from sadh.sdk.index import HammingIndex
+from sadh.sdk.retriever import MANIFEST_NAME, Retriever, Sidecar, sidecar_path
+from tiny_model import export_tiny
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> Encoder:
+    path = tmp_path_factory.mktemp("retr") / "model.onnx"
+    export_tiny(path, bits=32)
+    return Encoder(path)
+
+
+def test_add_query_save_load(encoder, fashion_small, tmp_path):
+    r = Retriever(encoder)
+    images = fashion_small.images[:60]
+    ids = r.add_images(images, ids=np.arange(60) * 7)
+    assert len(r) == 60 and ids.tolist() == (np.arange(60) * 7).tolist()
+    codes = encoder.encode(images)
+    for j in (0, 13, 59):
+        found, dist = r.query(images[j], k=5)
+        assert dist[0] == 0 and len(found) == 5 and np.all(np.diff(dist) >= 0)
+        first_same = int(np.flatnonzero((codes == codes[j]).all(1))[0])  # ties go to the earliest insertion
+        assert found[0] == 7 * first_same
+    r.save(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / MANIFEST_NAME).read_text())["bits"] == 32
+    loaded = Retriever.load(tmp_path / "r")
+    for j in (3, 40):
+        np.testing.assert_array_equal(loaded.query(images[j], 8)[0], r.query(images[j], 8)[0])
+    few, _ = Retriever(encoder).query(images[0], k=3)
+    assert few.size == 0  # empty index: nothing, not -1 padding
+
+
+def test_retriever_errors(encoder, tmp_path):
+    with pytest.raises(SadhError, match="64-bit codes"):
+        Retriever(encoder, HammingIndex(64))
+    with pytest.raises(SadhError, match="not a saved retriever"):
+        Retriever.load(tmp_path)
+    (tmp_path / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(SadhError, match="not a sadh retriever manifest"):
+        Retriever.load(tmp_path)
+
+
+def test_sidecar_roundtrip_and_errors(tmp_path):
+    side = Sidecar(ids=[5, 9], labels=[[0], [1, 2]], class_names=["a", "b", "c"], paths=["x.png", "y.png"])
+    side.save(sidecar_path(tmp_path / "i.sidx"))
+    back = Sidecar.load(tmp_path / "i.sidx.json")
+    assert back.label_names(9) == ["b", "c"] and back.path(5) == "x.png" and back.describe(9) == "b,c y.png"
+    assert back.label_names(77) == [] and back.path(77) is None
+    with pytest.raises(SadhError, match="2 ids but 1 labels"):
+        Sidecar(ids=[1, 2], labels=[[0]], class_names=["a"])
+    with pytest.raises(SadhError, match="outside 0..0"):
+        Sidecar(ids=[1], labels=[[3]], class_names=["a"])
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(SadhError, match="not a sadh index sidecar"):
+        Sidecar.load(tmp_path / "bad.json")
+
+
+def test_grid_borders(fashion_small):
+    queries = [fashion_small.image(0), fashion_small.image(30)]
+    results = [[fashion_small.image(i) for i in range(1, 4)], [fashion_small.image(i) for i in range(31, 33)]]
+    relevant = np.array([[True, False, True], [False, True, False]])
+    tile = 40
+    grid = retrieval_grid(queries, results, relevant, tile=tile)
+    assert grid.dtype == np.uint8 and grid.shape[0] == 2 * tile + 4 and grid.ndim == 3
+    corner = lambda row, col: tuple(int(v) for v in grid[row * (tile + 4) + 1, tile + 12 + col * tile + 1])  # noqa: E731
+    assert corner(0, 0) == RELEVANT_BGR and corner(0, 1) == IRRELEVANT_BGR and corner(1, 1) == RELEVANT_BGR
+    assert corner(1, 2) == (255, 255, 255)  # no third result for query 2
+    with pytest.raises(SadhError, match="one result list per query"):
+        retrieval_grid(queries, results[:1], relevant)

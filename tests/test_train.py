@@ -1,0 +1,188 @@
+"""Training engine: learning on real Fashion-MNIST, preprocessing identity, NaN stop, checkpoints, bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from sadh.sdk.data import LabeledImages
+from sadh.sdk.errors import SadhError
+from sadh.sdk.preprocess import Preprocess, preprocess
+from sadh.train import trainer
+from sadh.train.augment import center_crop, normalize, random_crop_flip
+from sadh.train.cache import cache_images
+from sadh.train.checkpoint import load_checkpoint, load_model
+from sadh.train.config import RECIPES, TrainConfig
+from sadh.train.evaluate import encode, evaluate_map
+from sadh.train.model import create_model
+from sadh.train.trainer import check_labels, train
+
+from train_helpers import tiny_config, tiny_split
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_eval_preprocessing_matches_sdk(fashion_small: LabeledImages) -> None:
+    rng = np.random.default_rng(0)
+    colour = LabeledImages(
+        labels=np.eye(2, dtype=np.uint8)[[0, 1, 0]],
+        class_names=["a", "b"],
+        images=rng.integers(0, 256, (3, 37, 53, 3), dtype=np.uint8),
+    )
+    for data, pre in ((fashion_small, Preprocess(28, 32)), (colour, Preprocess(24, 30, (0.5, 0.4, 0.3), (0.2, 0.3, 0.25)))):
+        cached = cache_images(data, np.arange(len(data)), pre.resize_size)
+        train_side = normalize(center_crop(torch.from_numpy(cached), pre.input_size), pre.mean, pre.std).numpy()
+        sdk_side = preprocess([data.image(i) for i in range(len(data))], pre)
+        assert train_side.dtype == sdk_side.dtype == np.float32
+        assert np.array_equal(train_side, sdk_side)
+
+
+def test_random_crop_flip_is_a_crop_or_its_mirror() -> None:
+    images = torch.arange(2 * 6 * 6 * 3, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(2, 6, 6, 3)
+    out = random_crop_flip(images, 4, torch.Generator().manual_seed(1))
+    for n in range(2):
+        windows = [images[n, t : t + 4, l : l + 4] for t in range(3) for l in range(3)]
+        assert any(torch.equal(out[n], w) or torch.equal(out[n], w.flip(1)) for w in windows)
+    again = random_crop_flip(images, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)
+
+
+def test_cache_on_disk_is_reused_and_invalidated(tmp_path, fashion_small: LabeledImages) -> None:
+    import cv2
+
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"{i}.png"))
+        cv2.imwrite(paths[-1], fashion_small.images[i])
+    data = LabeledImages(labels=fashion_small.labels[:4], class_names=fashion_small.class_names, paths=paths, name="pngs")
+    first = cache_images(data, np.arange(4), 32, tmp_path / "cache")
+    files = list((tmp_path / "cache").glob("*.npy"))
+    assert len(files) == 1 and np.array_equal(first, cache_images(fashion_small, np.arange(4), 32))
+    assert np.array_equal(cache_images(data, np.arange(4), 32, tmp_path / "cache"), first)
+    cv2.imwrite(paths[0], fashion_small.images[5])
+    changed = cache_images(data, np.arange(4), 32, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2 and not np.array_equal(changed[0], first[0])
+
+
+def test_training_beats_untrained_network(tmp_path, fashion_mnist: LabeledImages) -> None:
+    data, split = tiny_split(fashion_mnist, query=10, train=60, database=50)
+    cfg = tiny_config(tmp_path, epochs=3, eval_every=3)
+    torch.manual_seed(cfg.seed)
+    untrained = create_model("small_cnn", cfg.bits, data.num_classes)
+    pre = trainer.resolve_preprocess(cfg, untrained)
+    query, database = data.subset(split.query), data.subset(split.database)
+    before = evaluate_map(untrained, query, database, pre)
+    result = train(cfg, data, split)
+    model, info = load_model(result.best)
+    after = evaluate_map(model, query, database, info.preprocess)
+    assert after == pytest.approx(result.best_map)
+    assert after > before + 0.25, (before, after)
+    assert (info.bits, info.backbone, info.method, info.num_classes) == (32, "small_cnn", "sadh", 10)
+    assert info.class_names == data.class_names and info.preprocess == pre
+    log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2, 3] and log == result.history
+    assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, fashion_mnist: LabeledImages, monkeypatch) -> None:
+    data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
+    cfg = tiny_config(tmp_path, method="dpsh", batch_size=25)
+    calls = {"n": 0}
+    real = trainer.dpsh_loss
+
+    def poisoned(u, y, eta):
+        calls["n"] += 1
+        loss, stats = real(u, y, eta)
+        return (loss * float("nan") if calls["n"] == 6 else loss), stats
+
+    monkeypatch.setattr(trainer, "dpsh_loss", poisoned)
+    with pytest.raises(SadhError, match=r"loss became nan at step 6 \(epoch 2\).*last\.pt \(epoch 1\) is intact"):
+        train(cfg, data, split)
+    state = load_checkpoint(tmp_path / "run" / "last.pt", trainer.RESUME_KEYS)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_checkpoint_errors(tmp_path) -> None:
+    with pytest.raises(SadhError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SadhError, match="not a readable sadh checkpoint"):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(SadhError, match="not a sadh checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+
+
+def test_truncated_checkpoint(tmp_path, fashion_mnist: LabeledImages) -> None:
+    data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
+    result = train(tiny_config(tmp_path, method="csq", epochs=1, batch_size=50), data, split)
+    model, info = load_model(result.best)
+    assert info.method == "csq" and info.best_map == pytest.approx(result.best_map)
+    assert encode(model, data.subset(split.query), info.preprocess).shape == (20, 4)
+    blob = result.best.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(SadhError, match="cut.pt"):
+        load_model(tmp_path / "cut.pt")
+    with pytest.raises(SadhError, match="already holds a run"):
+        train(tiny_config(tmp_path, method="csq", epochs=1, batch_size=50), data, split)
+
+
+@pytest.mark.parametrize("bits", [0, 12, 264, 512])
+def test_bad_bits(bits: int) -> None:
+    with pytest.raises(SadhError, match="bits must be a multiple of 8"):
+        TrainConfig(bits=bits)
+
+
+def test_bad_settings_and_labels(fashion_small: LabeledImages) -> None:
+    with pytest.raises(SadhError, match="unknown method"):
+        TrainConfig(method="hashnet")
+    with pytest.raises(SadhError, match="unknown recipe"):
+        TrainConfig(recipe="magic")
+    split = SimpleNamespace(train=np.arange(5))
+    with pytest.raises(SadhError, match="training split is empty"):
+        check_labels(fashion_small, SimpleNamespace(train=np.arange(0)))
+    with pytest.raises(SadhError, match="has 10 classes but the network was trained for 7"):
+        check_labels(fashion_small, split, num_classes=7)
+    unlabelled = LabeledImages(
+        labels=np.zeros((5, 10), np.uint8), class_names=fashion_small.class_names, images=fashion_small.images[:5]
+    )
+    with pytest.raises(SadhError, match="no label"):
+        check_labels(unlabelled, split)
+
+
+def test_config_json_round_trip_and_recipes() -> None:
+    cfg = TrainConfig(recipe="reference", bits=64, lr=3e-5)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    ref = RECIPES["reference"]
+    assert (cfg.optimizer, cfg.batch_size, cfg.epochs, cfg.weight_decay) == (ref["optimizer"], 48, 30, 1e-6)
+    assert cfg.lr == 3e-5 and cfg.label_milestones == [2, 3, 4, 5, 6] and (cfg.beta, cfg.eta) == (0.01, 0.1)
+    with pytest.raises(SadhError, match="unknown training settings: nope"):
+        TrainConfig.from_dict({**cfg.to_dict(), "nope": 1})
+
+
+def test_cli_rejects_bad_bits() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sadh.cli.app", "train", "--bits", "16,12", "--epochs", "1"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "bits must be a multiple of 8" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_trains_two_bit_lengths(tmp_path) -> None:
+    args = ["train", "--bits", "8,16", "--epochs", "1", "--train-per-class", "6", "--query-per-class", "2",
+            "--eval-database", "40", "--threads", "1", "--method", "dpsh", "--out", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-m", "sadh.cli.app", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for bits in (8, 16):
+        best = tmp_path / f"fashion-mnist-dpsh-small_cnn-{bits}b" / "best.pt"
+        assert f"next: sadh-cli export {best} --int8" in proc.stdout
+        assert load_model(best)[1].bits == bits

@@ -1,0 +1,48 @@
+"""Backbones with one interface: `num_features`, `forward_features(x) -> (n, num_features)`, `default_cfg`."""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch import nn
+
+from sadh.sdk.errors import SadhError
+from sadh.train.backbones.efficientnet_lite import efficientnet_lite0, shipped_efficientnet_lite0_weights
+from sadh.train.backbones.resnet import resnet18, resnet50
+from sadh.train.backbones.small_cnn import small_cnn
+from sadh.train.backbones.weights import load_weights
+
+
+class BackboneEntry(NamedTuple):
+    """How to build a backbone, where its shipped weights are (if any) and which checkpoint keys to ignore."""
+
+    build: Callable[..., nn.Module]
+    shipped_weights: Callable[[], str] | None
+    ignore_prefixes: tuple[str, ...]
+
+
+BACKBONES: dict[str, BackboneEntry] = {
+    "small_cnn": BackboneEntry(small_cnn, None, ()),
+    "efficientnet_lite0": BackboneEntry(efficientnet_lite0, shipped_efficientnet_lite0_weights, ("_fc.",)),
+    "resnet18": BackboneEntry(resnet18, None, ("fc.",)),
+    "resnet50": BackboneEntry(resnet50, None, ("fc.",)),
+}
+
+
+def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
+    """Build a backbone by name; pretrained=True loads the shipped ImageNet weights, a str path loads a file."""
+    if name not in BACKBONES:
+        raise SadhError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    entry = BACKBONES[name]
+    model = entry.build(**kwargs)
+    if pretrained is True:
+        if entry.shipped_weights is None:
+            raise SadhError(f"no pretrained weights ship offline for {name}; pass --backbone-weights PATH")
+        load_weights(model, entry.shipped_weights(), entry.ignore_prefixes)
+    elif isinstance(pretrained, str) and pretrained:
+        load_weights(model, pretrained, entry.ignore_prefixes)
+    elif pretrained is not False:
+        raise SadhError(f"pretrained must be True, False or a weights file path, got {pretrained!r}")
+    return model
+
+
+__all__ = ["BACKBONES", "create_backbone", "load_weights"]

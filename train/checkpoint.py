@@ -1,0 +1,97 @@
+"""One checkpoint dict per file (tensors, numbers, strings; no pickled objects), written atomically on rank 0.
+
+Keys: format, model, label_net, optimizer, scheduler, scaler, dictionaries, config, epoch, step,
+best_map, history, preprocess (JSON), class_names, dataset, method, backbone, bits, num_classes.
+`load_model` rebuilds the image network for export and inference.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..sdk.errors import SadhError
+from ..sdk.preprocess import Preprocess
+from .model import ImageHashNet, create_model
+
+FORMAT = "sadh-checkpoint-1"
+MODEL_KEYS = ("model", "preprocess", "class_names", "method", "dataset", "backbone", "bits", "num_classes", "best_map")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint says about its image network (export metadata and the CLI read this)."""
+
+    bits: int
+    backbone: str
+    num_classes: int
+    class_names: list[str]
+    preprocess: Preprocess
+    method: str
+    dataset: str
+    best_map: float | None
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """torch.save `state` (plus the format tag) to a temp file beside `path`, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:
+    """Read a checkpoint (weights_only) and check it is ours and has `keys`; anything else is a SadhError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SadhError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign or pickled-object files all land here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SadhError(f"{path}: not a readable sadh checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise SadhError(f"{path}: not a sadh checkpoint (expected format {FORMAT!r})")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise SadhError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return state
+
+
+def model_info(state: dict[str, Any]) -> ModelInfo:
+    """The ModelInfo of a loaded checkpoint dict."""
+    return ModelInfo(
+        bits=int(state["bits"]),
+        backbone=str(state["backbone"]),
+        num_classes=int(state["num_classes"]),
+        class_names=list(state["class_names"]),
+        preprocess=Preprocess.from_json(state["preprocess"]),
+        method=str(state["method"]),
+        dataset=str(state["dataset"]),
+        best_map=None if state["best_map"] is None else float(state["best_map"]),
+    )
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ImageHashNet, ModelInfo]:
+    """The trained image network (eval mode, on `device`) and its ModelInfo from a checkpoint file."""
+    state = load_checkpoint(path)
+    info = model_info(state)
+    model = create_model(info.backbone, info.bits, info.num_classes, pretrained=False)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError) as e:
+        first = str(e).splitlines()[0]
+        raise SadhError(f"{path}: weights do not fit a {info.backbone} {info.bits}-bit network ({first})") from None
+    return model.to(device).eval(), info

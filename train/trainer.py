@@ -1,0 +1,343 @@
+"""Stage 2: train the image hashing network (SADH, or the DPSH / CSQ baselines in the same harness).
+
+Read top to bottom: config -> data and cache -> model -> stage 1 (SADH) -> optimiser -> resume -> loop.
+Runs as one process (CPU or GPU) or under `torchrun` (DDP). Shuffling comes from a DistributedSampler
+seeded by (seed, epoch) and augmentation from a generator seeded by (seed, epoch, rank), so a run resumed
+from an epoch-end checkpoint draws exactly what the uninterrupted run drew.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from ..sdk.atomic import atomic_write_text
+from ..sdk.data import LabeledImages, Split, SplitSizes, load_dataset
+from ..sdk.errors import SadhError
+from ..sdk.metrics import mean_average_precision
+from ..sdk.preprocess import Preprocess
+from . import distributed
+from .augment import normalize, random_crop_flip
+from .backbones import BACKBONES
+from .baselines import CSQCentres, csq_loss, dpsh_loss
+from .cache import cache_images
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .dictionary import Dictionaries, build_dictionaries
+from .evaluate import default_topk, encode_cached
+from .label_stage import train_label_net
+from .losses import SadhWeights, sadh_loss
+from .model import ImageHashNet, ImageOutput, LabelNet, create_model
+
+LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "best_map", "history")
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run lives and how well it did."""
+
+    run_dir: Path
+    best: Path
+    last: Path
+    best_map: float | None
+    history: list[dict[str, Any]]
+    model: ImageHashNet  # the network after the last epoch (identical on every rank)
+
+
+def load_data(cfg: TrainConfig) -> tuple[LabeledImages, Split]:
+    """The dataset and split a config names (a saved split file wins over the seeded default)."""
+    sizes = SplitSizes(
+        query_per_class=cfg.query_per_class,
+        train_per_class=cfg.train_per_class,
+        query_total=cfg.query_per_class * 10,
+        train_total=cfg.train_per_class * 10,
+    )
+    data, split = load_dataset(cfg.data, cfg.data_dir, cfg.image_root, cfg.class_names, sizes, cfg.split_seed)
+    if cfg.split is not None:
+        split = Split.load(cfg.split)
+    split.check_disjoint(len(data))
+    return data, split
+
+
+def resolve_preprocess(cfg: TrainConfig, model: ImageHashNet) -> Preprocess:
+    """The backbone's default_cfg, with the config's input/resize sizes where set (resize scales with input)."""
+    d = model.default_cfg
+    input_size = cfg.input_size or d["input_size"]
+    resize_size = cfg.resize_size or round(input_size * d["resize_size"] / d["input_size"])
+    return Preprocess(input_size=input_size, resize_size=resize_size, mean=tuple(d["mean"]), std=tuple(d["std"]))
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for an --amp setting (auto: bf16 on GPUs with bf16, fp16 on other GPUs, off on CPU)."""
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+
+def make_optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    """The stage-2 optimiser the config names."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Per-step lr multiplier: linear warm-up, then cosine to zero (or constant)."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup)
+        return ramp * (0.5 * (1 + math.cos(math.pi * step / total)) if cfg.schedule == "cosine" else 1.0)
+
+    return factor
+
+
+def epoch_seed(cfg: TrainConfig, epoch: int, rank: int) -> int:
+    """The seed of one rank's augmentation and dropout in one epoch."""
+    return cfg.seed * 1_000_003 + epoch * 1_009 + rank
+
+
+def check_labels(data: LabeledImages, split: Split, num_classes: int | None = None) -> None:
+    """Raise SadhError for an empty training split, unlabelled training items or a class-count mismatch."""
+    if len(split.train) == 0:
+        raise SadhError("the training split is empty; give the dataset training items")
+    if num_classes is not None and data.num_classes != num_classes:
+        raise SadhError(
+            f"the data has {data.num_classes} classes but the network was trained for {num_classes}; "
+            "resume with the same dataset or start a new run"
+        )
+    if not data.labels[split.train].any(axis=1).all():
+        raise SadhError("some training items have no label; every training item needs at least one")
+
+
+def _make_loss(
+    cfg: TrainConfig,
+    train_labels: np.ndarray,
+    device: torch.device,
+    state: dict[str, Any] | None,
+    info: distributed.DistInfo,
+) -> tuple[LossFn, dict[str, Any]]:
+    """The method's loss function and what the checkpoint must keep to rebuild it."""
+    if cfg.method == "dpsh":
+        return (lambda out, y: dpsh_loss(out.u, y, eta=cfg.dpsh_eta)), {}
+    if cfg.method == "csq":
+        centres = CSQCentres(cfg.bits, train_labels.shape[1], seed=cfg.seed)
+        return (lambda out, y: csq_loss(out.u, y, centres, lam=cfg.csq_lam)), {}
+    label_net = LabelNet(train_labels.shape[1], cfg.bits).to(device)
+    if state is not None:
+        label_net.load_state_dict(state["label_net"])
+        label_net.eval().requires_grad_(False)
+        dicts = Dictionaries(*(state["dictionaries"][k].to(device) for k in Dictionaries._fields))
+    else:
+        label_net, _ = train_label_net(train_labels, cfg, device, progress=cfg.progress and info.is_main)
+        distributed.broadcast_module(label_net, info)
+        dicts = build_dictionaries(label_net, train_labels)
+    weights = SadhWeights(cfg.lam, cfg.alpha, cfg.beta, cfg.eta)
+
+    def loss(out: ImageOutput, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            target = label_net(y)
+        return sadh_loss(out, y, target, dicts, weights)
+
+    return loss, {"label_net": label_net, "dictionaries": dicts}
+
+
+def _to_state(parts: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint entries for a method's parts: module state dicts, dictionaries as a dict of tensors."""
+    return {
+        key: value.state_dict() if isinstance(value, torch.nn.Module) else {k: v.cpu() for k, v in value._asdict().items()}
+        for key, value in parts.items()
+    }
+
+
+def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | None = None) -> TrainResult:
+    """Train one model as `cfg` says (under torchrun: one DDP rank of it); checkpoints go to {out}/{name}/."""
+    info = distributed.setup(cfg.device)
+    run_dir = Path(cfg.out) / cfg.name
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    state = None
+    if cfg.resume and last_path.is_file():
+        state = load_checkpoint(last_path, RESUME_KEYS)
+        cfg = replace(TrainConfig.from_dict(state["config"]), resume=True, progress=cfg.progress, device=cfg.device)
+    elif last_path.is_file():
+        raise SadhError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out / run name")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if info.device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    main = info.is_main and cfg.progress
+
+    # data
+    if data is None or split is None:
+        data, split = load_data(cfg)
+    check_labels(data, split, None if state is None else int(state["num_classes"]))
+
+    # model
+    torch.manual_seed(cfg.seed)
+    pretrained: bool | str = cfg.backbone_weights or (
+        cfg.pretrained if cfg.pretrained is not None else BACKBONES[cfg.backbone].shipped_weights is not None
+    )
+    model = create_model(cfg.backbone, cfg.bits, data.num_classes, pretrained=pretrained).to(info.device)
+    channels_last = cfg.channels_last if cfg.channels_last is not None else info.device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    pre = resolve_preprocess(cfg, model)
+
+    # images, decoded once at the training resolution
+    cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
+    eval_db = split.database
+    if 0 < cfg.eval_database < len(eval_db):
+        eval_db = np.sort(np.random.default_rng(cfg.seed).choice(eval_db, cfg.eval_database, replace=False))
+    with distributed.main_first(info):
+        train_images, query_images, db_images = (
+            cache_images(data, idx, pre.resize_size, cache_dir, cfg.workers, progress=main)
+            for idx in (split.train, split.query, eval_db)
+        )
+    train_labels = data.labels[split.train]
+    y_train = torch.from_numpy(train_labels).float()
+    topk = cfg.topk if cfg.topk is not None else default_topk(data.labels[eval_db])
+
+    # the method's loss (SADH: stage 1 trains the label network here)
+    loss_fn, method_parts = _make_loss(cfg, train_labels, info.device, state, info)
+
+    # optimiser, schedule, precision
+    sampler = DistributedSampler(range(len(split.train)), info.world_size, info.rank, shuffle=True, seed=cfg.seed)
+    local_n = len(sampler)
+    steps_per_epoch = max(1, local_n // cfg.batch_size)
+    optimizer = make_optimizer(cfg, model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
+    amp_dtype = autocast_dtype(cfg.amp, info.device)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=amp_dtype == torch.float16)
+    autocast = (
+        torch.autocast(info.device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+
+    # resume
+    start_epoch, step, best_map, history = 0, 0, None, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, step, best_map = int(state["epoch"]), int(state["step"]), state["best_map"]
+        history = list(state["history"])
+        if info.is_main:
+            atomic_write_text(run_dir / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+    net = torch.compile(model) if cfg.compile else model
+    if info.world_size > 1:
+        net = DistributedDataParallel(
+            net,
+            device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            find_unused_parameters=cfg.method != "sadh",
+        )
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        split.save(run_dir / "split.npz")
+
+    def checkpoint(epoch: int) -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            **_to_state(method_parts),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "config": cfg.to_dict(),
+            "epoch": epoch,
+            "step": step,
+            "best_map": best_map,
+            "history": history,
+            "preprocess": pre.to_json(),
+            "class_names": list(data.class_names),
+            "dataset": data.name,
+            "method": cfg.method,
+            "backbone": cfg.backbone,
+            "bits": cfg.bits,
+            "num_classes": data.num_classes,
+        }
+
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        order = np.fromiter(iter(sampler), dtype=np.int64, count=local_n)
+        gen = torch.Generator().manual_seed(epoch_seed(cfg, epoch, info.rank))
+        torch.manual_seed(epoch_seed(cfg, epoch, info.rank))
+        model.train()
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not main, leave=False)
+        t0, loss_sum = time.perf_counter(), 0.0
+        for b in range(steps_per_epoch):
+            idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            x = torch.from_numpy(np.ascontiguousarray(train_images[idx])).to(info.device, non_blocking=True)
+            x = normalize(random_crop_flip(x, pre.input_size, gen), pre.mean, pre.std)
+            if not channels_last:
+                x = x.contiguous()
+            y = y_train[idx].to(info.device, non_blocking=True)
+            with autocast:
+                loss, _ = loss_fn(net(x), y)
+            mean_loss = distributed.mean_over_ranks(loss, info).item()
+            if not math.isfinite(mean_loss):
+                good = f"{last_path} (epoch {epoch}) is intact" if last_path.is_file() else "no checkpoint was written yet"
+                raise SadhError(
+                    f"loss became {mean_loss} at step {step + 1} (epoch {epoch + 1}); training stopped, {good}; "
+                    "try a lower --lr or --amp off"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            loss_sum += mean_loss
+            bar.update()
+            rate = (b + 1) * cfg.batch_size * info.world_size / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.0f}")
+        bar.close()
+        distributed.broadcast_module(model, info)  # DDP keeps BatchNorm statistics per rank: take rank 0's
+        seconds = time.perf_counter() - t0
+        entry: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": loss_sum / steps_per_epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": steps_per_epoch * cfg.batch_size * info.world_size / seconds,
+            "seconds": seconds,
+            "map": None,
+        }
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            q = encode_cached(model, query_images, pre, cfg.eval_batch_size, autocast, info)
+            db = encode_cached(model, db_images, pre, cfg.eval_batch_size, autocast, info)
+            if info.is_main:
+                entry["map"] = mean_average_precision(q, db, data.labels[split.query], data.labels[eval_db], topk=topk).map
+                entry["eval_seconds"] = time.perf_counter() - t0 - seconds
+        history.append(entry)
+        if info.is_main:
+            improved = entry["map"] is not None and (best_map is None or entry["map"] > best_map)
+            if improved:
+                best_map = entry["map"]
+            ckpt = checkpoint(epoch + 1)
+            if improved:
+                save_checkpoint(best_path, ckpt)
+            save_checkpoint(last_path, ckpt)
+            with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+            if cfg.progress:
+                shown = f", mAP {entry['map']:.4f}" if entry["map"] is not None else ""
+                rate = entry["images_per_s"]
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {entry['loss']:.4f}, {rate:.0f} img/s{shown}")
+        distributed.barrier(info)
+    return TrainResult(run_dir, best_path, last_path, best_map, history, model)
