@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         index: Optional[Path] = typer.Option(None, "--index", "-i", help="Index to time searches on (default: random codes)."),
         db_size: int = typer.Option(SYNTHETIC_DB, min=1, help="Size of the random index when --index is not given."),
         frame: str = typer.Option("640x480", help="Camera frame size WxH fed to the encoder (preprocessing included)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON file (default: bench/results/<model>.json)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON file (default: <model>.bench.json beside the model)."),
     ) -> None:
         """Time the encoder (batch 1 latency, batch 32 throughput) and the index search; write a JSON report."""
         import onnxruntime
@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
             "encoder": bench_encoder(encoder, (h, w)),
             "search": {**bench_search(hindex), "index": str(index) if index else f"random {db_size} codes"},
         }
-        out = out or Path("bench") / "results" / f"{model.stem}.json"
+        out = out or model.with_suffix(".bench.json")
         atomic_write_text(out, json.dumps(result, indent=1))
         e, s = result["encoder"], result["search"]
         typer.echo(

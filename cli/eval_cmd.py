@@ -9,6 +9,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
+from ..sdk.data import database_subset
 from ..sdk.errors import SadhError
 from .options import DataOptions, data_options
 
@@ -25,15 +26,6 @@ PRECISION_NS = np.array([1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
 def _json_floats(values: np.ndarray) -> list[float | None]:
     """Floats for JSON, NaN as null."""
     return [None if np.isnan(v) else float(v) for v in values]
-
-
-def database_subset(database: np.ndarray, size: int | None, seed: int) -> np.ndarray:
-    """A seeded random subset of `size` database items, sorted (all of them when size is None or too big)."""
-    if size is None or size >= len(database):
-        return database
-    if size < 1:
-        raise SadhError(f"the database subset must hold at least 1 item, got {size}")
-    return np.sort(np.random.default_rng(seed).choice(database, size, replace=False))
 
 
 def grid_queries(labels: np.ndarray, count: int = GRID_QUERIES) -> np.ndarray:
@@ -79,7 +71,7 @@ def evaluate(
     from ..sdk import metrics
     from ..sdk.atomic import atomic_write_text
     from ..sdk.index import HammingIndex
-    from ..train.evaluate import default_topk
+    from ..sdk.metrics import default_topk
     from .encode_cmd import encode_items, timed
     from .plots import plot_pr_curve, plot_precision_at_n
 

@@ -110,7 +110,8 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
     """Index the database with the INDEXED_PRECISIONS models, evaluate every model; (rows, queries, database size)."""
     from ..sdk.encoder import Encoder
     from ..train.trainer import load_data
-    from .eval_cmd import codes_of, database_subset, evaluate
+    from ..sdk.data import database_subset
+    from .eval_cmd import codes_of, evaluate
     from .index_cmd import build_index, dataset_spec
     from .options import DataOptions
 

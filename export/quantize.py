@@ -42,7 +42,7 @@ TENSORRT_FLAVOUR = Int8Flavour(
 )
 # The CPU format, chosen by measurement (EfficientNet-Lite0 at 224, onnxruntime 1.32 CPU, 2 threads, images/s at
 # batch 1 / 32, same calibration, equal accuracy; bench/results/export_bench.json, a heavily shared x86 machine):
-# FP32 8 / 7; U8S8 Q/DQ 33 / 24; U8S8 QOperator (QLinearConv & co.) 56 / 63. The lead's earlier machine: FP32
+# FP32 28 / 29; U8S8 Q/DQ 40 / 41; U8S8 QOperator (QLinearConv & co.) 73 / 91. The lead's earlier machine: FP32
 # 173 / 167, U8S8 Q/DQ 162 / 470, U8S8 QOperator 301 / 309, S8S8 Q/DQ 100 / 89. QOperator is the format that is
 # fast at both batch sizes on both machines; the bench re-measures both ("cpu_format_candidates").
 CPU_FLAVOUR = Int8Flavour("int8-cpu", QuantFormat.QOperator, QuantType.QUInt8, activation_symmetric=False)

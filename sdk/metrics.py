@@ -17,6 +17,12 @@ from .errors import SadhError
 from .index import to_planes
 
 CHUNK_PAIRS = 1 << 22  # query x database pairs per chunk
+MULTI_LABEL_TOPK = 5000  # the usual mAP@K for multi-label sets (NUS-WIDE, MS-COCO)
+
+
+def default_topk(labels: np.ndarray) -> int | None:
+    """mAP cut-off by convention: all (None) for single-label data, 5000 for multi-label data."""
+    return MULTI_LABEL_TOPK if np.any(np.asarray(labels).sum(1) != 1) else None
 
 
 @dataclass(frozen=True)

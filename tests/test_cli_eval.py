@@ -6,8 +6,8 @@ import json
 import cv2
 import numpy as np
 
-from sadh.cli.eval_cmd import database_subset, grid_queries
-from sadh.sdk.data import SplitSizes, load_dataset
+from sadh.cli.eval_cmd import grid_queries
+from sadh.sdk.data import SplitSizes, database_subset, load_dataset
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.metrics import mean_average_precision
 from cli_run import assert_user_error, cli

@@ -9,20 +9,12 @@ import torch
 
 from ..sdk.codes import pack_codes
 from ..sdk.data import LabeledImages
-from ..sdk.metrics import mean_average_precision
+from ..sdk.metrics import default_topk, mean_average_precision
 from ..sdk.preprocess import Preprocess
 from .augment import center_crop, normalize
 from .cache import cache_images
 from .distributed import DistInfo, gather_rows
 from .model import ImageHashNet
-
-MULTI_LABEL_TOPK = 5000
-
-
-def default_topk(labels: np.ndarray) -> int | None:
-    """mAP cut-off by convention: all (None) for single-label data, 5000 for multi-label data."""
-    return MULTI_LABEL_TOPK if np.any(labels.sum(1) != 1) else None
-
 
 @torch.no_grad()
 def encode_cached(

@@ -22,9 +22,9 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ..sdk.atomic import atomic_write_text
-from ..sdk.data import LabeledImages, Split, SplitSizes, load_dataset
+from ..sdk.data import LabeledImages, Split, SplitSizes, database_subset, load_dataset
 from ..sdk.errors import SadhError
-from ..sdk.metrics import mean_average_precision
+from ..sdk.metrics import default_topk, mean_average_precision
 from ..sdk.preprocess import Preprocess
 from . import distributed
 from .augment import normalize, random_crop_flip
@@ -34,7 +34,7 @@ from .cache import cache_images
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .dictionary import Dictionaries, build_dictionaries
-from .evaluate import default_topk, encode_cached
+from .evaluate import encode_cached
 from .label_stage import train_label_net
 from .losses import SadhWeights, sadh_loss
 from .model import ImageHashNet, ImageOutput, LabelNet, create_model
@@ -201,9 +201,7 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
 
     # images, decoded once at the training resolution
     cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
-    eval_db = split.database
-    if 0 < cfg.eval_database < len(eval_db):
-        eval_db = np.sort(np.random.default_rng(cfg.seed).choice(eval_db, cfg.eval_database, replace=False))
+    eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)
     with distributed.main_first(info):
         train_images, query_images, db_images = (
             cache_images(data, idx, pre.resize_size, cache_dir, cfg.workers, progress=main)

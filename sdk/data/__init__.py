@@ -7,10 +7,11 @@ from .images import read_image
 from .listfile import read_list_file, write_list_file
 from .mosaic import make_mosaic_dataset
 from .sources import BUILTIN, SplitSizes, load_dataset
-from .splits import Split, split_by_size, split_per_class
+from .splits import Split, database_subset, split_by_size, split_per_class
 
 __all__ = [
     "BUILTIN",
+    "database_subset",
     "LabeledImages",
     "Split",
     "SplitSizes",

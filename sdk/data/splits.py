@@ -52,6 +52,15 @@ class Split:
             raise SadhError(f"{path}: not a sadh split file ({e})") from None
 
 
+def database_subset(database: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """A seeded random subset of `size` items of `database`, sorted (all of them when size is None, 0 or too big)."""
+    if size is None or size == 0 or size >= len(database):
+        return database
+    if size < 0:
+        raise SadhError(f"the database subset size must be positive (0 or None: all), got {size}")
+    return np.sort(np.random.default_rng(seed).choice(database, size, replace=False))
+
+
 def split_per_class(labels: np.ndarray, n_query: int = 100, n_train: int = 500, seed: int = 0) -> Split:
     """CIFAR-10 protocol for single-label sets: per class n_query queries, n_train training, rest database."""
     if labels.ndim != 2 or np.any(labels.sum(1) != 1):
