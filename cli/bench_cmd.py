@@ -11,6 +11,8 @@ from typing import Callable, Optional
 import numpy as np
 import typer
 
+from .options import MODEL_OPTION
+
 LATENCY_RUNS = 50
 THROUGHPUT_BATCH = 32
 THROUGHPUT_RUNS = 5
@@ -68,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bench")
     def bench(
-        model: Path = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine)."),
+        model: Path = MODEL_OPTION,
         index: Optional[Path] = typer.Option(None, "--index", "-i", help="Index to time searches on (default: random codes)."),
         db_size: int = typer.Option(SYNTHETIC_DB, min=1, help="Size of the random index when --index is not given."),
         frame: str = typer.Option("640x480", help="Camera frame size WxH fed to the encoder (preprocessing included)."),

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
+from .options import BATCH_OPTION
 
 PROGRESS_CHUNK = 1024  # dataset items encoded between progress updates
 
@@ -99,7 +100,7 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="Exported model (.onnx, or a TensorRT .engine)."),
         images: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
         out: Path = typer.Option(Path("codes.npy"), "--out", "-o", help="Where to write the packed uint8 codes (n, bits/8)."),
-        batch: int = typer.Option(64, min=1, help="Images per model call."),
+        batch: int = BATCH_OPTION,
         paths_out: Optional[Path] = typer.Option(None, help="Where to list the encoded files, one per row (default: OUT with .txt)."),
     ) -> None:
         """Encode images into packed hash codes (.npy) plus the list of encoded files."""

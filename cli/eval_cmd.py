@@ -11,7 +11,7 @@ import typer
 
 from ..sdk.data import database_subset
 from ..sdk.errors import SadhError
-from .options import DataOptions, data_options
+from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, data_options
 
 GRID_QUERIES = 8
 GRID_TOPK = 10
@@ -122,11 +122,11 @@ def register(app: typer.Typer) -> None:
     @data_options
     def eval_(
         opts: DataOptions,
-        model: Path = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine)."),
+        model: Path = MODEL_OPTION,
         out: Path = typer.Option(Path("report"), "--out", "-o", help="Report folder (metrics.json and PNGs)."),
         topk: Optional[int] = typer.Option(None, min=1, help="mAP@K cut-off (default: all for single-label, 5000 for multi-label)."),
         database: Optional[int] = typer.Option(None, min=1, help="Evaluate against a seeded random subset of this many database items."),
-        batch: int = typer.Option(64, min=1, help="Images per model call."),
+        batch: int = BATCH_OPTION,
     ) -> None:
         """Score query-vs-database retrieval: mAP@K, tie-aware mAP, precision@N, precision-recall by radius."""
         from .encode_cmd import open_encoder

@@ -8,7 +8,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .options import DataOptions, data_options
+from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, data_options
 
 ROLES = ("database", "query", "train", "all")
 
@@ -56,10 +56,10 @@ def register(app: typer.Typer) -> None:
     @data_options
     def build(
         opts: DataOptions,
-        model: Path = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine)."),
+        model: Path = MODEL_OPTION,
         out: Path = typer.Option(Path("index.sidx"), "--out", "-o", help="Index file to write (sidecar: OUT.json)."),
         role: str = typer.Option("database", help=f"Which items to index: {' | '.join(ROLES)}."),
-        batch: int = typer.Option(64, min=1, help="Images per model call."),
+        batch: int = BATCH_OPTION,
     ) -> None:
         """Encode a dataset split and write a Hamming index with a sidecar of labels and paths."""
         from ..sdk.retriever import sidecar_path

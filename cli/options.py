@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from ..sdk.data import BUILTIN, LabeledImages, Split, SplitSizes, load_dataset
+from ..sdk.data import BUILTIN, LabeledImages, Split, load_dataset_split
 
 
 @dataclass
@@ -28,18 +28,14 @@ class DataOptions:
 
     def load(self) -> tuple[LabeledImages, Split]:
         """Load the dataset and its split (a saved `--split` file wins over the seeded default)."""
-        sizes = SplitSizes(
-            query_per_class=self.query_per_class,
-            train_per_class=self.train_per_class,
-            query_total=self.query_per_class * 10,
-            train_total=self.train_per_class * 10,
+        return load_dataset_split(
+            self.data, self.data_dir, self.image_root, self.class_names, self.split, self.seed,
+            self.query_per_class, self.train_per_class,
         )
-        data, split = load_dataset(self.data, self.data_dir, self.image_root, self.class_names, sizes, self.seed)
-        if self.split is not None:
-            split = Split.load(self.split)
-        split.check_disjoint(len(data))
-        return data, split
 
+
+MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")
+BATCH_OPTION = typer.Option(64, min=1, help="Images per model call.")
 
 _OPTIONS: dict[str, Any] = {
     "data": typer.Option(

@@ -22,7 +22,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ..sdk.atomic import atomic_write_text
-from ..sdk.data import LabeledImages, Split, SplitSizes, database_subset, load_dataset
+from ..sdk.data import LabeledImages, Split, database_subset, load_dataset_split
 from ..sdk.errors import SadhError
 from ..sdk.metrics import default_topk, mean_average_precision
 from ..sdk.preprocess import Preprocess
@@ -57,17 +57,10 @@ class TrainResult:
 
 def load_data(cfg: TrainConfig) -> tuple[LabeledImages, Split]:
     """The dataset and split a config names (a saved split file wins over the seeded default)."""
-    sizes = SplitSizes(
-        query_per_class=cfg.query_per_class,
-        train_per_class=cfg.train_per_class,
-        query_total=cfg.query_per_class * 10,
-        train_total=cfg.train_per_class * 10,
+    return load_dataset_split(
+        cfg.data, cfg.data_dir, cfg.image_root, cfg.class_names, cfg.split, cfg.split_seed,
+        cfg.query_per_class, cfg.train_per_class,
     )
-    data, split = load_dataset(cfg.data, cfg.data_dir, cfg.image_root, cfg.class_names, sizes, cfg.split_seed)
-    if cfg.split is not None:
-        split = Split.load(cfg.split)
-    split.check_disjoint(len(data))
-    return data, split
 
 
 def resolve_preprocess(cfg: TrainConfig, model: ImageHashNet) -> Preprocess:

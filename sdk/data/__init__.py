@@ -6,7 +6,7 @@ from .imagefolder import read_image_folder
 from .images import read_image
 from .listfile import read_list_file, write_list_file
 from .mosaic import make_mosaic_dataset
-from .sources import BUILTIN, SplitSizes, load_dataset
+from .sources import BUILTIN, SplitSizes, load_dataset, load_dataset_split
 from .splits import Split, database_subset, split_by_size, split_per_class
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "SplitSizes",
     "find_fashion_mnist",
     "load_dataset",
+    "load_dataset_split",
     "load_fashion_mnist",
     "make_mosaic_dataset",
     "read_idx",

@@ -30,6 +30,25 @@ class SplitSizes:
     database_total: int | None = None
 
 
+def load_dataset_split(
+    spec: str = "fashion-mnist",
+    data_dir: str | os.PathLike | None = None,
+    image_root: str | os.PathLike | None = None,
+    class_names_file: str | os.PathLike | None = None,
+    split_file: str | os.PathLike | None = None,
+    seed: int = 0,
+    query_per_class: int = 100,
+    train_per_class: int = 500,
+) -> tuple[LabeledImages, Split]:
+    """`load_dataset` with per-class sizes (x10 in total for multi-label sets); a saved split file wins."""
+    sizes = SplitSizes(query_per_class, train_per_class, query_per_class * 10, train_per_class * 10)
+    data, split = load_dataset(spec, data_dir, image_root, class_names_file, sizes, seed)
+    if split_file is not None:
+        split = Split.load(split_file)
+    split.check_disjoint(len(data))
+    return data, split
+
+
 def _concat_lists(root: Path, image_root: str | os.PathLike | None) -> tuple[LabeledImages, Split]:
     parts = {role: read_list_file(root / name, image_root or root) for role, name in LIST_SPLIT_FILES.items()}
     widths = {p.num_classes for p in parts.values()}
