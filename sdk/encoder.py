@@ -22,7 +22,7 @@ from .data.images import read_image
 from .engine_meta import ENGINE_SUFFIX
 from .errors import SadhError
 from .index import check_bits
-from .preprocess import Preprocess, preprocess
+from .preprocess import Preprocess, as_frames, preprocess
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 DEFAULT_MAX_BATCH = 64
@@ -76,17 +76,6 @@ def open_runner(path: Path, providers: Sequence[str] | None) -> Any:
 
         return TrtRunner(path)
     return OrtRunner(path, providers)
-
-
-def as_frames(images: np.ndarray | Iterable[np.ndarray]) -> Sequence[np.ndarray]:
-    """One frame (HxW, HxWxC with C in 1,3,4) or a batch/list of frames -> a sliceable sequence of frames."""
-    if isinstance(images, np.ndarray):
-        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
-            return images[None]
-        if images.ndim in (3, 4):
-            return images
-        raise SadhError(f"expected a frame or a batch of frames, got an array of shape {images.shape}")
-    return images if isinstance(images, (list, tuple)) else list(images)
 
 
 class Encoder:

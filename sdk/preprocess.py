@@ -115,15 +115,21 @@ def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def as_frames(images: np.ndarray | Iterable[np.ndarray]) -> Sequence[np.ndarray]:
+    """One frame (HxW, HxWxC with C in 1,3,4) or a batch/list of frames -> a sliceable sequence of frames."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
+            return images[None]
+        if images.ndim in (3, 4):
+            return images
+        raise SadhError(f"expected a frame or a batch of frames, got an array of shape {images.shape}")
+    return images if isinstance(images, (list, tuple)) else list(images)
+
+
 def preprocess(images: np.ndarray | Iterable[np.ndarray], cfg: Preprocess) -> np.ndarray:
     """One frame or a batch/list of BGR/gray uint8 frames (any sizes) -> float32 NCHW model input."""
-    if isinstance(images, np.ndarray) and images.ndim in (2, 3) and not (
-        images.ndim == 3 and images.shape[-1] not in (1, 3, 4)
-    ):
-        frames = [images]
-    else:
-        frames = list(images)
-    if not frames:
+    frames = as_frames(images)
+    if not len(frames):
         raise SadhError("no images to preprocess")
     batch = np.stack([center_crop(fit_square(f, cfg.resize_size), cfg.input_size) for f in frames])
     return normalize(batch, cfg.mean, cfg.std)
