@@ -91,9 +91,9 @@ def test_label_net_loss_matches_reference() -> None:
     recon = (2 / 2) * sum((t - p) ** 2 for yr, pr in zip(rows(Y), rows(out.y_hat)) for t, p in zip(yr, pr))  # Σ over the batch
     expected = {"code": ref_J(out.u, Y), "feat": ref_J(out.f, Y), "recon": recon, "quant": 0.1 * ref_quant(out.u)}
     for key, value in expected.items():
-        assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        assert float(stats[key]) == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert float(total) == pytest.approx(sum(expected.values()), rel=1e-5)
-    assert stats["total"] == pytest.approx(float(total))
+    assert float(stats["total"]) == pytest.approx(float(total))
 
 
 def test_contrastive_margin_hand_values() -> None:
@@ -101,7 +101,7 @@ def test_contrastive_margin_hand_values() -> None:
     u = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     out = LabelOutput(u, u, torch.zeros(2, 2))
     _, stats = label_net_loss(out, torch.eye(2))
-    assert stats["code"] == pytest.approx(2 * THETA0 / 4)
+    assert float(stats["code"]) == pytest.approx(2 * THETA0 / 4)
 
 
 def test_sadh_loss_matches_reference() -> None:
@@ -117,7 +117,7 @@ def test_sadh_loss_matches_reference() -> None:
         "cls": ref_bce_logits(out.logits, Y),
     }
     for key, value in expected.items():
-        assert stats[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        assert float(stats[key]) == pytest.approx(value, rel=1e-5, abs=1e-6), key
     weighted = (1.5 * (expected["sym_code"] + expected["asym_code"]) + 0.7 * (expected["sym_feat"] + expected["asym_feat"])
                 + 0.3 * expected["quant"] + 2.0 * expected["cls"])
     assert float(total) == pytest.approx(weighted, rel=1e-5)
@@ -133,10 +133,10 @@ def test_margin_is_clipped_at_zero() -> None:
     target = LabelOutput(torch.ones(2, 3), t, torch.zeros(2, 2))
     dicts = Dictionaries(y, torch.ones(2, 3), t)
     _, stats = sadh_loss(out, y, target, dicts, SadhWeights())
-    assert stats["sym_code"] == pytest.approx(0.25, abs=1e-6)
+    assert float(stats["sym_code"]) == pytest.approx(0.25, abs=1e-6)
     # Dictionary U = t: (0,0) margin 1, cos 1 → 0; (0,1) margin 0, cos −1 → 0; (1,0) margin 0, cos 0.5 → 0.5;
     # (1,1) similar, margin 1, cos −0.5 → 1.5. A = 2 / 4.
-    assert stats["asym_code"] == pytest.approx(0.5, abs=1e-6)
+    assert float(stats["asym_code"]) == pytest.approx(0.5, abs=1e-6)
 
 
 def test_zero_code_gives_no_nan() -> None:
@@ -183,7 +183,7 @@ def test_dpsh_loss_matches_reference_and_rewards_right_codes() -> None:
         for j in range(3):
             theta = 0.5 * sum(a * b for a, b in zip(ur[i], ur[j]))
             lik += math.log(1 + math.exp(theta)) - ref_sim(yr[i], yr[j]) * theta
-    assert stats["likelihood"] == pytest.approx(lik / 9, rel=1e-5)
+    assert float(stats["likelihood"]) == pytest.approx(lik / 9, rel=1e-5)
     assert float(total) == pytest.approx(lik / 9 + 0.5 * ref_quant(u), rel=1e-5)
     y = torch.eye(2).repeat(2, 1)
     good = torch.tensor([[1.0] * 4, [-1.0] * 4] * 2) * 0.9
@@ -228,7 +228,7 @@ def test_csq_loss_matches_reference_and_rewards_right_codes() -> None:
     targets = rows(c.targets(Y))
     bce = [-(((t + 1) / 2) * math.log((x + 1) / 2) + (1 - (t + 1) / 2) * math.log(1 - (x + 1) / 2))
            for ur, tr in zip(rows(u), targets) for x, t in zip(ur, tr)]
-    assert stats["centre"] == pytest.approx(sum(bce) / len(bce), rel=1e-5)
+    assert float(stats["centre"]) == pytest.approx(sum(bce) / len(bce), rel=1e-5)
     assert float(total) == pytest.approx(sum(bce) / len(bce) + 0.5 * ref_quant(u), rel=1e-5)
     right = 0.9 * c.targets(Y)
     assert csq_loss(right, Y, c)[0] < csq_loss(-right, Y, c)[0]

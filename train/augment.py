@@ -6,6 +6,7 @@ one gather. Eval: the centre crop ``sadh.sdk.preprocess.center_crop`` takes, so 
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -13,7 +14,17 @@ from torch import Tensor
 
 from ..sdk.errors import SadhError
 
-INV_255 = torch.tensor(1 / 255, dtype=torch.float32)
+
+
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A small host tensor on `device`; on CUDA through pinned memory, so the copy does not wait for the GPU."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" and t.device.type == "cpu" else t.to(device)
+
+
+@functools.lru_cache(maxsize=32)
+def _constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """1/255, mean and std as float32 tensors on `device`, made once per device."""
+    return tuple(to_device(torch.tensor(v, dtype=torch.float32), device) for v in (1 / 255, mean, std))
 
 
 def _check(images: Tensor, size: int) -> None:
@@ -25,9 +36,10 @@ def _check(images: Tensor, size: int) -> None:
 
 def crop(images: Tensor, size: int, top: Tensor, left: Tensor, flip: Tensor) -> Tensor:
     """Per-image size x size crops at (top, left), mirrored where `flip`, of uint8 NHWC images (one gather)."""
-    steps = torch.arange(size, device=images.device)
-    rows = top.to(images.device)[:, None] + steps
-    cols = left.to(images.device)[:, None] + torch.where(flip.to(images.device)[:, None], size - 1 - steps, steps)
+    dev = images.device
+    steps = torch.arange(size, device=dev)
+    rows = to_device(top, dev)[:, None] + steps
+    cols = to_device(left, dev)[:, None] + torch.where(to_device(flip, dev)[:, None], size - 1 - steps, steps)
     n = torch.arange(images.shape[0], device=images.device)
     return images[n[:, None, None], rows[:, :, None], cols[:, None, :]]
 
@@ -52,7 +64,7 @@ def center_crop(images: Tensor, size: int) -> Tensor:
 
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """uint8 NHWC -> float32 NCHW (channels-last memory), (x * (1/255) - mean) / std as the sdk computes it."""
-    dev = images.device
-    x = images.to(torch.float32) * INV_255.to(dev)
-    x = (x - torch.tensor(mean, dtype=torch.float32, device=dev)) / torch.tensor(std, dtype=torch.float32, device=dev)
+    inv_255, mean_t, std_t = _constants(tuple(map(float, mean)), tuple(map(float, std)), images.device)
+    x = images.to(torch.float32) * inv_255
+    x = (x - mean_t) / std_t
     return x.permute(0, 3, 1, 2)

@@ -9,7 +9,7 @@ from sadh.sdk.errors import SadhError
 from sadh.train.losses import as_stats, fp32_region, label_similarity, matmul_fp32, quantisation
 
 
-def dpsh_loss(u: Tensor, y: Tensor, eta: float = 0.1) -> tuple[Tensor, dict[str, float]]:
+def dpsh_loss(u: Tensor, y: Tensor, eta: float = 0.1) -> tuple[Tensor, dict[str, Tensor]]:
     """DPSH: mean_ij[log(1+e^θ_ij) − s_ij·θ_ij] with θ = u·uᵀ/2, plus eta·mean((u − sign u)²)."""
     theta = 0.5 * matmul_fp32(u, u)
     likelihood = (F.softplus(theta) - label_similarity(y, y) * theta).mean()
@@ -54,13 +54,18 @@ class CSQCentres:
         self.centres = torch.from_numpy(np.ascontiguousarray(centres, dtype=np.float32))
         self.tie_break = torch.from_numpy(rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=bits))
 
+    def to(self, device: torch.device) -> "CSQCentres":
+        """Move the centres to `device` (once, not every step); returns self."""
+        self.centres, self.tie_break = self.centres.to(device), self.tie_break.to(device)
+        return self
+
     def targets(self, y: Tensor) -> Tensor:
         """Per-item centres (n, bits) for label vectors y (n, c); ties (a zero mean) take the seeded tie-break."""
         summed = matmul_fp32(y, self.centres.T.to(y.device))
         return torch.where(summed == 0, self.tie_break.to(y.device), torch.sign(summed))
 
 
-def csq_loss(u: Tensor, y: Tensor, centres: CSQCentres, lam: float = 1e-4) -> tuple[Tensor, dict[str, float]]:
+def csq_loss(u: Tensor, y: Tensor, centres: CSQCentres, lam: float = 1e-4) -> tuple[Tensor, dict[str, Tensor]]:
     """CSQ: BCE of (u+1)/2 against (centre+1)/2, plus lam·mean((u − sign u)²)."""
     target = centres.targets(y)
     with fp32_region(u):

@@ -36,14 +36,15 @@ def train_label_net(
         for start in range(0, len(y_all), cfg.label_batch_size):
             y = y_all[perm[start : start + cfg.label_batch_size]].to(device)
             loss, _ = label_net_loss(net(y), y)
-            if not torch.isfinite(loss):
-                raise SadhError(f"label network loss became {loss.item()} in epoch {epoch + 1}; lower --label-lr")
+            value = loss.item()
+            if not math.isfinite(value):
+                raise SadhError(f"label network loss became {value} in epoch {epoch + 1}; lower --label-lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item()
+            total += value
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
         sched.step()
         losses.append(total / steps)
     bar.close()

@@ -42,9 +42,9 @@ def cosine_matrix(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
     return matmul_fp32(a, b)
 
 
-def as_stats(**terms: Tensor) -> dict[str, float]:
-    """Loss terms as plain floats for logging."""
-    return {k: float(v.detach()) for k, v in terms.items()}
+def as_stats(**terms: Tensor) -> dict[str, Tensor]:
+    """Loss terms, detached, for logging (left on the device: float() on a GPU tensor waits for the GPU)."""
+    return {k: v.detach() for k, v in terms.items()}
 
 
 def label_similarity(y: Tensor, labels: Tensor) -> Tensor:
@@ -79,7 +79,7 @@ def margin_scalable(a: Tensor, other: Tensor, a_target: Tensor, other_target: Te
 
 def label_net_loss(
     out: LabelOutput, y: Tensor, margin: float = LABEL_MARGIN, quant_weight: float = LABEL_QUANT_WEIGHT
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, Tensor]]:
     """L_lab = J(u_t) + J(f_t) + (2/c)·Σ_i‖y_i − ŷ_t,i‖² + quant_weight·mean((u_t − sign u_t)²)."""
     y = y.float()
     s = label_similarity(y, y)
@@ -95,7 +95,7 @@ def label_net_loss(
 
 def sadh_loss(
     out: ImageOutput, y: Tensor, target: LabelOutput, dicts: Dictionaries, w: SadhWeights
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, Tensor]]:
     """λ[S(u)+A(u,U)] + α[S(f)+A(f,F)] + β·mean((u−sign u)²) + η·BCE(logits, y); target is detached here."""
     y = y.float()
     t_u, t_f = target.u.detach().float(), target.f.detach().float()

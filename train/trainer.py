@@ -36,10 +36,12 @@ from .config import TrainConfig
 from .dictionary import Dictionaries, build_dictionaries
 from .evaluate import encode_cached
 from .label_stage import train_label_net
+from .loader import BatchLoader
 from .losses import SadhWeights, sadh_loss
 from .model import ImageHashNet, ImageOutput, LabelNet, create_model
 
-LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+CHECK_EVERY = 25  # training steps between loss read-backs (the NaN check and the progress bar)
 RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "best_map", "history")
 
 
@@ -130,7 +132,7 @@ def _make_loss(
     if cfg.method == "dpsh":
         return (lambda out, y: dpsh_loss(out.u, y, eta=cfg.dpsh_eta)), {}
     if cfg.method == "csq":
-        centres = CSQCentres(cfg.bits, train_labels.shape[1], seed=cfg.seed)
+        centres = CSQCentres(cfg.bits, train_labels.shape[1], seed=cfg.seed).to(device)
         return (lambda out, y: csq_loss(out.u, y, centres, lam=cfg.csq_lam)), {}
     label_net = LabelNet(train_labels.shape[1], cfg.bits).to(device)
     if state is not None:
@@ -143,7 +145,7 @@ def _make_loss(
         dicts = build_dictionaries(label_net, train_labels)
     weights = SadhWeights(cfg.lam, cfg.alpha, cfg.beta, cfg.eta)
 
-    def loss(out: ImageOutput, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(out: ImageOutput, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():
             target = label_net(y)
         return sadh_loss(out, y, target, dicts, weights)
@@ -174,6 +176,9 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
         torch.set_num_threads(cfg.threads)
     if info.device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+    else:  # fixed input size: let cuDNN pick the fastest kernels once; TF32 for fp32 matmuls/convolutions
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     main = info.is_main and cfg.progress
 
     # data
@@ -263,6 +268,30 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
             "num_classes": data.num_classes,
         }
 
+    def train_step(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One optimiser step on a uint8 batch; returns the loss averaged over ranks, still on the device."""
+        x = normalize(random_crop_flip(x, pre.input_size, gen), pre.mean, pre.std)
+        if not channels_last:
+            x = x.contiguous()
+        with autocast:
+            loss, _ = loss_fn(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        return distributed.mean_over_ranks(loss, info)
+
+    def check_finite(losses: list[float], first_step: int, epoch: int) -> None:
+        """Raise SadhError at the first NaN/inf loss; steps are numbered from 1 over the whole run."""
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is not None:
+            good = f"{last_path} (epoch {epoch}) is intact" if last_path.is_file() else "no checkpoint was written yet"
+            raise SadhError(
+                f"loss became {losses[bad]} at step {first_step + bad + 1} (epoch {epoch + 1}); training stopped, "
+                f"{good}; try a lower --lr or --amp off"
+            )
+
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         order = np.fromiter(iter(sampler), dtype=np.int64, count=local_n)
@@ -270,43 +299,29 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
         torch.manual_seed(epoch_seed(cfg, epoch, info.rank))
         model.train()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not main, leave=False)
-        t0, loss_sum = time.perf_counter(), 0.0
-        for b in range(steps_per_epoch):
-            idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
-            x = torch.from_numpy(np.ascontiguousarray(train_images[idx])).to(info.device, non_blocking=True)
-            x = normalize(random_crop_flip(x, pre.input_size, gen), pre.mean, pre.std)
-            if not channels_last:
-                x = x.contiguous()
-            y = y_train[idx].to(info.device, non_blocking=True)
-            with autocast:
-                loss, _ = loss_fn(net(x), y)
-            mean_loss = distributed.mean_over_ranks(loss, info).item()
-            if not math.isfinite(mean_loss):
-                good = f"{last_path} (epoch {epoch}) is intact" if last_path.is_file() else "no checkpoint was written yet"
-                raise SadhError(
-                    f"loss became {mean_loss} at step {step + 1} (epoch {epoch + 1}); training stopped, {good}; "
-                    "try a lower --lr or --amp off"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            loss_sum += mean_loss
-            bar.update()
-            rate = (b + 1) * cfg.batch_size * info.world_size / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.0f}")
+        t0, losses, checked = time.perf_counter(), torch.zeros(steps_per_epoch, device=info.device), []
+        with BatchLoader(train_images, y_train, order, cfg.batch_size, steps_per_epoch, info.device) as loader:
+            for b, (x, y) in enumerate(loader):
+                losses[b] = train_step(x, y, gen)
+                bar.update()
+                if (b + 1) % CHECK_EVERY == 0 or b + 1 == steps_per_epoch:  # reading losses waits for the GPU
+                    recent = losses[len(checked) : b + 1].tolist()
+                    check_finite(recent, step + len(checked), epoch)
+                    checked += recent
+                    rate = (b + 1) * cfg.batch_size * info.world_size / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{recent[-1]:.4f}", img_s=f"{rate:.0f}")
+        step += steps_per_epoch
         bar.close()
         distributed.broadcast_module(model, info)  # DDP keeps BatchNorm statistics per rank: take rank 0's
         seconds = time.perf_counter() - t0
         entry: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": step,
-            "loss": loss_sum / steps_per_epoch,
+            "loss": sum(checked) / steps_per_epoch,
             "lr": optimizer.param_groups[0]["lr"],
             "images_per_s": steps_per_epoch * cfg.batch_size * info.world_size / seconds,
             "seconds": seconds,
+            "finished_at": time.time(),
             "map": None,
         }
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
