@@ -94,7 +94,9 @@ def test_training_beats_untrained_network(tmp_path, fashion_mnist: LabeledImages
     assert log[-1]["loss"] < log[0]["loss"]
 
 
-def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, fashion_mnist: LabeledImages, monkeypatch) -> None:
+@pytest.mark.parametrize("check_every", [1, 3, 25])  # loss read-back every step, mid-epoch, once per epoch
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, fashion_mnist: LabeledImages, monkeypatch, check_every) -> None:
+    monkeypatch.setattr(trainer, "CHECK_EVERY", check_every)
     data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
     cfg = tiny_config(tmp_path, method="dpsh", batch_size=25)
     calls = {"n": 0}
