@@ -130,13 +130,14 @@ def run_parallel(grid: list[tuple[str, int, str]], args: argparse.Namespace) -> 
         while todo and len(running) < args.jobs and time.monotonic() < deadline:
             backbone, bits, method = todo.pop(0)
             point = ["--backbones", backbone, "--bits", str(bits), "--methods", method]
-            log = open(args.runs / f"{args.data}-{backbone}-{method}-{bits}b-seed{args.seed}.log", "w")
+            size = args.input_size or INPUT_SIZE.get(backbone)
+            log = open(args.runs / f"{run_names(args.data, backbone, size, method, bits, args.seed)[1]}.log", "w")
             cmd = [sys.executable, __file__, *passed, *point]
             running.append((point, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline and (todo or running):
             unfinished += [" ".join(map(str, t)) for t in todo]
             todo = []
-            for point, proc, _ in running:
+            for _, proc, _ in running:
                 proc.terminate()
         time.sleep(0.5)
         for item in [r for r in running if r[1].poll() is not None]:
