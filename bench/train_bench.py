@@ -134,7 +134,7 @@ def run_parallel(grid: list[tuple[str, int, str]], args: argparse.Namespace) -> 
             log = open(args.runs / f"{run_names(args.data, backbone, size, method, bits, args.seed)[1]}.log", "w")
             cmd = [sys.executable, __file__, *passed, *point]
             running.append((point, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-        if time.monotonic() >= deadline and (todo or running):
+        if time.monotonic() >= deadline:
             unfinished += [" ".join(map(str, t)) for t in todo]
             todo = []
             for _, proc, _ in running:
