@@ -30,13 +30,17 @@ from pathlib import Path
 import torch
 
 from sadh.sdk.atomic import atomic_write_text
+from sadh.sdk.data import LabeledImages, Split
+from sadh.sdk.metrics import mean_average_precision
 from sadh.train.config import TrainConfig
-from sadh.train.trainer import load_data, train
+from sadh.train.evaluate import encode
+from sadh.train.trainer import TrainResult, load_data, resolve_preprocess, train
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"small_cnn": 0.80, "efficientnet_lite0": 0.85}  # SADH mAP@all at 32 bits on fashion-mnist
 INPUT_SIZE = {"efficientnet_lite0": 64}  # small inputs keep the pretrained backbone affordable on CPU
 TOPK = {"fashion-mnist-mosaic": 1000}
+ALSO_TOPK = {"fashion-mnist-mosaic": (5000, None)}  # other cut-offs reported beside the main one (None: all)
 PROTOCOL = {
     "fashion-mnist": (
         "fashion-mnist, per class 100 queries / 500 train / rest database (69,000); mAP@all with sign codes, "
@@ -107,8 +111,18 @@ def main() -> None:
             "history": result.history,
             "machine": machine(),
         }
+        if args.data in ALSO_TOPK:
+            run["map_at"] = also_maps(result, cfg, data, split, ALSO_TOPK[args.data])
         record(args.results, args.data, key, run)
         print(f"{key}: mAP {result.best_map:.4f} (training {run['train_s']} s)", flush=True)
+
+
+def also_maps(result: TrainResult, cfg: TrainConfig, data: LabeledImages, split: Split, topks: tuple) -> dict[str, float]:
+    """mAP of the final network at other cut-offs (keys "5000", "all", ...)."""
+    pre = resolve_preprocess(cfg, result.model)
+    q, db = (encode(result.model, data.subset(idx), pre) for idx in (split.query, split.database))
+    labels_q, labels_db = data.labels[split.query], data.labels[split.database]
+    return {str(k or "all"): mean_average_precision(q, db, labels_q, labels_db, topk=k).map for k in topks}
 
 
 def machine() -> str:
