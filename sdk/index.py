@@ -3,7 +3,8 @@
 Codes are stored as word planes: one contiguous array per machine word (uint32 when bits <= 32,
 else uint64, the last word zero-padded), so a search is XOR + popcount over long runs of memory.
 Queries x database are scanned in cache-sized blocks; each query keeps a running distance
-threshold (the k-th smallest distance seen so far), so only a few candidates per block survive.
+threshold (the k-th smallest distance seen so far), so only a few candidates per block survive;
+database blocks start at MIN_DB_BLOCK codes and double, so the threshold is tight early.
 
 Ordering: results are sorted by (distance, insertion order); ids removed and re-added count as new.
 
@@ -34,8 +35,7 @@ from .errors import SadhError
 
 MAX_BITS = 1024
 BLOCK_ELEMS = 1 << 17  # query x database pairs per block: the uint64 XOR buffer stays ~1 MiB
-SAMPLE_PER_K = 16  # first block: threshold from the k-th distance among max(16 k, MIN_DB_BLOCK) codes
-MIN_DB_BLOCK = 4096  # with BLOCK_ELEMS: at most 32 queries x >= 4096 codes (measured best)
+MIN_DB_BLOCK = 4096  # with BLOCK_ELEMS: at most 32 queries x >= 4096 codes (measured best); the first block's width
 
 _MAGIC = b"SADHIDX"
 _VERSION = 1
@@ -96,12 +96,10 @@ def scan(planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = Non
         lim = np.full((m, 1), bits + 1 if radius is None else min(radius, bits) + 1, dd)  # keep distance < lim
         rs, ds, ps = [], [], []
         pending = 0
-        for p0 in range(0, n, nb):
-            blk = planes[:, p0 : p0 + nb]
-            w = blk.shape[1]
-            acc = _block_distances(blk, qs, xbuf, abuf, sbuf)
-            if k is not None and p0 == 0 and w >= k:  # start from each query's k-th distance in a sample
-                np.minimum(lim[:, 0], _sample_kth(acc, k, bits) + 1, out=lim[:, 0], casting="unsafe")
+        for p0, w in db_blocks(n, nb):
+            acc = _block_distances(planes[:, p0 : p0 + w], qs, xbuf, abuf, sbuf)
+            if k is not None and p0 == 0 and w >= k:  # start from each query's k-th distance in the first block
+                np.minimum(lim[:, 0], _block_kth(acc, k, bits) + 1, out=lim[:, 0], casting="unsafe")
             mask = mbuf[: m * w].reshape(m, w)
             np.less(acc, lim, out=mask)
             idx = np.flatnonzero(mask)
@@ -113,9 +111,9 @@ def scan(planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = Non
             ps.append(c + p0)
             pending += idx.size
             if k is not None and pending >= m * k:
-                r, d, p = first_k(np.concatenate(rs), np.concatenate(ds), np.concatenate(ps), k)
+                r, d, p, limit = prune(np.concatenate(rs), np.concatenate(ds), np.concatenate(ps), m, k, bits)
                 rs, ds, ps = [r], [d], [p]
-                np.minimum(lim[:, 0], strict_limit(r, d, m, k, bits), out=lim[:, 0], casting="unsafe")
+                np.minimum(lim[:, 0], limit, out=lim[:, 0], casting="unsafe")
                 pending = 0
         if rs:
             out_r.append(np.concatenate(rs) + q0)
@@ -126,18 +124,34 @@ def scan(planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = Non
     return np.concatenate(out_r), np.concatenate(out_d), np.concatenate(out_p)
 
 
-def first_k(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, k: int):
-    """Each query row's first k candidates in (distance, position) order, sorted by (row, distance, position)."""
-    rows, dist, pos = order_candidates(rows, dist, pos)
-    keep = np.arange(rows.size) - np.searchsorted(rows, rows) < k
-    return rows[keep], dist[keep], pos[keep]
+def db_blocks(n: int, nb: int):
+    """(start, width) of the database blocks: MIN_DB_BLOCK codes first, then doubling up to nb."""
+    p0, w = 0, min(MIN_DB_BLOCK, nb)
+    while p0 < n:
+        yield p0, min(w, n - p0)
+        p0 += w
+        w = min(2 * w, nb)
 
 
-def strict_limit(rows: np.ndarray, dist: np.ndarray, nq: int, k: int, bits: int) -> np.ndarray:
-    """Per row of `first_k` output: the k-th distance (later positions must beat it), or bits + 1 below k."""
-    counts = np.bincount(rows, minlength=nq)
-    ends = np.cumsum(counts) - 1
-    return np.where(counts >= k, dist[np.maximum(ends, 0)], bits + 1)
+def prune(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, nq: int, k: int, bits: int):
+    """Each query row's first k candidates in (distance, position) order, and the limit for later positions.
+
+    Candidates must come in increasing position order per row. A row holding >= k candidates gets its k-th
+    distance as a strict limit: a later (higher) position must be closer to rank among the first k, so exact
+    duplicates (trained codes) cannot pile up. Other rows keep everything and get limit bits + 1.
+    Linear time: a distance histogram per row, then only the ties at the k-th distance are ranked.
+    """
+    hist = np.bincount(rows * (bits + 1) + dist, minlength=nq * (bits + 1)).reshape(nq, bits + 1)
+    cum = np.cumsum(hist, axis=1)
+    full = cum[:, -1] >= k
+    kth = np.where(full, np.argmax(cum >= k, axis=1), bits)
+    room = k - (cum[np.arange(nq), kth] - hist[np.arange(nq), kth])  # places left for ties at the k-th distance
+    keep = dist < kth[rows]
+    tie = np.flatnonzero(dist == kth[rows])
+    order = np.argsort(rows[tie], kind="stable")
+    tie_rows = rows[tie][order]
+    keep[tie[order]] = np.arange(tie.size) - np.searchsorted(tie_rows, tie_rows) < room[tie_rows]
+    return rows[keep], dist[keep], pos[keep], np.where(full, kth, bits + 1)
 
 
 _SCRATCH = threading.local()
@@ -164,10 +178,10 @@ def _block_distances(blk: np.ndarray, qs: np.ndarray, xbuf: np.ndarray, abuf: np
     return acc
 
 
-def _sample_kth(acc: np.ndarray, k: int, bits: int) -> np.ndarray:
-    """Per row: the k-th smallest distance among the first max(16 k, MIN_DB_BLOCK) columns (an upper bound)."""
+def _block_kth(acc: np.ndarray, k: int, bits: int) -> np.ndarray:
+    """Per row of a distance block (rows, codes): the k-th smallest distance (an upper bound of the final one)."""
     m = acc.shape[0]
-    keys = acc[:, : max(k * SAMPLE_PER_K, MIN_DB_BLOCK)] + (np.arange(m, dtype=np.int32) * (bits + 1))[:, None]
+    keys = acc + (np.arange(m, dtype=np.int32) * (bits + 1))[:, None]
     return kth_from_histogram(np.bincount(keys.ravel(), minlength=m * (bits + 1)).reshape(m, bits + 1), k, bits)
 
 

@@ -170,6 +170,9 @@ def test_config_json_round_trip_and_recipes() -> None:
     assert cfg.lr == 3e-5 and cfg.label_milestones == [2, 3, 4, 5, 6] and (cfg.beta, cfg.eta) == (0.01, 0.1)
     with pytest.raises(SadhError, match="unknown training settings: nope"):
         TrainConfig.from_dict({**cfg.to_dict(), "nope": 1})
+    for key, value in (("eval_database", None), ("epochs", "many"), ("lr", [1])):
+        with pytest.raises(SadhError, match="bad training settings"):
+            TrainConfig.from_dict({**cfg.to_dict(), key: value})
 
 
 def test_cli_rejects_bad_bits() -> None:

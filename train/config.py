@@ -149,7 +149,10 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise SadhError(f"unknown training settings: {', '.join(unknown)}")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:  # a value of the wrong type (hand-edited or older config)
+            raise SadhError(f"bad training settings: {e}") from None
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
