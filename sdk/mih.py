@@ -8,7 +8,9 @@ after step (s, j) every code within m * s + j has been found, so k-NN stops once
 is within that bound and radius search after radius floor(r / m): results are exact and ordered exactly
 like `HammingIndex` (distance, then insertion order). A pair is kept only by the step that finds it first
 (decided from its substring distances), so no deduplication sort is needed. Queries whose probes would
-touch too much of the database (random-like data, huge radii) fall back to the flat scan, then cheaper.
+touch too much of the database (random-like data, huge radii) use the flat scan instead, which is then
+cheaper: k-NN queries are routed up front by a predicted cost (their nearest code in a sample gives the
+radius they need), and any query moves over as soon as its MIH work so far exceeds a flat scan.
 
 Storage, ids, add/remove, save/load and the concurrency rules are those of `HammingIndex` (same file
 format); the tables are rebuilt lazily on the first search after a change (in memory, also when mmapped).
@@ -32,6 +34,7 @@ from .index import (
     check_k,
     check_radius,
     from_planes,
+    kth_distance,
     kth_from_histogram,
     range_from_candidates,
     scan,
@@ -40,10 +43,13 @@ from .index import (
     word_dtype,
 )
 
-# Measured costs in units of one code of the flat scan; a query moves to the flat scan (abandoning its MIH work)
-# as soon as its MIH cost so far plus the next step's would exceed n.
-PROBE_COST = 256  # one bucket lookup
+# Measured costs in units of one code of the flat scan. A k-NN query whose predicted MIH cost exceeds n goes to the
+# flat scan at once; any query moves there (abandoning its MIH work) as soon as its MIH cost so far would exceed n.
+PROBE_COST = 256  # one bucket lookup by binary search
+DIRECT_PROBE_COST = 24  # one bucket lookup in a direct table
+DIRECT_BITS = 16  # substrings this narrow get a direct table of bucket starts (2^16 + 1 entries)
 CANDIDATE_COST = 64  # one candidate pair
+SAMPLE = 16384  # at most this many evenly spaced database codes predict each k-NN query's k-th distance
 
 
 @functools.lru_cache(maxsize=256)
@@ -73,13 +79,17 @@ def _cat(arrays: list, dtype: type) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Tables:
-    """Substring tables for one snapshot: per substring, sorted values, the positions that hold them, and the
-    code planes in that same order (so a bucket's codes are read contiguously)."""
+    """Substring tables for one snapshot: per substring, sorted values, the positions that hold them, the
+    code planes in that same order (so a bucket's codes are read contiguously), and for substrings of at most
+    DIRECT_BITS bits each value's first index (a bucket is two reads instead of two binary searches); plus the
+    planes of an evenly spaced sample of the codes."""
 
     snap: Snapshot
     values: tuple
     positions: tuple
     planes: tuple
+    starts: tuple
+    sample: np.ndarray
 
 
 class MultiIndexHashingIndex:
@@ -142,7 +152,12 @@ class MultiIndexHashingIndex:
                 subs = self._substrings(from_planes(snap.planes, self.bits))
                 perms = tuple(np.argsort(col, kind="stable") for col in subs)
                 values = tuple(col[p] for col, p in zip(subs, perms))
-                self._cache = _Tables(snap, values, perms, tuple(np.ascontiguousarray(snap.planes[:, p]) for p in perms))
+                starts = tuple(
+                    np.searchsorted(v, np.arange((1 << w) + 1)) if w <= DIRECT_BITS else None for v, w in zip(values, self._widths)
+                )
+                planes = tuple(np.ascontiguousarray(snap.planes[:, p]) for p in perms)
+                sample = snap.planes[:, np.linspace(0, snap.ids.size - 1, min(SAMPLE, snap.ids.size)).astype(np.intp)]
+                self._cache = _Tables(snap, values, perms, planes, starts, sample)
             return self._cache
 
     def _substrings(self, packed: np.ndarray) -> np.ndarray:
@@ -160,8 +175,12 @@ class MultiIndexHashingIndex:
         """
         masks = flip_masks(self._widths[j], s).astype(qsub.dtype)
         probes = (qsub[j, active][:, None] ^ masks[None, :]).ravel()
-        lo = np.searchsorted(t.values[j], probes, "left")
-        cnts = np.searchsorted(t.values[j], probes, "right") - lo
+        if t.starts[j] is not None:
+            lo = t.starts[j][probes]
+            cnts = t.starts[j][probes.astype(np.intp) + 1] - lo
+        else:
+            lo = np.searchsorted(t.values[j], probes, "left")
+            cnts = np.searchsorted(t.values[j], probes, "right") - lo
         return np.repeat(active, masks.size), lo, cnts, cnts.reshape(active.size, masks.size).sum(axis=1)
 
     def _owned(self, t: _Tables, qplanes: np.ndarray, probe: tuple, s: int, j: int):
@@ -182,6 +201,33 @@ class MultiIndexHashingIndex:
         dist = sum(np.bitwise_count(x[new]).astype(np.int32) for x in xs)
         return r[new], dist, t.positions[j][f[new]]
 
+    def _steps(self, last: int) -> list[tuple[int, int]]:
+        """MIH steps (radius s, table j) up to radius `last`, in the order they run."""
+        return [(s, j) for s in range(last + 1) for j in range(self.m) if s <= self._widths[j]]
+
+    def _step_probe_cost(self, t: _Tables, s: int, j: int) -> int:
+        """Cost of the bucket lookups of step (s, j), in flat-scan codes."""
+        return math.comb(self._widths[j], s) * (DIRECT_PROBE_COST if t.starts[j] is not None else PROBE_COST)
+
+    def _predicted_cost(self, t: _Tables, qplanes: np.ndarray, k: int) -> np.ndarray:
+        """Per query: predicted MIH cost (flat-scan codes) to reach its k-th distance.
+
+        The k-th distance is predicted by the nearest of about n / k evenly spaced codes; candidates per step
+        are those of uniform random codes, which underestimates clustered data, so the prediction only sends
+        random-like queries straight to the flat scan.
+        """
+        n, nq = t.snap.ids.size, qplanes.shape[1]
+        sample = t.sample[:, :: max(1, t.sample.shape[1] * k // n)]
+        rows, dist, _ = scan(sample, qplanes, self.bits, k=1)
+        kth = kth_distance(rows, dist, nq, 1, self.bits)
+        steps = self._steps(max(self._widths))
+        cost = np.cumsum([
+            self._step_probe_cost(t, s, j) + n * math.comb(self._widths[j], s) / 2 ** self._widths[j] * CANDIDATE_COST
+            for s, j in steps
+        ])
+        done_after = np.array([self.m * s + j for s, j in steps])  # a query is done after the first step reaching its k-th
+        return cost[np.minimum(np.searchsorted(done_after, kth), len(steps) - 1)]
+
     def _run(self, qp: np.ndarray, k: int | None, radius: int | None):
         """MIH steps (radius s, table j) for all queries; returns (tables, MIH candidates, rows that need the flat scan).
 
@@ -193,14 +239,17 @@ class MultiIndexHashingIndex:
         qsub = self._substrings(qp)
         qplanes = to_planes(qp, self.bits)
         active, flat_rows, found = np.arange(nq), [], []
+        if k is not None and n:
+            routed = self._predicted_cost(t, qplanes, k) > n
+            flat_rows.append(active[routed])
+            active = active[~routed]
         hist = np.zeros((nq, self.bits + 1), np.int64)  # per query: found codes per distance
         cost = np.zeros(nq, np.int64)  # per query: MIH work so far, in flat-scan codes
         last = max(self._widths) if radius is None else min(radius // self.m, max(self._widths))
-        steps = ((s, j) for s in range(last + 1) for j in range(self.m) if s <= self._widths[j])
-        for s, j in steps:
+        for s, j in self._steps(last):
             if not active.size:
                 break
-            step_cost = math.comb(self._widths[j], s) * PROBE_COST
+            step_cost = self._step_probe_cost(t, s, j)
             if step_cost > n:  # more probes than the flat scan costs, for every query
                 flat_rows.append(active)
                 active = active[:0]

@@ -21,8 +21,8 @@ def clustered(rng, n, bits, centres=6, p=0.05):
 
 def never_fall_back(monkeypatch):
     """Make the cost limits unreachable, so every query runs MIH rounds to the end."""
-    monkeypatch.setattr(mih_mod, "PROBE_COST", 0)
-    monkeypatch.setattr(mih_mod, "CANDIDATE_COST", 0)
+    for name in ("PROBE_COST", "DIRECT_PROBE_COST", "CANDIDATE_COST"):
+        monkeypatch.setattr(mih_mod, name, 0)
 
 
 @pytest.fixture(params=["mih-only", "default"])
@@ -71,6 +71,23 @@ def test_uneven_substrings_match_flat(bits, m, force, monkeypatch):
         assert np.array_equal(a, b)
     for a, b in zip(index.range_search(q, bits // 6), flat.range_search(q, bits // 6)):
         assert np.array_equal(a, b)
+
+
+def test_random_queries_go_straight_to_the_flat_scan(monkeypatch):
+    """Random-like queries (k-th neighbour far away) skip MIH probing; clustered ones are probed; both exact."""
+    rng = np.random.default_rng(3)
+    db = np.concatenate([clustered(rng, 30_000, 64), rng.integers(0, 256, (30_000, 8), dtype=np.uint8)])
+    near = np.unpackbits(db[:5], axis=1) ^ (rng.random((5, 64)) < 0.03)  # next to the clustered codes
+    q = np.concatenate([np.packbits(near, axis=1), rng.integers(0, 256, (5, 8), dtype=np.uint8)])
+    index = MultiIndexHashingIndex(64)
+    ids = index.add(db)
+    probed = []
+    real_probe = MultiIndexHashingIndex._probe
+    monkeypatch.setattr(MultiIndexHashingIndex, "_probe", lambda self, t, qsub, active, s, j: probed.append(active.copy()) or real_probe(self, t, qsub, active, s, j))
+    D, I = index.search(q, 20)
+    eD, eI = brute_knn(db, ids, q, 20, 64)
+    assert np.array_equal(D, eD) and np.array_equal(I, eI)
+    assert set(np.concatenate(probed)) == set(range(5))  # only the clustered queries were probed
 
 
 def test_tables_follow_writes_and_files(tmp_path):
