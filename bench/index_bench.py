@@ -1,7 +1,8 @@
 """Benchmark the numpy Hamming index against faiss (bench-only dependency), single thread, in one process.
 
 Flat: N random codes, Q queries, k=100 at 32/64/128 bits vs faiss.IndexBinaryFlat (throughput and batch-1
-latency, medians of >= 5 runs, results checked against faiss). MIH: clustered codes (1,000 centres, 5% bit
+latency, medians of >= 5 runs, results checked against faiss), beside the numpy floor (XOR + popcount of every
+pair and nothing else) and MultiIndexHashingIndex on the same random codes (where it should not lose). MIH: clustered codes (1,000 centres, 5% bit
 flips, 64 bits) vs the flat index and faiss.IndexBinaryMultiHash (speedup, recall@100, exact radius search).
 Writes bench/results/index_bench.json and prints a table.  Usage: python bench/index_bench.py [--quick]
 """
@@ -23,6 +24,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sadh.sdk.atomic import atomic_write_text  # noqa: E402
+from sadh.sdk import index as index_mod  # noqa: E402
 from sadh.sdk.index import HammingIndex  # noqa: E402
 from sadh.sdk.mih import MultiIndexHashingIndex  # noqa: E402
 
@@ -69,6 +71,16 @@ def recall_at_k(db, q, I_exact_D, I) -> float:
     return float(np.mean(np.minimum(hits, K)) / K)
 
 
+def xor_popcount_floor(planes: np.ndarray, qplanes: np.ndarray, bits: int) -> None:
+    """XOR + popcount of every query x code pair in the flat scan's blocks and nothing else: what any numpy scan does."""
+    qb = index_mod.BLOCK_ELEMS // index_mod.MIN_DB_BLOCK
+    nb = index_mod.MIN_DB_BLOCK
+    bufs = [np.empty(qb * nb, dt) for dt in (planes.dtype, index_mod.dist_dtype(bits), index_mod.dist_dtype(bits))]
+    for q0 in range(0, qplanes.shape[1], qb):
+        for p0 in range(0, planes.shape[1], nb):
+            index_mod._block_distances(planes[:, p0 : p0 + nb], qplanes[:, q0 : q0 + qb], *bufs)
+
+
 def flat_section(n: int, nq: int, runs: int, lat_queries: int) -> list[dict]:
     """Our flat index vs faiss.IndexBinaryFlat on random codes at 32/64/128 bits."""
     rows = []
@@ -80,9 +92,16 @@ def flat_section(n: int, nq: int, runs: int, lat_queries: int) -> list[dict]:
         ours.add(db)
         theirs = faiss.IndexBinaryFlat(bits)
         theirs.add(db)
+        mih = MultiIndexHashingIndex(bits)
+        mih.add(db)
         D, I = ours.search(q, K)
         FD, FI = theirs.search(q, K)
-        t_ours, t_faiss = median_times([lambda: ours.search(q, K), lambda: theirs.search(q, K)], runs)
+        MD, MI = mih.search(q, K)
+        planes, qplanes = ours.snapshot().planes, index_mod.to_planes(q, bits)
+        t_ours, t_faiss, t_floor, t_mih = median_times(
+            [lambda: ours.search(q, K), lambda: theirs.search(q, K), lambda: xor_popcount_floor(planes, qplanes, bits), lambda: mih.search(q, K)],
+            runs,
+        )
         lat_ours, lat_faiss = (
             t / lat_queries
             for t in median_times([lambda ix=ix: [ix.search(q[i : i + 1], K) for i in range(lat_queries)] for ix in (ours, theirs)], runs)
@@ -92,6 +111,11 @@ def flat_section(n: int, nq: int, runs: int, lat_queries: int) -> list[dict]:
             "ours_codes_per_s": n * nq / t_ours,
             "faiss_codes_per_s": n * nq / t_faiss,
             "throughput_ratio_ours_over_faiss": t_faiss / t_ours,
+            "numpy_xor_popcount_floor_codes_per_s": n * nq / t_floor,
+            "floor_ratio_over_faiss": t_faiss / t_floor,
+            "mih_random_codes_per_s": n * nq / t_mih,
+            "mih_random_ratio_over_flat": t_ours / t_mih,
+            "mih_identical_to_flat": bool(np.array_equal(D, MD) and np.array_equal(I, MI)),
             "ours_batch1_us": lat_ours * 1e6,
             "faiss_batch1_us": lat_faiss * 1e6,
             "latency_ratio_ours_over_faiss": lat_ours / lat_faiss,
@@ -169,7 +193,9 @@ def print_row(r: dict) -> None:
     print(
         f"{r['bits']:>4} bits  ours {r['ours_codes_per_s'] / 1e6:8.0f} Mcodes/s  faiss {r['faiss_codes_per_s'] / 1e6:8.0f}"
         f"  ratio {r['throughput_ratio_ours_over_faiss']:5.2f}  | batch-1 ours {r['ours_batch1_us']:8.0f} us"
-        f"  faiss {r['faiss_batch1_us']:8.0f} us  | identical {r['identical_to_faiss']}",
+        f"  faiss {r['faiss_batch1_us']:8.0f} us  | identical {r['identical_to_faiss']}"
+        f"  | XOR+popcount floor {r['numpy_xor_popcount_floor_codes_per_s'] / 1e6:6.0f} Mcodes/s ({r['floor_ratio_over_faiss']:.2f}x faiss)"
+        f"  | MIH on these random codes {r['mih_random_ratio_over_flat']:.2f}x flat, identical {r['mih_identical_to_flat']}",
         flush=True,
     )
 

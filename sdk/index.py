@@ -86,8 +86,7 @@ def scan(planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = Non
     n = planes.shape[1]
     nq = queries.shape[1]
     dd = dist_dtype(bits)
-    qb = max(1, min(nq, BLOCK_ELEMS // MIN_DB_BLOCK))
-    nb = min(max(MIN_DB_BLOCK, BLOCK_ELEMS // qb), max(n, 1))
+    qb, nb = _block_shape(n, nq)
     xbuf, abuf, sbuf, mbuf = (_scratch(i, qb * nb, dt) for i, dt in enumerate((planes.dtype, dd, dd, np.bool_)))
     out_r, out_d, out_p = [], [], []
     for q0 in range(0, nq, qb):
@@ -122,6 +121,26 @@ def scan(planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = Non
     if not out_r:
         return np.empty(0, np.int64), np.empty(0, dd), np.empty(0, np.int64)
     return np.concatenate(out_r), np.concatenate(out_d), np.concatenate(out_p)
+
+
+def nearest_distances(planes: np.ndarray, queries: np.ndarray, bits: int) -> np.ndarray:
+    """Per query (column of `queries`): the distance to its nearest code in `planes`, bits + 1 when there is none."""
+    n, nq = planes.shape[1], queries.shape[1]
+    qb, nb = _block_shape(n, nq)
+    bufs = [_scratch(i, qb * nb, dt) for i, dt in enumerate((planes.dtype, dist_dtype(bits), dist_dtype(bits)))]
+    out = np.full(nq, bits + 1, np.int64)
+    for q0 in range(0, nq, qb):
+        qs = queries[:, q0 : q0 + qb]
+        for p0 in range(0, n, nb):
+            acc = _block_distances(planes[:, p0 : p0 + nb], qs, *bufs)
+            np.minimum(out[q0 : q0 + qb], acc.min(axis=1), out=out[q0 : q0 + qb])
+    return out
+
+
+def _block_shape(n: int, nq: int) -> tuple[int, int]:
+    """(queries, codes) per block: about BLOCK_ELEMS pairs, at least MIN_DB_BLOCK codes wide."""
+    qb = max(1, min(nq, BLOCK_ELEMS // MIN_DB_BLOCK))
+    return qb, min(max(MIN_DB_BLOCK, BLOCK_ELEMS // qb), max(n, 1))
 
 
 def db_blocks(n: int, nb: int):

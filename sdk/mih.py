@@ -34,8 +34,8 @@ from .index import (
     check_k,
     check_radius,
     from_planes,
-    kth_distance,
     kth_from_histogram,
+    nearest_distances,
     range_from_candidates,
     scan,
     to_planes,
@@ -216,10 +216,9 @@ class MultiIndexHashingIndex:
         are those of uniform random codes, which underestimates clustered data, so the prediction only sends
         random-like queries straight to the flat scan.
         """
-        n, nq = t.snap.ids.size, qplanes.shape[1]
-        sample = t.sample[:, :: max(1, t.sample.shape[1] * k // n)]
-        rows, dist, _ = scan(sample, qplanes, self.bits, k=1)
-        kth = kth_distance(rows, dist, nq, 1, self.bits)
+        n = t.snap.ids.size
+        sample = np.ascontiguousarray(t.sample[:, :: -(-t.sample.shape[1] * k // n)])  # at most n / k codes
+        kth = nearest_distances(sample, qplanes, self.bits)
         steps = self._steps(max(self._widths))
         cost = np.cumsum([
             self._step_probe_cost(t, s, j) + n * math.comb(self._widths[j], s) / 2 ** self._widths[j] * CANDIDATE_COST

@@ -89,6 +89,17 @@ def test_heavy_ties_stay_exact_and_bounded(blocks):
     assert np.bincount(rows, minlength=len(q))[:3].max() < 100
 
 
+@pytest.mark.parametrize("bits", [8, 32, 64, 128])
+def test_nearest_distances(bits, blocks):
+    rng = np.random.default_rng(bits)
+    db = rng.integers(0, 256, (300, bits // 8), dtype=np.uint8)
+    q = np.concatenate([db[:3], rng.integers(0, 256, (7, bits // 8), dtype=np.uint8)])
+    got = index_mod.nearest_distances(index_mod.to_planes(db, bits), index_mod.to_planes(q, bits), bits)
+    assert np.array_equal(got, np.unpackbits(db[None] ^ q[:, None], axis=2).sum(-1).min(axis=1))
+    empty = index_mod.to_planes(db[:0], bits)
+    assert np.array_equal(index_mod.nearest_distances(empty, index_mod.to_planes(q, bits), bits), np.full(10, bits + 1))
+
+
 @pytest.mark.parametrize("bits", [16, 64, 96])
 def test_remove_keeps_insertion_order(bits, blocks):
     rng = np.random.default_rng(7)
