@@ -6,7 +6,7 @@ Protocols (`--data`):
   mAP@1000 (the NUS-WIDE / MS-COCO mAP@5000 convention scaled to a 20,000-item database: ~5 % of it).
 Every run evaluates once, after its last epoch, against the whole database (no model selection on the
 queries). Results merge into a JSON file (written atomically after each run, under a lock, so several bench
-processes may share it), keyed [data:]backbone[@size]/method/bits[/seedN]; a finished run folder under --runs
+processes may share it), keyed [data:]backbone[@size]/method/bits[/seedN][/marginX]; a finished run folder under --runs
 is reused (its checkpoint holds the history), so the JSON can be rebuilt without retraining. `--jobs N` runs
 the grid as N parallel processes (one GPU hosts several small runs); `--deadline S` stops what is unfinished.
 
@@ -57,12 +57,14 @@ def _csv(text: str) -> list[str]:
     return [t for t in text.split(",") if t]
 
 
-def run_names(data: str, backbone: str, size: int | None, method: str, bits: int, seed: int) -> tuple[str, str]:
+def run_names(
+    data: str, backbone: str, size: int | None, method: str, bits: int, seed: int, margin: float | None = None
+) -> tuple[str, str]:
     """The results-file key and the run folder's name of one run."""
     where = ("" if data == "fashion-mnist" else f"{data}:") + backbone
     where += f"@{size}" if size is not None and size != INPUT_SIZE.get(backbone) else ""
-    seeded = f"/seed{seed}" if seed else ""
-    return f"{where}/{method}/{bits}{seeded}", f"{where}-{method}-{bits}b{seeded}".replace(":", "-").replace("/", "-")
+    tail = (f"/seed{seed}" if seed else "") + (f"/margin{margin:g}" if margin is not None else "")
+    return f"{where}/{method}/{bits}{tail}", f"{where}-{method}-{bits}b{tail}".replace(":", "-").replace("/", "-")
 
 
 def main() -> None:
@@ -78,6 +80,7 @@ def main() -> None:
     p.add_argument("--recipe", default="fast")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--label-margin", type=float, default=None, help="stage-1 margin (default: the recipe's); keys get /marginX")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes, one run each")
     p.add_argument("--deadline", type=float, default=None, help="seconds: stop unfinished runs after this (--jobs)")
     p.add_argument("--runs", type=Path, default=HERE / "runs", help="where the run folders go")
@@ -91,11 +94,12 @@ def main() -> None:
     data, split = load_data(TrainConfig(data=args.data))
     for backbone, bits, method in grid:
         size = args.input_size or INPUT_SIZE.get(backbone)
-        key, folder = run_names(args.data, backbone, size, method, bits, args.seed)
+        key, folder = run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin)
         cfg = TrainConfig(
             method=method, backbone=backbone, bits=bits, recipe=args.recipe, epochs=args.epochs, data=args.data,
             input_size=size, threads=args.threads, out=str(args.runs), run_name=folder,
             resume=True, eval_database=0, topk=TOPK.get(args.data), seed=args.seed, device=args.device,
+            label_margin=args.label_margin,
             progress=sys.stderr.isatty(),
         )
         cfg.eval_every = cfg.epochs
@@ -135,7 +139,8 @@ def run_parallel(grid: list[tuple[str, int, str]], args: argparse.Namespace) -> 
     """Run each grid point as its own process of this script, --jobs at a time, until done or --deadline."""
     passed = ["--data", args.data, "--seed", str(args.seed), "--recipe", args.recipe, "--device", args.device]
     passed += ["--runs", str(args.runs), "--results", str(args.results)]
-    for flag, value in (("--input-size", args.input_size), ("--epochs", args.epochs), ("--threads", args.threads)):
+    optional = (("--input-size", args.input_size), ("--epochs", args.epochs), ("--threads", args.threads), ("--label-margin", args.label_margin))
+    for flag, value in optional:
         passed += [flag, str(value)] if value is not None else []
     deadline = time.monotonic() + args.deadline if args.deadline else float("inf")
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -145,7 +150,7 @@ def run_parallel(grid: list[tuple[str, int, str]], args: argparse.Namespace) -> 
             backbone, bits, method = todo.pop(0)
             point = ["--backbones", backbone, "--bits", str(bits), "--methods", method]
             size = args.input_size or INPUT_SIZE.get(backbone)
-            log = open(args.runs / f"{run_names(args.data, backbone, size, method, bits, args.seed)[1]}.log", "w")
+            log = open(args.runs / f"{run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin)[1]}.log", "w")
             cmd = [sys.executable, __file__, *passed, *point]
             running.append((point, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
         if time.monotonic() >= deadline:

@@ -23,6 +23,16 @@ def parse_bits(values: list[str]) -> list[int]:
     return out
 
 
+def parse_margin(value: Optional[str]) -> float | str | None:
+    """`--label-margin 0.1` -> 0.1, `auto` -> "auto", not given -> None (the recipe's)."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise SadhError(f"--label-margin takes a number or auto, got {value!r}") from None
+
+
 def register(app: typer.Typer) -> None:
     """Add the `train` command to the app."""
 
@@ -41,6 +51,9 @@ def register(app: typer.Typer) -> None:
         epochs: Optional[int] = typer.Option(None, min=1, help="Stage-2 epochs (default: from the recipe)."),
         batch_size: Optional[int] = typer.Option(None, min=1, help="Batch size per process (default: from the recipe)."),
         lr: Optional[float] = typer.Option(None, help="Stage-2 learning rate (default: from the recipe)."),
+        label_margin: Optional[str] = typer.Option(
+            None, help="Stage-1 margin: a number, or auto = 0.2 capped at 0.9/(classes-1) (default: from the recipe)."
+        ),
         input_size: Optional[int] = typer.Option(None, help="Network input size in pixels (default: the backbone's)."),
         amp: str = typer.Option("auto", help="auto | bf16 | fp16 | off (auto: bf16/fp16 on CUDA, off on CPU)."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
@@ -64,7 +77,8 @@ def register(app: typer.Typer) -> None:
         settings: dict[str, Any] = dict(
             method=method, backbone=backbone, pretrained=pretrained,
             backbone_weights=str(backbone_weights) if backbone_weights else None,
-            recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size, amp=amp,
+            recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, label_margin=parse_margin(label_margin),
+            input_size=input_size, amp=amp,
             compile=compile, device=device, threads=threads, eval_every=eval_every, eval_database=eval_database,
             resume=resume, out=str(out), run_name=run_name,
             data=opts.data, data_dir=_str(opts.data_dir), image_root=_str(opts.image_root),

@@ -8,7 +8,7 @@ import torch
 from sadh.train.baselines import CSQCentres, csq_loss, dpsh_loss, sylvester_hadamard
 from sadh.train.backbones.small_cnn import SmallCNN
 from sadh.train.dictionary import Dictionaries, build_dictionaries
-from sadh.train.losses import SadhWeights, cosine_matrix, label_net_loss, sadh_loss
+from sadh.train.losses import SadhWeights, cosine_matrix, label_margin, label_net_loss, sadh_loss
 from sadh.train.model import ImageHashNet, ImageOutput, LabelNet, LabelOutput
 
 Y = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])  # 3 items, 2 classes, multi-label in the middle
@@ -102,6 +102,17 @@ def test_contrastive_margin_hand_values() -> None:
     out = LabelOutput(u, u, torch.zeros(2, 2))
     _, stats = label_net_loss(out, torch.eye(2))
     assert float(stats["code"]) == pytest.approx(2 * THETA0 / 4)
+
+
+def test_label_margin_auto_is_feasible() -> None:
+    # "auto" keeps the spec's 0.2 while c mutually exclusive classes can all reach cos < -0.2 (c <= 5 here),
+    # then 0.9 / (c - 1), below the bound -1 / (c - 1) on their mean pairwise cosine; numbers pass through.
+    assert [label_margin("auto", c) for c in (1, 2, 5, 10, 21, 81)] == pytest.approx([0.2, 0.2, 0.2, 0.1, 0.045, 0.01125])
+    assert label_margin(0.3, 10) == 0.3
+    codes = torch.eye(10) - 0.1  # a regular simplex: every pair at cosine -1/9
+    out = LabelOutput(codes, codes, torch.zeros(10, 10))
+    assert float(label_net_loss(out, torch.eye(10), margin=label_margin("auto", 10))[1]["code"]) == 0.0
+    assert float(label_net_loss(out, torch.eye(10), margin=0.2)[1]["code"]) > 0.0
 
 
 def test_sadh_loss_matches_reference() -> None:

@@ -170,6 +170,10 @@ def test_config_json_round_trip_and_recipes() -> None:
     assert cfg.lr == 3e-5 and cfg.label_milestones == [2, 3, 4, 5, 6] and (cfg.beta, cfg.eta) == (0.01, 0.1)
     with pytest.raises(SadhError, match="unknown training settings: nope"):
         TrainConfig.from_dict({**cfg.to_dict(), "nope": 1})
+    assert (TrainConfig().label_margin, cfg.label_margin) == ("auto", 0.2)
+    for bad in (0, 1.5, "wide", True):
+        with pytest.raises(SadhError, match="label_margin must be"):
+            TrainConfig(label_margin=bad)
     for key, value in (("eval_database", None), ("epochs", "many"), ("lr", [1])):
         with pytest.raises(SadhError, match="bad training settings"):
             TrainConfig.from_dict({**cfg.to_dict(), key: value})
@@ -180,6 +184,11 @@ def test_cli_rejects_bad_bits() -> None:
         [sys.executable, "-m", "sadh.cli.app", "train", "--bits", "16,12", "--epochs", "1"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "bits must be a multiple of 8" in proc.stderr and "Traceback" not in proc.stderr
+    for value, message in (("wide", "--label-margin takes a number or auto"), ("1.5", "label_margin must be")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "sadh.cli.app", "train", "--label-margin", value, "--epochs", "1"], capture_output=True, text=True
+        )
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, value
 
 
 def test_cli_trains_two_bit_lengths(tmp_path) -> None:

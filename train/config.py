@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..sdk.errors import SadhError
 from .model import validate_bits
@@ -28,12 +28,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": dict(
         epochs=30, batch_size=64, optimizer="adamw", lr=2e-3, weight_decay=5e-4, schedule="cosine", warmup_epochs=1.0,
         label_epochs=3, label_batch_size=64, label_lr=5e-3, label_weight_decay=5e-4, label_milestones=[2],
-        beta=0.1, eta=1.0,
+        label_margin="auto", beta=0.1, eta=1.0,
     ),
     "reference": dict(
         epochs=30, batch_size=48, optimizer="rmsprop", lr=1e-5, weight_decay=1e-6, schedule="constant", warmup_epochs=0.0,
         label_epochs=15, label_batch_size=64, label_lr=5e-3, label_weight_decay=5e-4, label_milestones=[2, 3, 4, 5, 6],
-        beta=0.01, eta=0.1,
+        label_margin=0.2, beta=0.01, eta=0.1,
     ),
 }
 
@@ -73,6 +73,7 @@ class TrainConfig:
     label_lr: Optional[float] = None
     label_weight_decay: Optional[float] = None
     label_milestones: Optional[list[int]] = None
+    label_margin: Optional[Union[float, str]] = None  # stage-1 margin θ0, or "auto" (see losses.label_margin)
     # loss weights: SADH lambda, alpha, beta (quantisation), eta (classification; beta/eta None: from the recipe);
     # DPSH quantisation weight; CSQ quantisation weight
     lam: float = 1.0
@@ -125,6 +126,10 @@ class TrainConfig:
                 raise SadhError(f"{name} must be positive, got {getattr(self, name)}")
         if self.topk is not None and self.topk < 1:
             raise SadhError(f"topk must be at least 1, got {self.topk}")
+        if self.label_margin != "auto" and not (
+            isinstance(self.label_margin, (int, float)) and not isinstance(self.label_margin, bool) and 0 < self.label_margin < 1
+        ):
+            raise SadhError(f"label_margin must be 'auto' or a number between 0 and 1, got {self.label_margin!r}")
         if self.eval_database < 0:
             raise SadhError(f"eval_database must be 0 (whole database) or positive, got {self.eval_database}")
 

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..sdk.errors import SadhError
 from .config import TrainConfig
-from .losses import label_net_loss
+from .losses import label_margin, label_net_loss
 from .model import LabelNet
 
 LR_DECAY = 0.1
@@ -27,6 +27,7 @@ def train_label_net(
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.label_milestones), gamma=LR_DECAY)
     gen = torch.Generator().manual_seed(cfg.seed)
     y_all = torch.from_numpy(np.ascontiguousarray(labels)).float()
+    margin = label_margin(cfg.label_margin, labels.shape[1])
     steps = math.ceil(len(y_all) / cfg.label_batch_size)
     losses = []
     bar = tqdm(total=cfg.label_epochs * steps, desc=f"label net {cfg.bits}b", unit="step", disable=not progress)
@@ -35,7 +36,7 @@ def train_label_net(
         total = 0.0
         for start in range(0, len(y_all), cfg.label_batch_size):
             y = y_all[perm[start : start + cfg.label_batch_size]].to(device)
-            loss, _ = label_net_loss(net(y), y)
+            loss, _ = label_net_loss(net(y), y, margin=margin)
             value = loss.item()
             if not math.isfinite(value):
                 raise SadhError(f"label network loss became {value} in epoch {epoch + 1}; lower --label-lr")

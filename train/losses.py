@@ -63,6 +63,18 @@ def quantisation(u: Tensor) -> Tensor:
     return (u - torch.sign(u)).pow(2).mean()
 
 
+def label_margin(setting: float | str, num_classes: int) -> float:
+    """Stage-1 margin θ0: a number as given; "auto": the spec's 0.2, capped at 0.9/(c−1).
+
+    J asks every pair of classes that share no label for cos < −θ0, but c mutually exclusive classes have a
+    mean pairwise cosine ≥ −1/(c−1); above that bound the hinge cannot be met and leaves some class codes close
+    together (at 16 bits two Fashion-MNIST classes got the same sign code). Below it every pair is held apart.
+    """
+    if setting != "auto":
+        return float(setting)
+    return LABEL_MARGIN if num_classes <= 2 else min(LABEL_MARGIN, 0.9 / (num_classes - 1))
+
+
 def contrastive(a: Tensor, s: Tensor, margin: float = LABEL_MARGIN) -> Tensor:
     """J(a): fixed-margin contrastive loss over all batch pairs, diagonal included."""
     return pair_hinge(cosine_matrix(a, a), s, margin, -margin)
