@@ -18,7 +18,8 @@ timeout $((budget * 2 / 5)) $py bench/train_throughput.py --results "$out/train_
 grid() { $py bench/train_bench.py --device "${DEVICE:-cuda}" --threads 1 --runs "$runs" --deadline $((end - SECONDS)) "$@"; }
 fashion="--results $out/train_bench_gpu.json --backbones efficientnet_lite0"
 mosaic="--results $out/train_bench_mosaic.json --data fashion-mnist-mosaic"
-(grid $fashion --bits 32,64,16,48 --jobs 6; grid $fashion --input-size 96 --bits 32 --methods sadh,csq --jobs 2) &
+(grid $fashion --bits 32,64,16,48 --jobs 6
+ for size in 128 224; do grid $fashion --input-size $size --bits 32 --methods sadh,csq --jobs 2; done) &
 (grid $mosaic --backbones small_cnn --input-size 56 --bits 32,64 --jobs 2) &
 (grid $mosaic --backbones efficientnet_lite0 --bits 32,64 --jobs 2) &
 wait
