@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 import typer
 
-from .options import MODEL_OPTION
+from .options import MODEL_OPTION, check_outputs
 
 LATENCY_RUNS = 50
 THROUGHPUT_BATCH = 32
@@ -90,6 +90,8 @@ def register(app: typer.Typer) -> None:
             raise SadhError(f"bad --frame {frame!r}: use WxH, e.g. 640x480") from None
         if min(w, h) < 1:
             raise SadhError(f"bad --frame {frame!r}: sizes must be positive")
+        out = out or model.with_suffix(".bench.json")
+        check_outputs({"--out": out}, [("--model", model), ("--index", index)])
         encoder = open_encoder(model, THROUGHPUT_BATCH)
         if index is not None:
             hindex = HammingIndex.load(index)
@@ -112,7 +114,6 @@ def register(app: typer.Typer) -> None:
             "encoder": bench_encoder(encoder, (h, w)),
             "search": {**bench_search(hindex), "index": str(index) if index else f"random {db_size} codes"},
         }
-        out = out or model.with_suffix(".bench.json")
         atomic_write_text(out, json.dumps(result, indent=1))
         e, s = result["encoder"], result["search"]
         typer.echo(

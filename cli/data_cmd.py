@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .options import DataOptions, data_options
+from .options import DataOptions, check_outputs, data_options
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        if out is not None:
+            check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
         table = Table(title=f"{data.name}: {len(data)} images, {data.num_classes} classes")
         table.add_column("role")
@@ -49,6 +51,7 @@ def register(app: typer.Typer) -> None:
         from ..sdk.atomic import atomic_write_bytes
         from ..sdk.preprocess import fit_square
 
+        check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
         idx = split.train[:count]
         tiles = [cv2.cvtColor(fit_square(data.image(i), 96), cv2.COLOR_RGB2BGR) for i in idx]

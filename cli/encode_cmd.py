@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION
+from .options import BATCH_OPTION, check_outputs
 
 PROGRESS_CHUNK = 1024  # dataset items encoded between progress updates
 
@@ -106,11 +106,13 @@ def register(app: typer.Typer) -> None:
         """Encode images into packed hash codes (.npy) plus the list of encoded files."""
         from ..sdk.atomic import atomic_write_text
 
-        encoder = open_encoder(model, batch)
         files = expand_images(images)
+        listing = paths_out or out.with_suffix(".txt")
+        listing_name = "--paths-out" if paths_out else "the file list (default: OUT with .txt)"
+        check_outputs({"--out": out, listing_name: listing}, [("--model", model), *(("an input image", f) for f in files)])
+        encoder = open_encoder(model, batch)
         (codes, failures), seconds = timed(encoder.encode_files, files)
         bad = report_failures(failures, len(files))
-        listing = paths_out or out.with_suffix(".txt")
         save_npy(out, codes)
         atomic_write_text(listing, "".join(f"{p}\n" for p in map(str, files) if p not in bad))
         typer.echo(

@@ -11,7 +11,7 @@ import typer
 
 from ..sdk.data import database_subset
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, data_options
+from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options
 
 GRID_QUERIES = 8
 GRID_TOPK = 10
@@ -131,6 +131,8 @@ def register(app: typer.Typer) -> None:
         """Score query-vs-database retrieval: mAP@K, tie-aware mAP, precision@N, precision-recall by radius."""
         from .encode_cmd import open_encoder
 
+        reports = {f"--out/{name}": out / name for name in (METRICS_NAME, PR_NAME, PAN_NAME, GRID_NAME)}
+        check_outputs(reports, [("--model", model), *opts.inputs()], folders={"--out": out})
         encoder = open_encoder(model, batch)
         data, split = opts.load()
         r = evaluate(encoder, data, split.query, database_subset(split.database, database, opts.seed), out, topk)

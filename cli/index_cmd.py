@@ -8,7 +8,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, data_options
+from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options
 
 ROLES = ("database", "query", "train", "all")
 
@@ -65,6 +65,7 @@ def register(app: typer.Typer) -> None:
         from ..sdk.retriever import sidecar_path
         from .encode_cmd import open_encoder
 
+        check_outputs({"--out": out, "its sidecar": sidecar_path(out)}, [("--model", model), *opts.inputs()])
         encoder = open_encoder(model, batch)
         data, split = opts.load()
         index = role_indices(split, len(data), role)
@@ -78,14 +79,14 @@ def register(app: typer.Typer) -> None:
 
     @group.command("info")
     def info(index: Path = typer.Argument(..., help="Index file (.sidx).")) -> None:
-        """Print an index file's code length, size and what its sidecar says."""
+        """Print an index file's code length, size and what its sidecar says (the checksum is verified)."""
         from rich.console import Console
         from rich.table import Table
 
         from ..sdk.index import HammingIndex
         from ..sdk.retriever import Sidecar, sidecar_path
 
-        hindex = HammingIndex.load(index, mmap=True)
+        hindex = HammingIndex.load(index, mmap=True, verify=True)
         table = Table(title=str(index), show_header=False)
         table.add_row("codes", str(len(hindex)))
         table.add_row("bits", str(hindex.bits))

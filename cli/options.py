@@ -6,11 +6,13 @@ import inspect
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import typer
 
+from ..sdk.atomic import unwritable_reason
 from ..sdk.data import BUILTIN, LabeledImages, Split, load_dataset_split
+from ..sdk.errors import SadhError
 
 
 @dataclass
@@ -32,6 +34,35 @@ class DataOptions:
             self.data, self.data_dir, self.image_root, self.class_names, self.split, self.seed,
             self.query_per_class, self.train_per_class,
         )
+
+    def inputs(self) -> list[tuple[str, Optional[Path]]]:
+        """The files and folders these options read, as (option name, path) pairs for `check_outputs`."""
+        data = None if self.data in BUILTIN else Path(self.data)
+        return [("--data", data), ("--data-dir", self.data_dir), ("--image-root", self.image_root),
+                ("--class-names", self.class_names), ("--split", self.split)]
+
+
+def check_outputs(
+    files: Mapping[str, Path], inputs: Iterable[tuple[str, Optional[Path]]] = (), folders: Mapping[str, Path] | None = None
+) -> None:
+    """Before any slow work: SadhError for an output that cannot be written (a folder, under a file, no permission),
+    that names the same file as another output, or that would overwrite one of the command's (name, path) inputs."""
+    for name, folder in (folders or {}).items():
+        reason = unwritable_reason(folder, folder=True)
+        if reason:
+            raise SadhError(f"cannot write {folder} ({name}): {reason}")
+    read = {p.resolve(): name for name, p in inputs if p is not None}
+    written: dict[Path, str] = {}
+    for name, path in files.items():
+        reason = unwritable_reason(path)
+        if reason:
+            raise SadhError(f"cannot write {path} ({name}): {reason}")
+        key = path.resolve()
+        if key in written:
+            raise SadhError(f"{written[key]} and {name} are the same file {path}; give them different paths")
+        if key in read:
+            raise SadhError(f"{name} {path} is also {read[key]}: writing it would replace that input; choose another path")
+        written[key] = name
 
 
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")

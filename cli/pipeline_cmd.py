@@ -21,6 +21,10 @@ SUMMARY_NAME = "summary.json"
 DEFAULT_EVAL_DATABASE = 10_000
 QUICK_TRAIN = dict(query_per_class=10, train_per_class=40, epochs=1, label_epochs=1, eval_database=400)
 QUICK_CALIB_IMAGES = 32
+# training settings that say where and how a run executes, not what it learns (the others must match to reuse a run)
+EXECUTION_SETTINGS = frozenset(
+    {"out", "run_name", "cache_dir", "workers", "resume", "progress", "device", "threads", "compile", "channels_last", "eval_batch_size"}
+)
 
 
 @dataclass(frozen=True)
@@ -32,15 +36,33 @@ class Trained:
     best_map: float | None
 
 
-def finished_training(run_dir: Path) -> Trained | None:
-    """The finished run in `run_dir` (its last epoch reached), else None."""
-    from ..train.checkpoint import load_checkpoint
+def setting_differences(saved: dict[str, Any], cfg) -> list[str]:
+    """'NAME SAVED there, ASKED now' for each run-defining setting where a saved config and `cfg` differ."""
+    asked = cfg.to_dict()
+    return [
+        f"{k} {saved[k]} there, {asked[k]} now"
+        for k in asked
+        if k not in EXECUTION_SETTINGS and k in saved and saved[k] != asked[k]
+    ]
+
+
+def finished_training(run_dir: Path, cfg) -> Trained | None:
+    """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
+    from ..sdk.errors import SadhError
+    from ..train.checkpoint import checkpoint_config, load_checkpoint
 
     last, best = run_dir / "last.pt", run_dir / "best.pt"
-    if not (last.is_file() and best.is_file()):
+    if not last.is_file():
         return None
     state = load_checkpoint(last, ("epoch", "config", "best_map"))
-    if int(state["epoch"]) < int(state["config"]["epochs"]):
+    saved = checkpoint_config(state, last)
+    differences = setting_differences(saved.to_dict(), cfg)
+    if differences:
+        raise SadhError(
+            f"{run_dir.parent} holds a pipeline run with other settings ({'; '.join(differences)}); "
+            f"pass another --out for this run, or delete {run_dir.parent} to start over"
+        )
+    if not best.is_file() or state["epoch"] < saved.epochs:
         return None
     return Trained(run_dir, best, state["best_map"])
 
@@ -61,7 +83,7 @@ def run_training(cfg, console) -> Trained:
     from ..train.trainer import train
 
     run_dir = Path(cfg.out) / cfg.name
-    done = finished_training(run_dir)
+    done = finished_training(run_dir, cfg)
     if done is not None:
         console.print(f"[yellow]reusing finished training in {run_dir} (best mAP {done.best_map:.4f})[/]")
         return done
@@ -172,6 +194,9 @@ def register(app: typer.Typer) -> None:
         """Train -> export FP32 + INT8 -> index the database -> evaluate every precision; print a summary table."""
         from rich.console import Console
 
+        from .options import check_outputs
+
+        check_outputs({}, folders={"--out": out})  # before the slow torch import
         from ..train.config import TrainConfig
 
         console = Console()

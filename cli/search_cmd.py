@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         files = expand_images(images)
         codes, failures = encoder.encode_files(files)
         bad = report_failures(failures, len(files))
-        distances, ids = hindex.search(codes, k)
+        distances, ids = hindex.search(codes, min(k, max(len(hindex), 1)))  # no more rows than the index can fill
         console = Console()
         for query, dist, found in zip([f for f in map(str, files) if f not in bad], distances, ids):
             table = Table(title=f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}")

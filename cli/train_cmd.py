@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from ..sdk.errors import SadhError
-from .options import DataOptions, data_options
+from .options import DataOptions, check_outputs, data_options
 
 
 def parse_bits(values: list[str]) -> list[int]:
@@ -89,6 +89,7 @@ def register(app: typer.Typer) -> None:
         configs = [TrainConfig(bits=b, **given) for b in parse_bits(bits)]
         if run_name and len(configs) > 1:
             raise SadhError("--run-name names one run; drop it to train several bit lengths")
+        check_outputs({}, folders={"--out": out})
         data, split = opts.load()
         main = int(os.environ.get("RANK", "0")) == 0
         try:

@@ -2,12 +2,14 @@
 each parity-checked against torch on real validation images."""
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..sdk.atomic import make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
@@ -78,8 +80,9 @@ def export_model(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if qdq_tool not in QDQ_TOOLS:
         raise SadhError(f"unknown Q/DQ tool {qdq_tool!r}; choose one of {', '.join(QDQ_TOOLS)}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SadhError(f"--out {out_dir} is a file; name a folder")
+    unwritable = unwritable_reason(out_dir, folder=True)
+    if unwritable:
+        raise SadhError(f"cannot export to {out_dir}: {unwritable}")
     if int8:
         calibration_method(calib_method)  # fail before the slow steps
         if qdq_tool == "modelopt" and not modelopt_available():
@@ -91,40 +94,44 @@ def export_model(
     stem = checkpoint.stem
     result = ExportResult(info)
 
-    def add(path: Path, precision: str, started: float, threshold: float | None) -> Path:
+    def add(staged: Path, precision: str, started: float, threshold: float | None) -> Path:
+        """Parity-check a model written to the staging folder, then move it into `out_dir` (a rejected one never is)."""
         seconds, parity = time.perf_counter() - started, None
         if threshold is not None:
-            parity = compare_codes(reference, run_codes(cpu_session(path), val))
-            log(f"{path.name}: parity {parity.summary()}")
-            require_parity(parity, threshold, path.name)
+            parity = compare_codes(reference, run_codes(cpu_session(staged), val))
+            log(f"{staged.name}: parity {parity.summary()}")
+            require_parity(parity, threshold, staged.name)
+        path = out_dir / staged.name
+        os.replace(staged, path)
         result.artifacts.append(Artifact(path, precision, path.stat().st_size, seconds, parity))
         return path
 
-    t = time.perf_counter()
-    fp32 = export_onnx(model, info, out_dir / f"{stem}.onnx", packed=packed, opset=opset)
-    add(out_dir / f"{stem}.onnx", "fp32", t, parity_threshold)
-    if fp16:
+    make_folder(out_dir)
+    with tempfile.TemporaryDirectory(prefix=".sadh-export-", dir=out_dir) as tmp:  # same file system: os.replace is atomic
+        staging = Path(tmp)
         t = time.perf_counter()
-        convert_fp16(fp32, out_dir / f"{stem}.fp16.onnx")
-        add(out_dir / f"{stem}.fp16.onnx", "fp16", t, fp16_threshold)
-    if int8:
-        calib = model_inputs(data, spread(split.train, calib_images), info.preprocess)
-        cache = out_dir / f"{stem}.calib.json"
-        cache.unlink(missing_ok=True)  # ranges of an older export must not leak into this one
-        with tempfile.TemporaryDirectory(prefix="sadh-export-") as tmp:
-            prepared = Path(tmp) / "prepared.onnx"
-            preprocess_for_quantization(out_dir / f"{stem}.onnx", prepared)
+        fp32 = export_onnx(model, info, staging / f"{stem}.onnx", packed=packed, opset=opset)
+        fp32_path = add(staging / f"{stem}.onnx", "fp32", t, parity_threshold)
+        if fp16:
+            t = time.perf_counter()
+            convert_fp16(fp32, staging / f"{stem}.fp16.onnx")
+            add(staging / f"{stem}.fp16.onnx", "fp16", t, fp16_threshold)
+        if int8:
+            calib = model_inputs(data, spread(split.train, calib_images), info.preprocess)
+            cache = staging / f"{stem}.calib.json"  # fresh: ranges of an older export must not leak into this one
+            prepared = staging / "prepared.onnx"
+            preprocess_for_quantization(fp32_path, prepared)
             for flavour in (TENSORRT_FLAVOUR, CPU_FLAVOUR):
                 t = time.perf_counter()
-                path = out_dir / f"{stem}.{flavour.precision}.onnx"
+                staged = staging / f"{stem}.{flavour.precision}.onnx"
                 if flavour is TENSORRT_FLAVOUR and qdq_tool == "modelopt":
-                    quantized = quantize_qdq_modelopt(out_dir / f"{stem}.onnx", path, calib, calib_method, pack_nodes(fp32))
+                    quantized = quantize_qdq_modelopt(fp32_path, staged, calib, calib_method, pack_nodes(fp32))
                 else:
-                    quantized = quantize_int8(prepared, path, calib, flavour, calib_method, cache)
+                    quantized = quantize_int8(prepared, staged, calib, flavour, calib_method, cache)
                 if flavour is TENSORRT_FLAVOUR:
-                    check_qdq(quantized, path.name)
-                add(path, flavour.precision, t, int8_threshold)
-        result.artifacts.append(Artifact(cache, "calib", cache.stat().st_size, 0.0))
+                    check_qdq(quantized, staged.name)
+                add(staged, flavour.precision, t, int8_threshold)
+            add(cache, "calib", time.perf_counter(), None)
     if engine:
         _engines(result, out_dir, stem, fp16, int8, batch, log)
     return result

@@ -33,7 +33,12 @@ def compare_codes(reference: np.ndarray, codes: np.ndarray) -> Parity:
 
 
 def require_parity(parity: Parity, threshold: float, what: str) -> None:
-    """Raise SadhError when fewer than `threshold` of the sign bits agree."""
+    """Raise SadhError when the codes are not finite (NaN/inf) or fewer than `threshold` of the sign bits agree."""
+    if not np.isfinite(parity.max_abs_diff):
+        raise SadhError(
+            f"{what} fails the parity check: its codes or torch's contain NaN or inf (max |diff| {parity.max_abs_diff}); "
+            "the checkpoint's weights are probably broken (retrain, or export an earlier checkpoint)"
+        )
     if not parity.bit_agreement >= threshold:
         raise SadhError(
             f"{what} fails the parity check: {parity.summary()}, need >= {threshold:.2%} "

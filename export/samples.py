@@ -22,14 +22,14 @@ def checkpoint_dataset(checkpoint: Path) -> tuple[LabeledImages, Split]:
     state = load_checkpoint(checkpoint, keys=("config",))
     saved = state["config"] if isinstance(state["config"], dict) else {}
     # only the data settings: the rest of an older run's config need not validate under today's TrainConfig
-    cfg = replace(TrainConfig(), **{k: saved[k] for k in DATA_SETTINGS if k in saved})
     saved_split = checkpoint.parent / SPLIT_FILE
-    if cfg.split is None and saved_split.is_file():
-        cfg = replace(cfg, split=str(saved_split))
     try:
+        cfg = replace(TrainConfig(), **{k: saved[k] for k in DATA_SETTINGS if k in saved})
+        if cfg.split is None and saved_split.is_file():
+            cfg = replace(cfg, split=str(saved_split))
         return load_data(cfg)
     except SadhError as e:
-        raise SadhError(f"cannot load the checkpoint's dataset {cfg.data!r} for parity/calibration images ({e})") from None
+        raise SadhError(f"{checkpoint}: cannot load its dataset {saved.get('data')!r} for parity/calibration images ({e})") from None
 
 
 def spread(index: np.ndarray, n: int) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Atomic file writes: write to a temporary file beside the target, fsync, then rename."""
+"""Atomic file writes: write to a temporary file beside the target, fsync, then rename.
+
+A path that cannot be written (a folder, under a file, no permission) is a SadhError naming it and why."""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+from .errors import SadhError
 
 
 def _read_umask() -> int:
@@ -17,19 +21,54 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()  # read once at import: os.umask can only be read by setting it
 
 
+def unwritable_reason(path: str | os.PathLike, folder: bool = False) -> str | None:
+    """Why `path` cannot be written as a file (or used as an output folder), found without writing; None if it can."""
+    target = Path(path)
+    if target.exists() and target.is_dir() != folder:
+        return "it is a folder, not a file" if target.is_dir() else "it is a file, not a folder"
+    start = target if folder else target.parent
+    nearest = next(p for p in (start, *start.parents) if p.exists())  # "." or "/" at the latest
+    if not nearest.is_dir():
+        return f"{nearest} is a file, not a folder"
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"no permission to write in {nearest}"
+    return None
+
+
+@contextlib.contextmanager
+def _write_errors(target: Path, folder: bool = False) -> Iterator[None]:
+    """Turn an OSError of the block into a SadhError naming `target` and the reason."""
+    try:
+        yield
+    except OSError as e:
+        reason = unwritable_reason(target, folder) or (e.strerror or str(e))
+        raise SadhError(f"cannot write {target}: {reason}") from e
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create folder `path` and its parents if missing (SadhError naming the path and why it cannot be)."""
+    folder = Path(path)
+    with _write_errors(folder, folder=True):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file for writing that replaces `path` only if the block finishes."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give the file the usual permissions
+    with _write_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give the file the usual permissions
         with os.fdopen(fd, mode) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+            with _write_errors(target):
+                f.flush()
+                os.fsync(f.fileno())
+        with _write_errors(target):
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

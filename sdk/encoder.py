@@ -59,7 +59,8 @@ class OrtRunner:
             raise SadhError(f"{path}: the model has no input named {md.INPUT_NAME!r} (inputs: {sorted(inputs)}); re-export it")
         spec = inputs[md.INPUT_NAME]
         self.input_dtype = np.float16 if spec.type == "tensor(float16)" else np.float32
-        self.fixed_batch = spec.shape[0] if isinstance(spec.shape[0], int) and spec.shape[0] > 0 else None
+        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in spec.shape)
+        self.fixed_batch = self.input_shape[0] if self.input_shape else None
         self.max_batch = self.fixed_batch
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = list(self.session.get_providers())
@@ -102,7 +103,11 @@ class Encoder:
             self._bits = check_bits(int(meta[md.BITS]))
         except ValueError:
             raise SadhError(f"{self.path}: bad {md.BITS} metadata {meta[md.BITS]!r}") from None
-        self._preprocess = Preprocess.from_json(meta[md.PREPROCESS])
+        try:
+            self._preprocess = Preprocess.from_json(meta[md.PREPROCESS])
+        except SadhError as e:
+            raise SadhError(f"{self.path}: {e}") from None
+        self._check_input_shape()
         self._class_names = self._read_class_names(meta.get(md.CLASS_NAMES))
         self.metadata = dict(meta)
         outputs = self._runner.output_names
@@ -110,6 +115,17 @@ class Encoder:
             raise SadhError(f"{self.path}: the model has neither a {md.CODES_OUTPUT!r} nor a {md.PACKED_OUTPUT!r} output")
         cap = self._runner.max_batch
         self.max_batch = min(max_batch, cap) if cap else max_batch
+
+    def _check_input_shape(self) -> None:
+        """Raise SadhError unless the model's static input dims fit (N, 3, S, S) with S the metadata's input size."""
+        size = self._preprocess.input_size
+        shape = self._runner.input_shape
+        if len(shape) != 4 or any(d is not None and d != want for d, want in zip(shape[1:], (3, size, size))):
+            dims = "x".join("?" if d is None else str(d) for d in shape)
+            raise SadhError(
+                f"{self.path}: the model input is {dims} but its {md.PREPROCESS} metadata says {size}x{size} RGB images "
+                f"(Nx3x{size}x{size}); re-export it with `sadh-cli export`"
+            )
 
     def _read_class_names(self, text: str | None) -> list[str]:
         """Parse the JSON class-name list (absent -> empty list)."""
@@ -148,8 +164,11 @@ class Encoder:
         """The precision recorded at export (fp32, fp16, int8-qdq, int8-cpu), or "unknown"."""
         return self.metadata.get(md.PRECISION, "unknown")
 
-    def _run_batches(self, images: np.ndarray | Iterable[np.ndarray], output: str) -> np.ndarray:
-        """Preprocess and run the frames in batches of `max_batch`; return one output, rows concatenated."""
+    def _run_batches(self, images: np.ndarray | Iterable[np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        """Preprocess and run the frames in batches of `max_batch`; return the outputs, rows concatenated.
+
+        A float output holding NaN or inf (a broken model) raises SadhError instead of becoming codes.
+        """
         frames = as_frames(images)
         if len(frames) == 0:
             raise SadhError("no images to encode")
@@ -160,13 +179,19 @@ class Encoder:
             n = x.shape[0]
             if fixed and n < fixed:
                 x = np.concatenate([x, np.zeros((fixed - n, *x.shape[1:]), x.dtype)])
-            parts.append(np.asarray(self._runner.run(x, [output])[0])[:n])
-        return np.concatenate(parts)
+            parts.append([np.asarray(out)[:n] for out in self._runner.run(x, outputs)])
+        results = [np.concatenate(rows) for rows in zip(*parts)]
+        for name, out in zip(outputs, results):
+            if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
+                raise SadhError(f"{self.path}: non-finite model outputs (NaN or inf in {name!r}); re-export or retrain the model")
+        return results
 
     def encode(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
-        """One frame or a batch/list of BGR/gray/BGRA uint8 frames -> packed uint8 codes (n, bits/8)."""
-        if md.PACKED_OUTPUT in self._runner.output_names:
-            packed = self._run_batches(images, md.PACKED_OUTPUT).astype(np.uint8, copy=False)
+        """One frame or a batch/list of BGR/gray/BGRA uint8 frames (see `as_frames`) -> packed uint8 codes (n, bits/8)."""
+        names = self._runner.output_names
+        if md.PACKED_OUTPUT in names:
+            checked = [md.CODES_OUTPUT] if md.CODES_OUTPUT in names else []  # fetched only to catch NaN outputs
+            packed = self._run_batches(images, [md.PACKED_OUTPUT, *checked])[0].astype(np.uint8, copy=False)
         else:
             packed = pack_codes(self._continuous(images))
         if packed.shape[1] != self._bits // 8:
@@ -175,7 +200,7 @@ class Encoder:
 
     def _continuous(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """The continuous code output as float32 (n, bits)."""
-        return self._run_batches(images, md.CODES_OUTPUT).astype(np.float32, copy=False)
+        return self._run_batches(images, [md.CODES_OUTPUT])[0].astype(np.float32, copy=False)
 
     def encode_continuous(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """The continuous (tanh) codes as float32 (n, bits); their signs are the hash bits."""

@@ -36,6 +36,8 @@ from .errors import SadhError
 MAX_BITS = 1024
 BLOCK_ELEMS = 1 << 17  # query x database pairs per block: the uint64 XOR buffer stays ~1 MiB
 MIN_DB_BLOCK = 4096  # with BLOCK_ELEMS: at most 32 queries x >= 4096 codes (measured best); the first block's width
+RESULT_ENTRY_BYTES = 12  # one k-NN result entry: int32 distance + int64 id
+FALLBACK_MEMORY = 16 << 30  # assumed physical memory where os.sysconf cannot tell
 PRUNE_AFTER = 4  # prune once 4 k new candidates per query piled up (each prune is ~20 us of numpy calls; measured)
 
 _MAGIC = b"SADHIDX"
@@ -248,11 +250,46 @@ def range_from_candidates(rows, dist, pos, ids: np.ndarray, nq: int):
     return lims, dist.astype(np.int32), ids[pos]
 
 
-def check_k(k: int) -> int:
-    """Return k if it is a positive integer, else raise SadhError."""
+def check_k(k: int, nq: int) -> int:
+    """Return k if it is a positive integer whose (nq, k) k-NN result fits in memory, else raise SadhError.
+
+    The result takes RESULT_ENTRY_BYTES per entry, padding included; it may use at most half the physical
+    memory (FALLBACK_MEMORY where that is unknown), so an absurd k fails here instead of in the allocator.
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise SadhError(f"k must be a positive integer, got {k!r}")
+    need, limit = nq * int(k) * RESULT_ENTRY_BYTES, physical_memory() // 2
+    if need > limit:
+        raise SadhError(
+            f"k={k} for {nq} queries needs a {need / 2**30:.3g} GiB result, more than half of this machine's memory "
+            f"({2 * limit / 2**30:.3g} GiB); rows beyond the index size are only padding, so pass a smaller k"
+        )
     return int(k)
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (os.sysconf), or FALLBACK_MEMORY where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY
+
+
+def check_ids(ids: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Return ids (a scalar or 1-D integers within int64; `n` of them when given) as int64, else raise SadhError."""
+    count = "" if n is None else f"{n} "
+    try:
+        given = np.asarray(ids)
+    except ValueError:
+        raise SadhError(f"ids must be {count}integers in a 1-D list or array, got a ragged sequence") from None
+    ids = given[None] if given.ndim == 0 else given
+    if ids.size == 0 and ids.ndim == 1:
+        ids = ids.astype(np.int64)
+    if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 1 or (n is not None and ids.size != n):
+        raise SadhError(f"ids must be {count}integers in a 1-D list or array, got dtype {given.dtype} shape {given.shape}")
+    if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
+        raise SadhError(f"ids must fit in int64, got {int(ids.max())}")
+    return ids.astype(np.int64)
 
 
 def check_radius(radius: int) -> int:
@@ -341,15 +378,12 @@ class HammingIndex:
         """Validate (or assign) ids for m new codes."""
         if ids is None:
             start = int(snap.sorted_ids[-1]) + 1 if snap.sorted_ids.size else 0
+            if start + m - 1 > np.iinfo(np.int64).max:
+                raise SadhError(
+                    f"cannot assign {m} new ids after the largest id {start - 1}: they would exceed int64; pass ids explicitly"
+                )
             return np.arange(start, start + m, dtype=np.int64)
-        ids = np.asarray(ids)
-        if ids.ndim == 0:
-            ids = ids[None]
-        if not np.issubdtype(ids.dtype, np.integer) or ids.shape != (m,):
-            raise SadhError(f"ids must be {m} integers (one per code), got dtype {ids.dtype} shape {ids.shape}")
-        if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
-            raise SadhError("ids must fit in int64")
-        ids = ids.astype(np.int64)
+        ids = check_ids(ids, m)
         if np.unique(ids).size != m:
             raise SadhError("ids passed to add() contain duplicates")
         present = _present(snap, ids)
@@ -359,7 +393,7 @@ class HammingIndex:
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the given ids (duplicates counted once); return how many. Unknown ids raise SadhError and remove nothing."""
-        ids = np.unique(np.asarray(ids, dtype=np.int64).ravel())
+        ids = np.unique(check_ids(ids))
         with self._lock:
             snap = self._snap
             present = _present(snap, ids)
@@ -388,10 +422,11 @@ class HammingIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """k nearest codes per query: (D int32 (q,k), I int64 (q,k)), sorted by (distance, insertion order).
 
-        When fewer than k codes are stored, the rest of each row holds id -1 and distance bits + 1.
+        When fewer than k codes are stored, the rest of each row holds id -1 and distance bits + 1. The (q, k)
+        result, padding included, must fit in half the physical memory (see `check_k`), else SadhError.
         """
-        k = check_k(k)
         q = self._queries(queries)
+        k = check_k(k, q.shape[1])
         snap = self._snap
         rows, dist, pos = scan(snap.planes, q, self.bits, k=k)
         return topk_from_candidates(rows, dist, pos, snap.ids, q.shape[1], k, self.bits)
@@ -456,8 +491,18 @@ def save_arrays(path: str | os.PathLike, bits: int, ids: np.ndarray, planes: np.
             f.write(memoryview(np.ascontiguousarray(plane)).cast("B"))
 
 
-def load_arrays(path: str | os.PathLike, mmap: bool, verify: bool) -> tuple[int, np.ndarray, np.ndarray]:
-    """Read and validate a file written by `save_arrays`: (bits, ids, planes)."""
+@dataclass(frozen=True)
+class FileHeader:
+    """The validated header of an index file: code length, number of codes, blake2b-128 digest, the digested fields."""
+
+    bits: int
+    count: int
+    digest: bytes
+    fields: bytes
+
+
+def read_header(path: str | os.PathLike) -> FileHeader:
+    """Read and validate the header of a file written by `save_arrays` (also its size); the payload is not read."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -476,13 +521,22 @@ def load_arrays(path: str | os.PathLike, mmap: bool, verify: bool) -> tuple[int,
     expected = _HEADER_SIZE + 8 * count + nwords * wbytes * count
     if size != expected:
         raise SadhError(f"{path}: truncated or corrupt index file ({size} bytes, expected {expected})")
+    return FileHeader(bits, count, digest, head[: _HEADER.size - 16])
+
+
+def load_arrays(path: str | os.PathLike, mmap: bool, verify: bool) -> tuple[int, np.ndarray, np.ndarray]:
+    """Read and validate a file written by `save_arrays`: (bits, ids, planes)."""
+    path = Path(path)
+    header = read_header(path)
+    bits, count = header.bits, header.count
     wd = word_dtype(bits)
+    nwords = -(-bits // (8 * wd.itemsize))
     ids = np.fromfile(path, "<i8", count, offset=_HEADER_SIZE).astype(np.int64)
     offset = _HEADER_SIZE + 8 * count
     if mmap and count:
         planes = np.memmap(path, wd, "r", offset=offset, shape=(nwords, count))
     else:
         planes = np.fromfile(path, wd, nwords * count, offset=offset).reshape(nwords, count)
-    if verify and _digest(head[: _HEADER.size - 16], ids, planes) != digest:
+    if verify and _digest(header.fields, ids, planes) != header.digest:
         raise SadhError(f"{path}: index file checksum mismatch (corrupt file)")
     return bits, ids, planes

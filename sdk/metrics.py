@@ -22,7 +22,8 @@ MULTI_LABEL_TOPK = 5000  # the usual mAP@K for multi-label sets (NUS-WIDE, MS-CO
 
 def default_topk(labels: np.ndarray) -> int | None:
     """mAP cut-off by convention: all (None) for single-label data, 5000 for multi-label data."""
-    return MULTI_LABEL_TOPK if np.any(np.asarray(labels).sum(1) != 1) else None
+    labels = _labels(labels, None, "labels")
+    return MULTI_LABEL_TOPK if np.any(labels.sum(1) != 1) else None
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,24 @@ def _packed(codes: np.ndarray, what: str) -> np.ndarray:
     return pack_codes(codes)
 
 
-def _labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
-    """Validate multi-hot labels (n, classes) and return them as bool."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.shape[0] != n or labels.shape[1] == 0:
-        raise SadhError(f"{what} must be multi-hot (n={n}, classes), got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.number) or labels.dtype == np.bool_):
-        raise SadhError(f"{what} must be numeric or bool, got dtype {labels.dtype}")
-    return labels != 0
+def _labels(labels: np.ndarray, n: int | None, what: str) -> np.ndarray:
+    """Validate multi-hot labels (n, classes; any n when None) of 0/1 ints or floats, or bools; return them as bool."""
+    rows = "n" if n is None else f"n={n}"
+    try:
+        labels = np.asarray(labels)
+    except ValueError:
+        raise SadhError(f"{what} must be multi-hot ({rows}, classes), got a ragged sequence") from None
+    if labels.ndim != 2 or (n is not None and labels.shape[0] != n) or labels.shape[1] == 0:
+        raise SadhError(f"{what} must be multi-hot ({rows}, classes), got shape {labels.shape}")
+    if labels.dtype == np.bool_:
+        return labels
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise SadhError(f"{what} must be 0/1 integers, floats or bools, got dtype {labels.dtype}")
+    relevant = labels == 1
+    bad = ~relevant & (labels != 0)
+    if bad.any():
+        raise SadhError(f"{what} must be multi-hot 0/1 values, found {labels[bad][0].item()!r}")
+    return relevant
 
 
 def _label_words(labels: np.ndarray) -> np.ndarray:

@@ -288,9 +288,9 @@ class MultiIndexHashingIndex:
         return snap, _cat(rows, np.int64), _cat(dist, np.int32), _cat(pos, np.int64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k nearest codes per query, (D int32 (q,k), I int64 (q,k)); same results as `HammingIndex.search`."""
-        k = check_k(k)
+        """Exact k nearest codes per query, (D int32 (q,k), I int64 (q,k)); same results and k rules as `HammingIndex.search`."""
         qp = check_packed(queries, self.nbytes, what="queries")
+        k = check_k(k, qp.shape[0])
         t, found, flat = self._run(qp, k, None)
         snap, rows, dist, pos = self._merge(t, qp, found, flat, k, None)
         return topk_from_candidates(rows, dist, pos, snap.ids, qp.shape[0], k, self.bits)

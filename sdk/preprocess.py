@@ -20,6 +20,7 @@ from .errors import SadhError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_GRAY_BATCH_WIDTH = 8  # a 3-D array with a shorter last axis is never read as a batch of gray frames
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class Preprocess:
                 f"bad preprocessing sizes: input_size={self.input_size}, resize_size={self.resize_size} "
                 "(need 8 <= input_size <= resize_size)"
             )
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise SadhError(f"bad mean/std: mean={self.mean}, std={self.std} (need 3 values each, std > 0)")
+        if len(self.mean) != 3 or len(self.std) != 3 or not np.isfinite(self.mean + self.std).all() or min(self.std) <= 0:
+            raise SadhError(f"bad mean/std: mean={self.mean}, std={self.std} (need 3 finite values each, std > 0)")
         if self.channel_order != "RGB":
             raise SadhError(f"unsupported channel order {self.channel_order!r} (only RGB)")
 
@@ -59,7 +60,7 @@ class Preprocess:
                 std=tuple(float(v) for v in d["std"]),
                 channel_order=str(d.get("channel_order", "RGB")),
             )
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
             raise SadhError(f"bad preprocessing metadata {text!r}: {e}") from None
 
 
@@ -116,14 +117,27 @@ def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
 
 
 def as_frames(images: np.ndarray | Iterable[np.ndarray]) -> Sequence[np.ndarray]:
-    """One frame (HxW, HxWxC with C in 1,3,4) or a batch/list of frames -> a sliceable sequence of frames."""
+    """One frame or a batch/list of frames -> a sliceable sequence of frames (slices map to the same frames).
+
+    Arrays: HxW and HxWxC with C in 1, 3, 4 are one frame; NxHxWxC is a batch; NxHxW is a batch of gray
+    frames only when W >= MIN_GRAY_BATCH_WIDTH, since a last axis of 2 or 5..7 reads as an unsupported
+    channel count just as well (pass such frames as a list or as NxHxWx1).
+    """
     if isinstance(images, np.ndarray):
         if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
-            return images[None]
-        if images.ndim in (3, 4):
+            return [images]
+        if images.ndim == 4 or (images.ndim == 3 and images.shape[-1] >= MIN_GRAY_BATCH_WIDTH):
             return images
-        raise SadhError(f"expected a frame or a batch of frames, got an array of shape {images.shape}")
-    return images if isinstance(images, (list, tuple)) else list(images)
+        raise SadhError(
+            f"expected a frame (HxW, HxWx1, HxWx3, HxWx4) or a batch (NxHxWxC, NxHxW with W >= {MIN_GRAY_BATCH_WIDTH}, "
+            f"or a list), got an array of shape {images.shape}"
+        )
+    if isinstance(images, (list, tuple)):
+        return images
+    try:
+        return list(images)
+    except TypeError:
+        raise SadhError(f"expected a frame, a batch or a list of frames, got {type(images).__name__}") from None
 
 
 def preprocess(images: np.ndarray | Iterable[np.ndarray], cfg: Preprocess) -> np.ndarray:

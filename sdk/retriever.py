@@ -2,6 +2,8 @@
 
 The sidecar (`<index file>.json`) says what the ids of an index stand for: their labels, and their
 file paths (folder / list-file datasets) or the dataset spec (in-memory datasets such as Fashion-MNIST).
+It records the digest of the index file it was written for, so a stale sidecar (the index was rebuilt or
+changed since) is refused on load instead of putting wrong labels and paths on search results.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import numpy as np
 from .atomic import atomic_write_text
 from .encoder import Encoder
 from .errors import SadhError
-from .index import HammingIndex
+from .index import HammingIndex, read_header
+from .preprocess import as_frames
 
 SIDECAR_SUFFIX = ".json"
 MANIFEST_NAME = "retriever.json"
@@ -30,9 +33,23 @@ def sidecar_path(index_path: str | os.PathLike) -> Path:
     return p.with_name(p.name + SIDECAR_SUFFIX)
 
 
+def index_of_sidecar(path: str | os.PathLike) -> Path | None:
+    """The index file a sidecar path belongs to (`index.sidx.json` -> `index.sidx`), None for other names."""
+    p = Path(path)
+    return p.with_name(p.name[: -len(SIDECAR_SUFFIX)]) if p.name.endswith(SIDECAR_SUFFIX) and p.name != SIDECAR_SUFFIX else None
+
+
+def _is_list_of(value: Any, kind: type) -> bool:
+    """Whether `value` is a list of `kind` values (bools do not count as ints)."""
+    return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+
+
 @dataclass
 class Sidecar:
-    """What each id of an index stands for: labels (class indices), and a path or a dataset item."""
+    """What each id of an index stands for: labels (class indices), and a path or a dataset item.
+
+    `index_digest` (hex) identifies the index file the sidecar was saved beside; `save` fills it in.
+    """
 
     ids: list[int]
     labels: list[list[int]]
@@ -40,8 +57,21 @@ class Sidecar:
     paths: list[str] | None = None
     dataset: dict[str, Any] | None = None
     model: str | None = None
+    index_digest: str | None = None
 
     def __post_init__(self) -> None:
+        expected = {
+            "ids": ("a list of int", _is_list_of(self.ids, int)),
+            "labels": ("a list of lists of int", isinstance(self.labels, list) and all(_is_list_of(r, int) for r in self.labels)),
+            "class_names": ("a list of str", _is_list_of(self.class_names, str)),
+            "paths": ("null or a list of str", self.paths is None or _is_list_of(self.paths, str)),
+            "dataset": ("null or an object", self.dataset is None or isinstance(self.dataset, dict)),
+            "model": ("null or a str", self.model is None or isinstance(self.model, str)),
+            "index_digest": ("null or a str", self.index_digest is None or isinstance(self.index_digest, str)),
+        }
+        wrong = [f"{name} must be {kind}" for name, (kind, ok) in expected.items() if not ok]
+        if wrong:
+            raise SadhError(f"bad sidecar fields: {'; '.join(wrong)}")
         if len(self.labels) != len(self.ids) or (self.paths is not None and len(self.paths) != len(self.ids)):
             raise SadhError(f"sidecar has {len(self.ids)} ids but {len(self.labels)} labels / paths rows")
         if any(not 0 <= c < len(self.class_names) for row in self.labels for c in row):
@@ -49,19 +79,32 @@ class Sidecar:
         self._row = {int(i): r for r, i in enumerate(self.ids)}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the sidecar as JSON, atomically."""
-        atomic_write_text(path, json.dumps(asdict(self), separators=(",", ":")))
+        """Write the sidecar as JSON, atomically; beside an existing index file (see `sidecar_path`), record its digest."""
+        index = index_of_sidecar(path)
+        fields = asdict(self)
+        if index is not None and index.is_file():
+            fields["index_digest"] = read_header(index).digest.hex()
+        atomic_write_text(path, json.dumps(fields, separators=(",", ":")))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Sidecar":
-        """Read a sidecar written by `save`."""
+        """Read a sidecar written by `save`; beside an index file, raise SadhError unless it was written for that index."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(**d)
+            side = cls(**d)
         except FileNotFoundError:
             raise SadhError(f"{path}: index sidecar not found") from None
         except (OSError, ValueError, TypeError) as e:
             raise SadhError(f"{path}: not a sadh index sidecar ({e})") from None
+        index = index_of_sidecar(path)
+        if index is not None and index.is_file():
+            header = read_header(index)
+            if header.count != len(side.ids) or side.index_digest not in (None, header.digest.hex()):
+                raise SadhError(
+                    f"{path}: stale index sidecar, written for another version of {index} ({len(side.ids)} ids; "
+                    f"the index holds {header.count} codes); rebuild both with `sadh-cli index build`"
+                )
+        return side
 
     def label_names(self, id_: int) -> list[str]:
         """Class names of the item with this id (empty when the id is unknown)."""
@@ -100,7 +143,10 @@ class Retriever:
 
     def query(self, image: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest items of one frame: (ids int64, Hamming distances int32), nearest first, at most k."""
-        distances, ids = self.index.search(self.encoder.encode(image)[:1], k)
+        frames = as_frames(image)
+        if len(frames) != 1:
+            raise SadhError(f"query takes one frame, got {len(frames)}; encode batches with Encoder.encode and search the index")
+        distances, ids = self.index.search(self.encoder.encode(frames), k)
         found = ids[0] >= 0
         return ids[0][found], distances[0][found]
 

@@ -64,6 +64,7 @@ class TrtRunner:
         if md.INPUT_NAME not in names:
             raise SadhError(f"{path}: the engine has no input named {md.INPUT_NAME!r}")
         self.input_dtype = self._dtypes[md.INPUT_NAME]
+        self.input_shape = (None, 3, meta.input_size, meta.input_size)
         self.fixed_batch = None
         self.max_batch = meta.batch_max
         self.providers = ["TensorRT"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sadh.sdk.atomic import atomic_open, atomic_write_text
+from sadh.sdk.atomic import atomic_open, atomic_write_text, make_folder
+from sadh.sdk.errors import SadhError
 
 
 def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:
@@ -27,3 +28,29 @@ def test_permissions_follow_umask(tmp_path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~mask  # not mkstemp's private 0600
+
+
+def test_unwritable_targets_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "list.txt").write_text("a file")
+    with pytest.raises(SadhError, match=r"cannot write .*folder: it is a folder, not a file"):
+        atomic_write_text(tmp_path / "folder", "x")
+    with pytest.raises(SadhError, match=r"cannot write .*list\.txt/x\.sidx: .*list\.txt is a file, not a folder"):
+        atomic_write_text(tmp_path / "list.txt" / "x.sidx", "x")
+    with pytest.raises(SadhError, match=r"list\.txt: it is a file, not a folder"):
+        make_folder(tmp_path / "list.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "list.txt"]  # no temporary left behind
+
+
+def test_failed_rename_is_one_line_error_and_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(SadhError, match=r"cannot write .*out\.txt: Permission denied"):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

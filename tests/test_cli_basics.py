@@ -52,3 +52,15 @@ def test_data_info_and_preview(tmp_path: Path) -> None:
     import cv2
 
     assert cv2.imread(str(tmp_path / "p.png")).shape == (192, 192, 3)
+
+
+def test_data_output_paths_are_checked_before_loading(tmp_path: Path) -> None:
+    (tmp_path / "list.txt").write_text("a.jpg 1 0\n")
+    for args, words in [
+        (["data", "info", "--out", str(tmp_path)], "it is a folder, not a file"),
+        (["data", "info", "--data", str(tmp_path / "list.txt"), "--out", str(tmp_path / "list.txt")], "is also --data"),
+        (["data", "preview", "--out", str(tmp_path / "list.txt" / "p.png")], "list.txt is a file, not a folder"),
+    ]:
+        out = _cli(*args)
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert (tmp_path / "list.txt").read_text() == "a.jpg 1 0\n"

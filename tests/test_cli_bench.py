@@ -31,3 +31,7 @@ def test_bench_bad_input(tmp_path):
     assert_user_error(cli("bench", "-m", model, "--frame", "big"), "bad --frame")
     HammingIndex(32).save(tmp_path / "i32.sidx")
     assert_user_error(cli("bench", "-m", model, "-i", tmp_path / "i32.sidx"), "32-bit codes")
+    before = model.read_bytes()
+    assert_user_error(cli("bench", "-m", model, "--out", model), "is also --model")
+    assert model.read_bytes() == before
+    assert_user_error(cli("bench", "-m", model, "--out", tmp_path), "it is a folder, not a file")

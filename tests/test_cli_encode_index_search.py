@@ -67,6 +67,15 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
     assert found.returncode == 0, found.stderr
     first = table_rows(found.stdout)[0]
     assert first[:4] == ["1", str(side.ids[5]), "0", side.label_names(side.ids[5])[0]]  # found itself at distance 0
+    everything = cli("search", "--index", index, query, "-k", 10**12)  # k beyond the index: every item, once
+    assert everything.returncode == 0, everything.stderr
+    assert len(table_rows(everything.stdout)) == len(hindex)
+
+    flipped = bytearray(index.read_bytes())
+    flipped[-1] ^= 1  # a code bit: the header still parses, only the checksum can tell
+    index.write_bytes(bytes(flipped))
+    corrupt = cli("index", "info", index)
+    assert corrupt.returncode == 2 and "checksum mismatch" in corrupt.stderr and "Traceback" not in corrupt.stderr
 
 
 def test_index_build_skips_unreadable_files(setup, tmp_path):
@@ -104,3 +113,19 @@ def test_bad_inputs_exit_2(setup, tmp_path):
     assert_user_error(cli("index", "build", "-m", setup["model"], "--role", "bogus"), "unknown role")
     assert_user_error(cli("index", "info", garbage), "not a sadh index file")
     assert_user_error(cli("search", "--index", garbage, setup["images"]), "not a sadh index file")
+
+
+def test_outputs_that_collide_or_replace_inputs_are_refused(setup, tmp_path):
+    image = next((setup["images"] / "Bag").iterdir())
+    model = tmp_path / "m.onnx"
+    shutil.copy(setup["model"], model)
+    before = model.read_bytes()
+    # the file list defaults to OUT with .txt: the same file as --out c.txt
+    assert_user_error(cli("encode", model, image, "--out", tmp_path / "c.txt"), "same file")
+    assert_user_error(cli("encode", model, image, "--out", tmp_path / "c.npy", "--paths-out", tmp_path / "c.npy"), "same file")
+    assert_user_error(cli("index", "build", "-m", model, "--out", model), "is also --model")
+    assert model.read_bytes() == before
+    assert_user_error(cli("index", "build", "-m", model, "--out", tmp_path), "it is a folder, not a file")
+    assert_user_error(cli("encode", model, image, "--out", model / "c.npy"), "is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+

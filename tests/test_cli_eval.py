@@ -50,3 +50,6 @@ def test_grid_queries_cover_classes():
 
 def test_eval_bad_input(tmp_path):
     assert_user_error(cli("eval", "-m", tmp_path / "none.onnx"), "model file not found")
+    (tmp_path / "list.txt").write_text("a.jpg 1 0\n")
+    assert_user_error(cli("eval", "-m", tmp_path / "none.onnx", "--out", tmp_path / "list.txt"), "it is a file, not a folder")
+    assert_user_error(cli("eval", "-m", tmp_path / "none.onnx", "--out", tmp_path / "list.txt" / "rep"), "is a file, not a folder")

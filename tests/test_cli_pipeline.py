@@ -6,9 +6,13 @@ import json
 import numpy as np
 import pytest
 
+from sadh.cli.pipeline_cmd import QUICK_TRAIN, TRAIN_NAME, finished_training
 from sadh.sdk.encoder import Encoder
+from sadh.sdk.errors import SadhError
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.train.checkpoint import save_checkpoint
+from sadh.train.config import TrainConfig
 from cli_run import assert_user_error, cli
 
 
@@ -49,3 +53,30 @@ def test_pipeline_quick_end_to_end_and_resume(tmp_path, fashion_mnist):
 
 def test_pipeline_bad_bits(tmp_path):
     assert_user_error(cli("pipeline", "--quick", "--bits", "12", "--out", tmp_path / "r"), "bits")
+
+
+def _quick_config(out, **settings) -> TrainConfig:
+    """The training config `pipeline --quick --out OUT` uses (plus `settings`)."""
+    return TrainConfig(**{"bits": 32, "data": "fashion-mnist", **settings}, out=str(out), run_name=TRAIN_NAME, **QUICK_TRAIN)
+
+
+def _finished_run(out) -> None:
+    """A finished quick run's last.pt and best.pt in OUT/train (no weights: only what the reuse check reads)."""
+    state = {"epoch": QUICK_TRAIN["epochs"], "config": _quick_config(out).to_dict(), "best_map": 0.5}
+    for name in ("last.pt", "best.pt"):
+        save_checkpoint(out / TRAIN_NAME / name, state)
+
+
+def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
+    _finished_run(tmp_path / "old")  # then the folder is moved: where it lives does not define the run
+    (tmp_path / "old").rename(tmp_path / "run")
+    run_dir = tmp_path / "run" / TRAIN_NAME
+    assert finished_training(run_dir, _quick_config(tmp_path / "run")).best_map == 0.5
+    differ = "bits 32 there, 16 now; data fashion-mnist there, fashion-mnist-mosaic now.*another --out"
+    with pytest.raises(SadhError, match=differ):
+        finished_training(run_dir, _quick_config(tmp_path / "run", bits=16, data="fashion-mnist-mosaic"))
+
+
+def test_pipeline_out_must_be_a_folder(tmp_path):
+    (tmp_path / "list.txt").write_text("a.jpg 1 0\n")
+    assert_user_error(cli("pipeline", "--quick", "--out", tmp_path / "list.txt"), "it is a file, not a folder")

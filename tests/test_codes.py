@@ -48,6 +48,7 @@ def test_one_dim_is_one_code_and_roundtrip():
         np.ones((2, 0)),
         np.ones((2, 8, 1)),
         np.array([["a"] * 8]),
+        [[1.0] * 8, [1.0] * 16],  # ragged rows
     ],
 )
 def test_pack_rejects_bad_input(bad):
@@ -62,6 +63,8 @@ def test_unpack_rejects_bad_input():
         unpack_codes(np.zeros((2, 2), np.uint8), bits=24)
     with pytest.raises(SadhError):
         unpack_codes(np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(SadhError, match="ragged"):
+        unpack_codes([np.zeros(2, np.uint8), np.zeros(3, np.uint8)])
 
 
 def test_hamming_distance_all_pairs():

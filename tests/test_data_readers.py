@@ -13,6 +13,7 @@ from sadh.sdk.data import (
     SplitSizes,
     find_fashion_mnist,
     load_dataset,
+    load_fashion_mnist,
     read_idx,
     read_image,
     read_image_folder,
@@ -22,8 +23,12 @@ from sadh.sdk.data import (
 from sadh.sdk.errors import SadhError
 
 
+IDX_TYPES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.float32): 0x0D}
+
+
 def _idx_bytes(arr: np.ndarray) -> bytes:
-    return bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    header = bytes([0, 0, IDX_TYPES[arr.dtype], arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -50,6 +55,60 @@ def test_idx_rejects_bad_files(tmp_path: Path, raw: bytes, message: str) -> None
     path.write_bytes(raw)
     with pytest.raises(SadhError, match=message):
         read_idx(path)
+
+
+def test_idx_corrupt_deflate_stream(tmp_path: Path) -> None:
+    raw = bytearray(gzip.compress(_idx_bytes(np.arange(3000, dtype=np.uint8) % 7)))
+    raw[20:28] = bytes(b ^ 0xFF for b in raw[20:28])
+    (tmp_path / "bad.gz").write_bytes(bytes(raw))
+    with pytest.raises(SadhError, match="bad.gz: corrupt gzip data"):
+        read_idx(tmp_path / "bad.gz")
+
+
+FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def _write_fashion(folder: Path, **override: np.ndarray) -> Path:
+    """The four Fashion-MNIST IDX files, gzipped, with 3 train and 2 test items; `override` replaces some."""
+    arrays = {
+        "train_images": np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28),
+        "train_labels": np.array([0, 9, 4], np.uint8),
+        "test_images": np.full((2, 28, 28), 7, np.uint8),
+        "test_labels": np.array([3, 1], np.uint8),
+        **override,
+    }
+    for key, arr in arrays.items():
+        (folder / f"{FASHION_FILES[key]}.gz").write_bytes(gzip.compress(_idx_bytes(arr)))
+    return folder
+
+
+def test_fashion_mnist_from_small_idx_files(tmp_path: Path) -> None:
+    data = load_fashion_mnist(_write_fashion(tmp_path))
+    assert data.images.shape == (5, 28, 28) and data.labels.argmax(1).tolist() == [0, 9, 4, 3, 1]
+
+
+SWAPPED = {"test_images": np.array([3, 1], np.uint8), "test_labels": np.full((2, 28, 28), 7, np.uint8)}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (SWAPPED, r"t10k-images-idx3-ubyte.gz: expected uint8 28x28 images, got uint8 data of shape \(2,\)"),
+        ({"test_labels": np.array([3, 1], np.float32)}, "t10k-labels-idx1-ubyte.gz: expected one uint8 label"),
+        ({"test_labels": np.array([3, -1], np.int8)}, "t10k-labels-idx1-ubyte.gz: expected one uint8 label"),
+        ({"train_labels": np.array([0, 10, 4], np.uint8)}, r"train-labels-idx1-ubyte.gz: label 10 out of range 0..9"),
+        ({"train_images": np.zeros((3, 784), np.uint8)}, r"train-images-idx3-ubyte.gz: .*shape \(3, 784\)"),
+        ({"train_labels": np.array([0, 9], np.uint8)}, "holds 3 images but .*train-labels-idx1-ubyte.gz holds 2"),
+    ],
+)
+def test_fashion_mnist_rejects_wrong_files(tmp_path: Path, override: dict, message: str) -> None:
+    with pytest.raises(SadhError, match=message):
+        load_fashion_mnist(_write_fashion(tmp_path, **override))
 
 
 def test_fashion_mnist_is_real(fashion_mnist) -> None:

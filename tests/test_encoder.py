@@ -14,10 +14,11 @@ import pytest
 import skimage.data
 import torch
 
+from sadh.sdk import metadata as md
 from sadh.sdk.codes import pack_codes
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
-from sadh.sdk.preprocess import preprocess
+from sadh.sdk.preprocess import Preprocess, preprocess
 from tiny_model import CLASS_NAMES, PREPROCESS, TinyHashNet, export_tiny
 
 MARGIN = 1e-4  # bits whose torch value is this close to 0 may flip between runtimes
@@ -134,6 +135,49 @@ def test_errors(models, tmp_path):
         enc.encode(np.zeros((30, 30, 3), np.float32))
     with pytest.raises(SadhError, match="no images"):
         enc.encode([])
+
+
+def edited_copy(src: Path, dst: Path, preprocess_json: str | None = None, nan_head: bool = False) -> Path:
+    """Save a copy of an exported model with other preprocessing metadata and/or NaN head weights."""
+    proto = onnx.load(str(src))
+    for prop in proto.metadata_props:
+        if preprocess_json and prop.key == md.PREPROCESS:
+            prop.value = preprocess_json
+    for init in proto.graph.initializer:
+        if nan_head and init.name == "head.weight":
+            init.CopyFrom(onnx.numpy_helper.from_array(np.full(tuple(init.dims), np.nan, np.float32), init.name))
+    onnx.save(proto, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["codes", "packed"])
+def test_non_finite_model_outputs_raise(models, tmp_path, kind):
+    enc = Encoder(edited_copy(models[kind][0], tmp_path / "nan.onnx", nan_head=True))
+    with pytest.raises(SadhError, match="non-finite model outputs"):
+        enc.encode(np.zeros((28, 28), np.uint8))  # the packed output alone would be all-zero codes
+    with pytest.raises(SadhError, match="non-finite model outputs"):
+        enc.encode_continuous(np.zeros((28, 28), np.uint8))
+
+
+def test_metadata_must_fit_the_graph_input(models, tmp_path):
+    other = Preprocess(input_size=32, resize_size=36).to_json()
+    with pytest.raises(SadhError, match=r"model input is \?x3x28x28 but .* says 32x32"):
+        Encoder(edited_copy(models["codes"][0], tmp_path / "size.onnx", preprocess_json=other))
+    nan_std = PREPROCESS.to_json().replace('"std": [0.229', '"std": [NaN')
+    assert "NaN" in nan_std
+    with pytest.raises(SadhError, match="mean/std"):
+        Encoder(edited_copy(models["codes"][0], tmp_path / "std.onnx", preprocess_json=nan_std))
+
+
+def test_ambiguous_frame_shapes_are_refused(models, fashion_small):
+    enc = Encoder(models["codes"][0])
+    for shape in ((28, 28, 2), (28, 28, 5), (28, 28, 7)):  # not read as 28 gray frames of 28 x C
+        with pytest.raises(SadhError, match="expected a frame"):
+            enc.encode(np.zeros(shape, np.uint8))
+    gray = fashion_small.images[:3]
+    np.testing.assert_array_equal(enc.encode(gray), enc.encode(gray[..., None]))  # NxHxW and NxHxWx1 batches agree
+    narrow = np.ascontiguousarray(fashion_small.image(0)[:, 12:15])  # one 28x3 gray frame
+    np.testing.assert_array_equal(enc.encode(narrow), enc.encode([narrow]))
 
 
 def test_encode_files_reports_failures(models, frames, tmp_path):

@@ -139,10 +139,22 @@ def test_parity_check_fails_below_threshold() -> None:
     require_parity(parity, 0.5, "x.onnx")
 
 
+def test_parity_check_fails_on_non_finite_codes() -> None:
+    reference = np.array([[0.5, -0.5, np.nan, -0.1]], dtype=np.float32)
+    with pytest.raises(SadhError, match="NaN or inf"):
+        require_parity(compare_codes(reference, reference), 0.5, "x.onnx")  # the signs all agree, yet it must fail
+
+
 def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "m.pt")
+    earlier = {name: f"good {name}".encode() for name in ("m.int8-qdq.onnx", "m.int8-cpu.onnx", "m.calib.json")}
+    for name, content in earlier.items():
+        (tmp_path / name).write_bytes(content)
     with pytest.raises(SadhError, match="int8-qdq.onnx fails the parity check"):
         export_model(ckpt, tmp_path, int8=True, calib_images=20, parity_images=16, int8_threshold=1.0)
+    for name, content in earlier.items():  # a rejected model never replaces the earlier one
+        assert (tmp_path / name).read_bytes() == content, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", "m.onnx", *earlier])  # no staging folder left
 
 
 class Erfinv(torch.nn.Module):

@@ -141,6 +141,40 @@ def test_id_rules():
         index.ids[0] = 1
 
 
+def test_remove_checks_ids_like_add():
+    index = HammingIndex(16)
+    index.add(np.zeros((3, 2), np.uint8))
+    bad_ids = [([1.9], "integers"), (["a"], "integers"), (None, "integers"), ([np.nan], "integers"), ([[1, 2]], "1-D"),
+               ([[1], [1, 2]], "ragged"), (np.array([2**64 - 1], np.uint64), "int64")]
+    for bad, match in bad_ids:
+        with pytest.raises(SadhError, match=match):
+            index.remove(bad)
+    assert list(index.ids) == [0, 1, 2]  # nothing was removed
+    assert index.remove(np.int64(1)) == 1 and index.remove([2, 2]) == 1
+
+
+def test_auto_ids_never_overflow():
+    index = HammingIndex(16)
+    index.add(np.zeros((1, 2), np.uint8), [np.iinfo(np.int64).max])
+    with pytest.raises(SadhError, match="exceed int64"):
+        index.add(np.zeros((1, 2), np.uint8))
+    assert len(index) == 1
+
+
+def test_absurd_k_fails_before_allocating(monkeypatch):
+    index = HammingIndex(16)
+    index.add(np.ones((400, 2), np.uint8))
+    q = np.zeros((2, 2), np.uint8)
+    for k in (10**13, 2**63):
+        with pytest.raises(SadhError, match="k=.*memory"):
+            index.search(q, k)
+    monkeypatch.setattr(index_mod, "physical_memory", lambda: 1 << 20)
+    D, I = index.search(q, 20_000)  # 480 kB, within half of 1 MiB: k > len(index) pads
+    assert (I[:, 400:] == -1).all() and (D[:, 400:] == 17).all() and (I[:, :400] >= 0).all()
+    with pytest.raises(SadhError, match="memory"):
+        index.search(q, 50_000)  # 1.2 MB
+
+
 def test_empty_index_zero_queries_and_bad_arguments():
     index = HammingIndex(32)
     q = np.zeros((2, 4), np.uint8)

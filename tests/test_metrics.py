@@ -151,3 +151,31 @@ def test_bad_inputs():
     for fn, match in cases:
         with pytest.raises(SadhError, match=match):
             fn()
+
+
+@pytest.mark.parametrize("metric", [
+    lambda q, db, ql, dl: mean_average_precision(q, db, ql, dl),
+    lambda q, db, ql, dl: precision_at_n(q, db, ql, dl, [1]),
+    lambda q, db, ql, dl: precision_recall_by_radius(q, db, ql, dl),
+])
+def test_labels_must_be_finite_zero_one(metric):
+    q, db, ql, dl = random_data(1, 5, 20, 8, 3)
+    cases = [
+        (np.full((5, 3), np.nan), dl, "0/1 values, found nan"),
+        (ql.astype(np.uint8) * 2, dl, "found 2"),
+        (ql, -dl.astype(int), "database labels must be multi-hot 0/1 values, found -1"),
+        (np.where(ql, np.inf, 0.0), dl, "found inf"),
+        (ql.astype(str), dl, "dtype"),
+        (ql[:, 0], dl, "query labels must be multi-hot"),
+        (ql, dl[:-1], "database labels must be multi-hot"),
+    ]
+    for qlab, dlab, match in cases:
+        with pytest.raises(SadhError, match=match):
+            metric(q, db, qlab, dlab)
+    metric(q, db, ql.astype(np.float32), dl.astype(np.int8))  # 0/1 floats and ints are fine
+
+
+def test_default_topk_checks_labels():
+    assert metrics_mod.default_topk(np.eye(3)) is None and metrics_mod.default_topk([[1, 1], [0, 1]]) == 5000
+    with pytest.raises(SadhError, match="0/1"):
+        metrics_mod.default_topk(np.full((2, 2), np.nan))

@@ -125,6 +125,19 @@ def test_bad_arguments():
         index.range_search(np.zeros((1, 8), np.uint8), 1)
 
 
+def test_ids_and_k_rules_match_the_flat_index():
+    index = MultiIndexHashingIndex(32)
+    index.add(np.zeros((3, 4), np.uint8), [0, 1, np.iinfo(np.int64).max])
+    for bad in ([1.9], np.array([2**64 - 1], np.uint64), None):
+        with pytest.raises(SadhError, match="ids must"):
+            index.remove(bad)
+    with pytest.raises(SadhError, match="exceed int64"):
+        index.add(np.zeros((1, 4), np.uint8))
+    with pytest.raises(SadhError, match="memory"):
+        index.search(np.zeros((1, 4), np.uint8), 10**13)
+    assert list(index.ids) == [0, 1, np.iinfo(np.int64).max]
+
+
 def test_flip_masks():
     masks = flip_masks(6, 2)
     assert len(masks) == 15 and len(set(masks.tolist())) == 15

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sadh.sdk.errors import SadhError
-from sadh.sdk.preprocess import Preprocess, center_crop, fit_square, normalize, preprocess, to_rgb
+from sadh.sdk.preprocess import Preprocess, as_frames, center_crop, fit_square, normalize, preprocess, to_rgb
 
 
 def test_bgr_gray_bgra_to_rgb() -> None:
@@ -64,3 +64,22 @@ def test_preprocess_config_round_trip_and_errors() -> None:
         Preprocess(input_size=32, resize_size=16)
     with pytest.raises(SadhError, match="bad preprocessing metadata"):
         Preprocess.from_json('{"input_size": 3}')
+    nan, inf = float("nan"), float("inf")
+    for mean, std in (((0, 0, 0), (nan, 1, 1)), ((0, 0, 0), (0, 1, 1)), ((0, 0, 0), (-1, 1, 1)), ((inf, 0, 0), (1, 1, 1))):
+        with pytest.raises(SadhError, match="mean/std"):
+            Preprocess(input_size=8, resize_size=10, mean=mean, std=std)
+    with pytest.raises(SadhError, match="bad preprocessing metadata"):
+        Preprocess.from_json('{"input_size": Infinity, "resize_size": 10, "mean": [0, 0, 0], "std": [1, 1, 1]}')
+
+
+def test_as_frames_shapes() -> None:
+    shapes = ((5, 6), (5, 6, 1), (5, 6, 4), (4, 9, 9), (2, 5, 6, 3))
+    assert [len(as_frames(np.zeros(shape, np.uint8))) for shape in shapes] == [1, 1, 1, 4, 2]
+    for shape in ((28, 28, 2), (28, 28, 5), (28, 28, 7), (28,), (1, 1, 5, 5, 3)):
+        with pytest.raises(SadhError, match="expected a frame"):
+            as_frames(np.zeros(shape, np.uint8))
+    with pytest.raises(SadhError, match="NoneType"):
+        as_frames(None)
+    cfg = Preprocess(input_size=8, resize_size=10)
+    narrow = np.arange(30, dtype=np.uint8).reshape(10, 3) * 8  # one 10x3 gray frame: its slices stay gray frames
+    np.testing.assert_array_equal(preprocess(as_frames(narrow)[:1], cfg), preprocess([narrow], cfg))

@@ -66,6 +66,49 @@ def test_sidecar_roundtrip_and_errors(tmp_path):
         Sidecar.load(tmp_path / "bad.json")
 
 
+def test_query_takes_exactly_one_frame(encoder, fashion_small):
+    r = Retriever(encoder)
+    r.add_images(fashion_small.images[:5])
+    for many in (fashion_small.images[:2], [fashion_small.image(0)] * 2):
+        with pytest.raises(SadhError, match="one frame, got 2"):
+            r.query(many)
+    with pytest.raises(SadhError, match="expected a frame"):
+        r.query(np.zeros((28, 28, 2), np.uint8))  # not 28 frames of 28x2
+    np.testing.assert_array_equal(r.query(fashion_small.images[:1], 3)[0], r.query(fashion_small.image(0), 3)[0])
+
+
+def test_stale_sidecar_is_refused(tmp_path):
+    index = HammingIndex(16)
+    index.add(np.zeros((2, 2), np.uint8), [5, 9])
+    path = tmp_path / "i.sidx"
+    index.save(path)
+    side = Sidecar(ids=[5, 9], labels=[[0], [1]], class_names=["a", "b"], paths=["x.png", "y.png"])
+    side.save(sidecar_path(path))
+    assert Sidecar.load(sidecar_path(path)).path(9) == "y.png"
+    index.remove([9])
+    index.add(np.ones((1, 2), np.uint8), [9])  # rebuilt: same ids, other items
+    index.save(path)
+    with pytest.raises(SadhError, match="stale index sidecar"):
+        Sidecar.load(sidecar_path(path))
+    legacy = json.loads(sidecar_path(path).read_text())
+    del legacy["index_digest"]  # written before sidecars recorded the digest: the count is still checked
+    sidecar_path(path).write_text(json.dumps(legacy))
+    assert Sidecar.load(sidecar_path(path)).path(5) == "x.png"
+    index.add(np.ones((1, 2), np.uint8))
+    index.save(path)
+    with pytest.raises(SadhError, match="2 ids; the index holds 3 codes"):
+        Sidecar.load(sidecar_path(path))
+
+
+@pytest.mark.parametrize(("field", "value"), [("model", 5), ("ids", ["a", "b"]), ("labels", [0, [1]]), ("paths", "x.png"),
+                                              ("class_names", [1, 2]), ("dataset", [1]), ("index_digest", 7), ("ids", [True, 2])])
+def test_sidecar_fields_are_type_checked(tmp_path, field, value):
+    good = {"ids": [1, 2], "labels": [[0], [1]], "class_names": ["a", "b"], "paths": None, "dataset": None, "model": "m.onnx"}
+    (tmp_path / "s.json").write_text(json.dumps({**good, field: value}))
+    with pytest.raises(SadhError, match=f"not a sadh index sidecar .*{field} must be"):
+        Sidecar.load(tmp_path / "s.json")
+
+
 def test_grid_borders(fashion_small):
     queries = [fashion_small.image(0), fashion_small.image(30)]
     results = [[fashion_small.image(i) for i in range(1, 4)], [fashion_small.image(i) for i in range(31, 33)]]

@@ -1,12 +1,21 @@
 """Split builders (counts, disjointness, determinism, save/load) and the mosaic benchmark."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from sadh.sdk.data import Split, load_dataset, make_mosaic_dataset, split_by_size, split_per_class
+from sadh.sdk.data import (
+    Split,
+    load_dataset,
+    load_dataset_split,
+    make_mosaic_dataset,
+    split_by_size,
+    split_per_class,
+)
 from sadh.sdk.errors import SadhError
 
 
@@ -34,6 +43,58 @@ def test_split_save_load(tmp_path: Path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(SadhError, match="not a sadh split file"):
         Split.load(tmp_path / "bad.npz")
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+GOOD = {"query": np.array([0, 1]), "train": np.array([2, 3]), "database": np.array([4, 5])}
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"", "not a sadh split file"),
+        (_npz(**GOOD)[:-40], "not a sadh split file"),
+        (_npy(np.arange(6)), r"not a sadh split file \(a single array"),
+        (_npz(query=GOOD["query"]), r"no train/database array"),
+        (_npz(**{**GOOD, "train": np.array([2.9, 3.0])}), "the train split holds float64 values, not integer"),
+        (_npz(**{**GOOD, "query": np.array([[0, 1]])}), "the query split is a 2-D array"),
+        (_npz(**{**GOOD, "database": np.array([4, None], dtype=object)}), "not a sadh split file.*allow_pickle"),
+        (_npz(**{**GOOD, "database": np.array([4, 6])}), "out of range for a dataset of 6 items"),
+        (_npz(**{**GOOD, "database": np.array([3, 4])}), "overlap"),
+    ],
+)
+def test_split_load_rejects_bad_files(tmp_path: Path, raw: bytes, message: str) -> None:
+    path = tmp_path / "bad.npz"
+    path.write_bytes(raw)
+    with pytest.raises(SadhError, match=f"bad.npz: .*{message}"):
+        Split.load(path, n_items=6)
+
+
+def test_saved_split_is_used_without_building_the_default(tmp_path: Path) -> None:
+    for k in range(12):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.full((4, 4, 3), k, np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"{k}.png {k % 2} {1 - k % 2}\n" for k in range(12)))
+    saved = Split(np.array([0, 1]), np.array([2, 3, 4, 5]), np.arange(6, 12))
+    saved.save(tmp_path / "s.npz")
+    # the default 100 queries + 500 training per class would not fit 6 items per class
+    data, split = load_dataset_split(str(tmp_path / "list.txt"), split_file=tmp_path / "s.npz")
+    assert len(data) == 12 and np.array_equal(split.train, saved.train)
+    with pytest.raises(SadhError, match="class 0 has 6 items"):
+        load_dataset_split(str(tmp_path / "list.txt"))
+    Split(np.array([0]), np.array([1]), np.array([12])).save(tmp_path / "big.npz")
+    with pytest.raises(SadhError, match="big.npz: split indices out of range for a dataset of 12 items"):
+        load_dataset_split(str(tmp_path / "list.txt"), split_file=tmp_path / "big.npz")
 
 
 def test_split_errors(fashion_small) -> None:

@@ -16,12 +16,13 @@ from sadh.sdk.preprocess import Preprocess, preprocess
 from sadh.train import trainer
 from sadh.train.augment import center_crop, normalize, random_crop_flip
 from sadh.train.cache import cache_images
-from sadh.train.checkpoint import load_checkpoint, load_model
+from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
 from sadh.train.model import create_model
 from sadh.train.trainer import check_labels, train
 
+from cli_run import assert_user_error, cli
 from train_helpers import tiny_config, tiny_split
 
 
@@ -139,6 +140,49 @@ def test_truncated_checkpoint(tmp_path, fashion_mnist: LabeledImages) -> None:
         train(tiny_config(tmp_path, method="csq", epochs=1, batch_size=50), data, split)
 
 
+def _model_checkpoint(path, **edits) -> None:
+    """A small-CNN 8-bit checkpoint with the model keys (and resume's config), some fields replaced by `edits`."""
+    model = create_model("small_cnn", 8, 2)
+    save_checkpoint(path, {
+        "model": model.state_dict(), "preprocess": Preprocess(28, 32).to_json(), "class_names": ["a", "b"],
+        "method": "sadh", "dataset": "toy", "backbone": "small_cnn", "bits": 8, "num_classes": 2, "best_map": 0.5,
+        "optimizer": {}, "scheduler": {}, "scaler": {}, "config": TrainConfig(bits=8).to_dict(), "epoch": 1, "step": 1,
+        "history": [], **edits,
+    })
+
+
+@pytest.mark.parametrize(
+    "edits, message",
+    [
+        ({"class_names": 5}, "checkpoint field class_names must be a list of str, got 5"),
+        ({"bits": "x"}, "checkpoint field bits must be int, got 'x'"),
+        ({"num_classes": True}, "checkpoint field num_classes must be int, got True"),
+        ({"best_map": "x"}, "checkpoint field best_map must be float or None, got 'x'"),
+        ({"preprocess": 5}, "checkpoint field preprocess must be str, got 5"),
+        ({"class_names": ["a"]}, "1 class names for 2 classes"),
+        ({"backbone": "bogus"}, "unknown backbone 'bogus'; choose one of small_cnn"),
+    ],
+)
+def test_checkpoint_fields_are_checked(tmp_path, edits: dict, message: str) -> None:
+    _model_checkpoint(tmp_path / "edited.pt", **edits)
+    with pytest.raises(SadhError, match=f"edited.pt: {message}"):
+        load_model(tmp_path / "edited.pt")
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (5, "training settings must be a mapping"),
+        ({**TrainConfig().to_dict(), "bits": "x"}, "bad training settings: bits must be int, got 'x'"),
+        ({**TrainConfig().to_dict(), "class_names": 5}, "bad training settings: class_names must be str or None, got 5"),
+    ],
+)
+def test_resume_rejects_a_bad_saved_config(tmp_path, config: object, message: str) -> None:
+    _model_checkpoint(tmp_path / "run" / "last.pt", config=config)
+    with pytest.raises(SadhError, match=f"last.pt: {message}"):
+        train(tiny_config(tmp_path, resume=True))
+
+
 @pytest.mark.parametrize("bits", [0, 12, 264, 512])
 def test_bad_bits(bits: int) -> None:
     with pytest.raises(SadhError, match="bits must be a multiple of 8"):
@@ -150,6 +194,8 @@ def test_bad_settings_and_labels(fashion_small: LabeledImages) -> None:
         TrainConfig(method="hashnet")
     with pytest.raises(SadhError, match="unknown recipe"):
         TrainConfig(recipe="magic")
+    with pytest.raises(SadhError, match="unknown backbone 'bogus'; choose one of small_cnn, efficientnet_lite0"):
+        TrainConfig(backbone="bogus")
     split = SimpleNamespace(train=np.arange(5))
     with pytest.raises(SadhError, match="training split is empty"):
         check_labels(fashion_small, SimpleNamespace(train=np.arange(0)))
@@ -174,8 +220,8 @@ def test_config_json_round_trip_and_recipes() -> None:
     for bad in (0, 1.5, "wide", True):
         with pytest.raises(SadhError, match="label_margin must be"):
             TrainConfig(label_margin=bad)
-    for key, value in (("eval_database", None), ("epochs", "many"), ("lr", [1])):
-        with pytest.raises(SadhError, match="bad training settings"):
+    for key, value in (("eval_database", None), ("epochs", "many"), ("lr", [1]), ("data", 5), ("label_milestones", [1.5])):
+        with pytest.raises(SadhError, match=f"bad training settings: {key} must be"):
             TrainConfig.from_dict({**cfg.to_dict(), key: value})
 
 
@@ -189,6 +235,11 @@ def test_cli_rejects_bad_bits() -> None:
             [sys.executable, "-m", "sadh.cli.app", "train", "--label-margin", value, "--epochs", "1"], capture_output=True, text=True
         )
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, value
+
+
+def test_cli_rejects_unknown_backbone() -> None:
+    known = "unknown backbone 'bogus'; choose one of small_cnn, efficientnet_lite0, resnet18, resnet50"
+    assert_user_error(cli("train", "--backbone", "bogus", "--epochs", "1"), known)
 
 
 def test_cli_trains_two_bit_lengths(tmp_path) -> None:

@@ -7,19 +7,27 @@ best_map, history, preprocess (JSON), class_names, dataset, method, backbone, bi
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
+from ..sdk.atomic import atomic_open
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import Preprocess
+from .config import TrainConfig, type_in_words, value_fits
 from .model import ImageHashNet, create_model
 
 FORMAT = "sadh-checkpoint-1"
 MODEL_KEYS = ("model", "preprocess", "class_names", "method", "dataset", "backbone", "bits", "num_classes", "best_map")
+
+
+# the types of the plain fields (checked on load: a hand-edited checkpoint gets a clear error)
+FIELD_TYPES: dict[str, Any] = {
+    "bits": int, "num_classes": int, "epoch": int, "step": int, "backbone": str, "method": str, "dataset": str,
+    "preprocess": str, "class_names": list[str], "best_map": Optional[float], "history": list,
+}
 
 
 @dataclass(frozen=True)
@@ -37,19 +45,9 @@ class ModelInfo:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """torch.save `state` (plus the format tag) to a temp file beside `path`, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save `state` (plus the format tag) atomically: a temp file beside `path`, then rename over it."""
+    with atomic_open(path) as f:
+        torch.save({"format": FORMAT, **state}, f)
 
 
 def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:
@@ -67,7 +65,21 @@ def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS)
     missing = [k for k in keys if k not in state]
     if missing:
         raise SadhError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    for key in (k for k in keys if k in FIELD_TYPES):
+        hint = FIELD_TYPES[key]
+        if not value_fits(state[key], hint):
+            raise SadhError(f"{path}: checkpoint field {key} must be {type_in_words(hint)}, got {state[key]!r:.80}")
+    if "class_names" in keys and "num_classes" in keys and len(state["class_names"]) != state["num_classes"]:
+        raise SadhError(f"{path}: {len(state['class_names'])} class names for {state['num_classes']} classes")
     return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig a loaded checkpoint (from `path`) was trained with; SadhError naming the file if it is bad."""
+    try:
+        return TrainConfig.from_dict(state["config"])
+    except SadhError as e:
+        raise SadhError(f"{path}: {e}") from None
 
 
 def model_info(state: dict[str, Any]) -> ModelInfo:
@@ -87,8 +99,11 @@ def model_info(state: dict[str, Any]) -> ModelInfo:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ImageHashNet, ModelInfo]:
     """The trained image network (eval mode, on `device`) and its ModelInfo from a checkpoint file."""
     state = load_checkpoint(path)
-    info = model_info(state)
-    model = create_model(info.backbone, info.bits, info.num_classes, pretrained=False)
+    try:
+        info = model_info(state)
+        model = create_model(info.backbone, info.bits, info.num_classes, pretrained=False)
+    except SadhError as e:  # e.g. an unknown backbone, bad bits or preprocessing JSON
+        raise SadhError(f"{path}: {e}") from None
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError) as e:

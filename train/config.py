@@ -13,10 +13,12 @@ Anything set explicitly (e.g. ``--lr``) wins over the recipe.
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional, Union
 
 from ..sdk.errors import SadhError
+from .backbones import backbone_entry
 from .model import validate_bits
 
 METHODS = ("sadh", "dpsh", "csq")
@@ -113,7 +115,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise SadhError naming the first bad setting."""
+        for name, hint in typing.get_type_hints(TrainConfig).items():
+            value = getattr(self, name)
+            if not value_fits(value, hint):
+                raise SadhError(f"{name} must be {type_in_words(hint)}, got {value!r}")
         _choice("method", self.method, METHODS)
+        backbone_entry(self.backbone)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
@@ -150,6 +157,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Build from `to_dict` output; unknown keys are an error."""
+        if not isinstance(d, dict):
+            raise SadhError(f"training settings must be a mapping of names to values, got {d!r:.80}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -172,3 +181,23 @@ class TrainConfig:
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise SadhError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
+
+
+def value_fits(value: Any, hint: Any) -> bool:
+    """Whether `value` has the type `hint` declares (bools are not numbers; ints are floats); for JSON-like data."""
+    if typing.get_origin(hint) is Union:
+        return any(value_fits(value, arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return isinstance(value, list) and all(value_fits(v, typing.get_args(hint)[0]) for v in value)
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def type_in_words(hint: Any) -> str:
+    """A type hint in words: Optional[list[int]] -> "a list of int or None"."""
+    if typing.get_origin(hint) is Union:
+        return " or ".join(type_in_words(arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return f"a list of {type_in_words(typing.get_args(hint)[0])}"
+    return "None" if hint is type(None) else hint.__name__

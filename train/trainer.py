@@ -28,10 +28,10 @@ from ..sdk.metrics import default_topk, mean_average_precision
 from ..sdk.preprocess import Preprocess
 from . import distributed
 from .augment import normalize, random_crop_flip
-from .backbones import BACKBONES
+from .backbones import backbone_entry
 from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .dictionary import Dictionaries, build_dictionaries
 from .evaluate import encode_cached
@@ -42,7 +42,9 @@ from .model import ImageHashNet, ImageOutput, LabelNet, create_model
 
 LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 CHECK_EVERY = 25  # training steps between loss read-backs (the NaN check and the progress bar)
-RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "best_map", "history")
+RESUME_KEYS = (
+    "model", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "best_map", "history", "num_classes"
+)
 
 
 @dataclass
@@ -169,7 +171,7 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
     state = None
     if cfg.resume and last_path.is_file():
         state = load_checkpoint(last_path, RESUME_KEYS)
-        cfg = replace(TrainConfig.from_dict(state["config"]), resume=True, progress=cfg.progress, device=cfg.device)
+        cfg = replace(checkpoint_config(state, last_path), resume=True, progress=cfg.progress, device=cfg.device)
     elif last_path.is_file():
         raise SadhError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out / run name")
     if cfg.threads:
@@ -189,7 +191,7 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
     # model
     torch.manual_seed(cfg.seed)
     pretrained: bool | str = cfg.backbone_weights or (
-        cfg.pretrained if cfg.pretrained is not None else BACKBONES[cfg.backbone].shipped_weights is not None
+        cfg.pretrained if cfg.pretrained is not None else backbone_entry(cfg.backbone).shipped_weights is not None
     )
     model = create_model(cfg.backbone, cfg.bits, data.num_classes, pretrained=pretrained).to(info.device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else info.device.type == "cuda"

@@ -42,9 +42,10 @@ def load_dataset_split(
 ) -> tuple[LabeledImages, Split]:
     """`load_dataset` with per-class sizes (x10 in total for multi-label sets); a saved split file wins."""
     sizes = SplitSizes(query_per_class, train_per_class, query_per_class * 10, train_per_class * 10)
+    if split_file is not None:  # no default split is built: its sizes need not fit the data
+        data, _ = _read_dataset(spec, data_dir, image_root, class_names_file, sizes, seed)
+        return data, Split.load(split_file, len(data))
     data, split = load_dataset(spec, data_dir, image_root, class_names_file, sizes, seed)
-    if split_file is not None:
-        split = Split.load(split_file)
     split.check_disjoint(len(data))
     return data, split
 
@@ -77,9 +78,21 @@ def load_dataset(
     seed: int = 0,
 ) -> tuple[LabeledImages, Split]:
     """Load `spec` (a built-in name, a list file, a folder of test/train/database lists, or a class-folder tree)."""
+    data, split = _read_dataset(spec, data_dir, image_root, class_names_file, sizes, seed)
+    return data, split if split is not None else _default_split(data, sizes, seed)
+
+
+def _read_dataset(
+    spec: str,
+    data_dir: str | os.PathLike | None,
+    image_root: str | os.PathLike | None,
+    class_names_file: str | os.PathLike | None,
+    sizes: SplitSizes,
+    seed: int,
+) -> tuple[LabeledImages, Split | None]:
+    """The dataset `spec` names and the split it comes with (None: it has none, a default one is needed)."""
     if spec == "fashion-mnist":
-        data = load_fashion_mnist(data_dir)
-        return data, _default_split(data, sizes, seed)
+        return load_fashion_mnist(data_dir), None
     if spec == "fashion-mnist-mosaic":
         return make_mosaic_dataset(
             load_fashion_mnist(data_dir), sizes.query_total, sizes.train_total, sizes.database_total or 20000, seed=seed
@@ -87,8 +100,7 @@ def load_dataset(
     path = Path(spec)
     if path.is_file():
         names = _read_class_names(class_names_file)
-        data = read_list_file(path, image_root, names)
-        return data, _default_split(data, sizes, seed)
+        return read_list_file(path, image_root, names), None
     if path.is_dir() and all((path / f).is_file() for f in LIST_SPLIT_FILES.values()):
         data, split = _concat_lists(path, image_root)
         names = _read_class_names(class_names_file)
@@ -98,8 +110,7 @@ def load_dataset(
             data.class_names = names
         return data, split
     if path.is_dir():
-        data = read_image_folder(path)
-        return data, _default_split(data, sizes, seed)
+        return read_image_folder(path), None
     raise SadhError(
         f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)}, a list file, a folder with "
         "train.txt/test.txt/database.txt, or a folder of class sub-folders"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,14 @@ class Split:
 
     def __post_init__(self) -> None:
         for name in SPLIT_NAMES:
-            arr = np.asarray(getattr(self, name), dtype=np.int64)
-            if arr.ndim != 1 or arr.size == 0:
+            arr = np.asarray(getattr(self, name))
+            if arr.ndim != 1:
+                raise SadhError(f"the {name} split is a {arr.ndim}-D array, not a list of item indices")
+            if arr.size == 0:
                 raise SadhError(f"the {name} split is empty")
-            setattr(self, name, arr)
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise SadhError(f"the {name} split holds {arr.dtype} values, not integer item indices")
+            setattr(self, name, arr.astype(np.int64))
 
     def check_disjoint(self, n: int) -> None:
         """Raise unless the three splits are disjoint and index into 0..n-1."""
@@ -43,13 +48,26 @@ class Split:
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Split":
-        """Read a split written by `save`."""
+    def load(cls, path: str | os.PathLike, n_items: int | None = None) -> "Split":
+        """Read a split written by `save` (no pickle); with `n_items`, also `check_disjoint(n_items)`."""
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls(**{k: z[k] for k in SPLIT_NAMES})
-        except (OSError, KeyError, ValueError) as e:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            with loaded:
+                missing = [k for k in SPLIT_NAMES if k not in loaded.files]
+                if missing:
+                    raise ValueError(f"no {'/'.join(missing)} array")
+                arrays = {k: loaded[k] for k in SPLIT_NAMES}
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
             raise SadhError(f"{path}: not a sadh split file ({e})") from None
+        try:
+            split = cls(**arrays)
+            if n_items is not None:
+                split.check_disjoint(n_items)
+        except SadhError as e:
+            raise SadhError(f"{path}: {e}") from None
+        return split
 
 
 def database_subset(database: np.ndarray, size: int | None, seed: int) -> np.ndarray:

@@ -28,11 +28,16 @@ BACKBONES: dict[str, BackboneEntry] = {
 }
 
 
+def backbone_entry(name: str) -> BackboneEntry:
+    """The registry entry of a backbone; SadhError listing the known backbones for any other name."""
+    if not isinstance(name, str) or name not in BACKBONES:
+        raise SadhError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
 def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
     """Build a backbone by name; pretrained=True loads the shipped ImageNet weights, a str path loads a file."""
-    if name not in BACKBONES:
-        raise SadhError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    entry = BACKBONES[name]
+    entry = backbone_entry(name)
     model = entry.build(**kwargs)
     if pretrained is True:
         if entry.shipped_weights is None:
@@ -45,4 +50,4 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
     return model
 
 
-__all__ = ["BACKBONES", "create_backbone", "load_weights"]
+__all__ = ["BACKBONES", "backbone_entry", "create_backbone", "load_weights"]
