@@ -6,12 +6,31 @@ from importlib import metadata
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ..sdk.errors import SadhError
 from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
 
+NEXT_AFTER_INTERRUPT = "files written so far are complete; re-run the command to finish"
+
+
+class _Group(TyperGroup):
+    """The root command group: Ctrl-C in a command prints one line and exits 130 (click would exit silently).
+
+    A command can name what to do next instead of NEXT_AFTER_INTERRUPT by raising KeyboardInterrupt(next_step)."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        """Run the command; a KeyboardInterrupt becomes "interrupted; NEXT STEP" on stderr and exit code 130."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            typer.secho(f"interrupted; {str(e) or NEXT_AFTER_INTERRUPT}", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
+
+
 app = typer.Typer(
     name="sadh-cli",
+    cls=_Group,
     help="SADH deep hashing: train, export (ONNX / FP16 / INT8 / TensorRT), index, search and evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -43,9 +62,6 @@ def main() -> None:
     except SadhError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.secho("interrupted (partial results are kept; re-run to resume)", fg=typer.colors.YELLOW, err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

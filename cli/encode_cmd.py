@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION, check_outputs
+from .options import BATCH_OPTION, check_outputs, warn
 
 PROGRESS_CHUNK = 1024  # dataset items encoded between progress updates
 
@@ -72,7 +72,7 @@ def report_failures(failures: list[tuple[str, str]], total: int) -> set[str]:
     if failures and len(failures) == total:
         raise SadhError(f"none of the {total} images could be read (first: {failures[0][1]})")
     for _, message in failures:
-        typer.secho(f"warning: skipped {message}", fg=typer.colors.YELLOW, err=True)
+        warn(f"skipped {message}")
     return {path for path, _ in failures}
 
 
@@ -119,4 +119,3 @@ def register(app: typer.Typer) -> None:
             f"wrote {out}: {len(codes)} codes of {encoder.bits} bits ({codes.nbytes} bytes) and {listing}; "
             f"{len(failures)} skipped; {seconds:.2f} s ({1000 * seconds / len(files):.1f} ms/image, {encoder.precision})"
         )
-        typer.echo(f"next: sadh-cli index build --model {model} --out index.sidx")

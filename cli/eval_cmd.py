@@ -11,7 +11,8 @@ import typer
 
 from ..sdk.data import database_subset
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options
+from ..sdk.grid import CAPTION_CHARS, encode_png, retrieval_grid
+from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options, load_for_model, model_split_path, next_hint
 
 GRID_QUERIES = 8
 GRID_TOPK = 10
@@ -29,16 +30,25 @@ def _json_floats(values: np.ndarray) -> list[float | None]:
 
 
 def grid_queries(labels: np.ndarray, count: int = GRID_QUERIES) -> np.ndarray:
-    """Positions of up to `count` queries for the grid, one per class first (rows of `labels`)."""
-    firsts = [int(np.flatnonzero(labels[:, c])[0]) for c in range(labels.shape[1]) if labels[:, c].any()]
-    rest = [i for i in range(len(labels)) if i not in set(firsts)]
-    return np.array(sorted(firsts[:count]) + rest[: max(0, count - len(firsts))], np.int64)
+    """Positions of up to `count` distinct queries for the grid (rows of `labels`): first one per class not yet shown
+    (the first row of each such class), then the first other rows."""
+    picked: list[int] = []
+    for c in range(labels.shape[1]):
+        if len(picked) < count and not labels[picked, c].any() and labels[:, c].any():
+            picked.append(int(np.flatnonzero(labels[:, c])[0]))
+    rest = np.setdiff1d(np.arange(len(labels)), picked)[: count - len(picked)]
+    return np.array(sorted(picked) + rest.tolist(), np.int64)
+
+
+def caption(names: list[str], width: int = CAPTION_CHARS) -> str:
+    """Every label name of an item, joined by "+", each cut short so that all of them fit in `width` characters."""
+    each = max(1, (width - len(names) + 1) // max(1, len(names)))
+    return "+".join(name[:each] if len(names) > 1 else name for name in names)
 
 
 def write_grid(data, q_idx: np.ndarray, db_idx: np.ndarray, q_codes: np.ndarray, index, path: Path) -> Path:
     """Retrieval grid PNG: a few queries with their top-10 from `index` (ids = positions in db_idx)."""
     from ..sdk.atomic import atomic_write_bytes
-    from ..sdk.grid import encode_png, retrieval_grid
 
     rows = grid_queries(data.labels[q_idx])
     _, found = index.search(q_codes[rows], GRID_TOPK)
@@ -46,12 +56,18 @@ def write_grid(data, q_idx: np.ndarray, db_idx: np.ndarray, q_codes: np.ndarray,
     results = [[data.image(db_idx[j]) for j in hits if j >= 0] for hits in found]
     q_labels = data.labels[q_idx[rows]]
     relevant = np.array([[(data.labels[db_idx[j]] & q).any() if j >= 0 else False for j in hits] for q, hits in zip(q_labels, found)])
-    captions = [
-        [data.class_names[int(np.argmax(q))]] + [data.class_names[int(np.argmax(data.labels[db_idx[j]]))] for j in hits if j >= 0]
-        for q, hits in zip(q_labels, found)
-    ]
+
+    def text(labels: np.ndarray) -> str:
+        return caption([data.class_names[c] for c in np.flatnonzero(labels)])
+
+    captions = [[text(q)] + [text(data.labels[db_idx[j]]) for j in hits if j >= 0] for q, hits in zip(q_labels, found)]
     atomic_write_bytes(path, encode_png(retrieval_grid(queries, results, relevant, captions)))
     return path
+
+
+def map_name(topk: int | None, database: int) -> str:
+    """How to call the mAP that was computed: mAP@K, or mAP@all when K covers the whole database."""
+    return "mAP@all" if topk is None or topk >= database else f"mAP@{topk}"
 
 
 def codes_of(index, ids: np.ndarray) -> np.ndarray:
@@ -132,14 +148,15 @@ def register(app: typer.Typer) -> None:
         from .encode_cmd import open_encoder
 
         reports = {f"--out/{name}": out / name for name in (METRICS_NAME, PR_NAME, PAN_NAME, GRID_NAME)}
-        check_outputs(reports, [("--model", model), *opts.inputs()], folders={"--out": out})
+        inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
+        check_outputs(reports, inputs, folders={"--out": out})
         encoder = open_encoder(model, batch)
-        data, split = opts.load()
+        data, split, _ = load_for_model(opts, encoder)
         r = evaluate(encoder, data, split.query, database_subset(split.database, database, opts.seed), out, topk)
         typer.echo(
-            f"mAP@{r['topk'] or 'all'} {r['map']:.4f} (tie-aware {r['map_tie_aware']:.4f}) on {r['queries']} queries x "
+            f"{map_name(r['topk'], r['database'])} {r['map']:.4f} (tie-aware {r['map_tie_aware']:.4f}) on {r['queries']} queries x "
             f"{r['database']} database, {r['bits']} bits, {r['precision']}; encode {r['encode_ms_per_image']:.2f} ms/image, "
             f"search {r['search_us_per_query']:.0f} us/query"
         )
         typer.echo(f"wrote {out / METRICS_NAME}, {out / PR_NAME}, {out / PAN_NAME}, {out / GRID_NAME}")
-        typer.echo(f"next: sadh-cli index build --model {model} --out index.sidx")
+        next_hint("sadh-cli", "index", "build", "--model", model, *opts.args(), "--out", "index.sidx")

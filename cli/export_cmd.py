@@ -1,10 +1,13 @@
 """`sadh-cli export`: checkpoint -> ONNX FP32 [+ FP16, INT8 (TensorRT Q/DQ + CPU), TensorRT engines], parity-checked."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+
+from .options import DataOptions, next_hint
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -43,6 +46,7 @@ def register(app: typer.Typer) -> None:
 
         from ..export.api import export_model
         from ..export.report import report_export
+        from ..export.samples import checkpoint_data_config
         from ..export.tensorrt_build import BatchProfile
 
         console = Console()
@@ -62,8 +66,8 @@ def register(app: typer.Typer) -> None:
         if run_eval:
             console.print(report_table(report_export(checkpoint, models, queries=eval_queries, database=eval_database)))
         runtime = models.get("int8-cpu", models["fp32"])
-        next_step = f"next: sadh-cli index build --model {runtime} --data {result.info.dataset} --out index.sidx"
-        console.print(next_step, soft_wrap=True, highlight=False)
+        data = dataclasses.replace(DataOptions.from_config(checkpoint_data_config(checkpoint)), split=None)  # its split is beside it
+        next_hint("sadh-cli", "index", "build", "--model", runtime, *data.args(), "--out", "index.sidx")
 
 
 def artifact_table(result: ExportResult) -> Table:

@@ -8,15 +8,20 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options
+from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options, load_for_model, model_split_path, next_hint
 
 ROLES = ("database", "query", "train", "all")
 
 
-def role_indices(split, n_items: int, role: str) -> np.ndarray:
-    """Dataset indices of a split role ("all": every item)."""
+def check_role(role: str) -> None:
+    """SadhError unless `role` is one of ROLES."""
     if role not in ROLES:
         raise SadhError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+
+
+def role_indices(split, n_items: int, role: str) -> np.ndarray:
+    """Dataset indices of a split role ("all": every item)."""
+    check_role(role)
     return np.arange(n_items, dtype=np.int64) if role == "all" else getattr(split, role)
 
 
@@ -65,17 +70,19 @@ def register(app: typer.Typer) -> None:
         from ..sdk.retriever import sidecar_path
         from .encode_cmd import open_encoder
 
-        check_outputs({"--out": out, "its sidecar": sidecar_path(out)}, [("--model", model), *opts.inputs()])
+        inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
+        check_outputs({"--out": out, "its sidecar": sidecar_path(out)}, inputs)
+        check_role(role)  # before the data is loaded
         encoder = open_encoder(model, batch)
-        data, split = opts.load()
+        data, split, used = load_for_model(opts, encoder)
         index = role_indices(split, len(data), role)
-        hindex, seconds = build_index(encoder, data, index, out, dataset_spec(opts, role))
+        hindex, seconds = build_index(encoder, data, index, out, dataset_spec(used, role))
         typer.echo(
             f"wrote {out}: {len(hindex)} codes of {hindex.bits} bits from {data.name} ({role}), "
             f"{out.stat().st_size / 1e6:.2f} MB, {seconds:.1f} s ({1000 * seconds / max(1, len(index)):.2f} ms/image); "
             f"sidecar {sidecar_path(out)}"
         )
-        typer.echo(f"next: sadh-cli search --index {out} --model {model} IMAGE_OR_FOLDER -k 10")
+        next_hint("sadh-cli", "search", "--index", out, "--model", model, "IMAGE_OR_FOLDER", "-k", "10")
 
     @group.command("info")
     def info(index: Path = typer.Argument(..., help="Index file (.sidx).")) -> None:

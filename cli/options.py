@@ -1,8 +1,10 @@
 """Option groups shared by several commands, declared once (e.g. how to name a dataset)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import shlex
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +12,11 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import typer
 
+from ..sdk import metadata as md
 from ..sdk.atomic import unwritable_reason
 from ..sdk.data import BUILTIN, LabeledImages, Split, load_dataset_split
 from ..sdk.errors import SadhError
+
 
 
 @dataclass
@@ -40,6 +44,89 @@ class DataOptions:
         data = None if self.data in BUILTIN else Path(self.data)
         return [("--data", data), ("--data-dir", self.data_dir), ("--image-root", self.image_root),
                 ("--class-names", self.class_names), ("--split", self.split)]
+
+    def args(self) -> list[str]:
+        """The command-line options that give these settings (those that differ from the defaults)."""
+        return [
+            word
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) not in (None, f.default)
+            for word in (f"--{f.name.replace('_', '-')}", str(getattr(self, f.name)))
+        ]
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "DataOptions":
+        """The dataset options of a training config (a TrainConfig: its data settings and split seed)."""
+        return cls(
+            data=cfg.data, data_dir=_path(cfg.data_dir), image_root=_path(cfg.image_root), class_names=_path(cfg.class_names),
+            split=_path(cfg.split), seed=cfg.split_seed, query_per_class=cfg.query_per_class, train_per_class=cfg.train_per_class,
+        )
+
+
+def _path(value: Optional[str]) -> Optional[Path]:
+    return None if value is None else Path(value)
+
+
+def model_split_path(model: Path) -> Optional[Path]:
+    """The training split `export` wrote beside `model` (STEM.split.npz for STEM[.precision...].onnx or .engine), if any."""
+    parts = model.name.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        candidate = model.with_name(".".join(parts[:n]) + md.SPLIT_SUFFIX)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning on stderr."""
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Split, DataOptions]:
+    """The data and split to score or index with `encoder`, and the options that name them.
+
+    `--split` wins; else the model's training split (from its export) when the data is the dataset it was trained on.
+    One line says which split is used; a warning when its items may include the model's training images, and one
+    when the data's class names are not the model's.
+    """
+    from ..sdk import metadata as md
+
+    trained_on = encoder.metadata.get(md.DATASET)
+    saved = model_split_path(encoder.path)
+    if opts.split is not None:
+        data, split = opts.load()
+        typer.echo(f"split: {opts.split} (--split)")
+    else:
+        loaded, reason = None, f"no training split beside {encoder.path} (sadh-cli export writes one)"
+        if saved is not None:
+            try:
+                loaded = dataclasses.replace(opts, split=saved).load()
+            except SadhError as e:
+                reason = f"the model's training split does not fit this data ({e})"
+        if loaded is not None and loaded[0].name == trained_on:
+            (data, split), opts = loaded, dataclasses.replace(opts, split=saved)
+            typer.echo(f"split: the model's training split {saved} (--split FILE to use another)")
+        else:
+            data, split = opts.load()
+            if trained_on and data.name != trained_on:
+                reason = f"the model was trained on {trained_on}, not {data.name}"
+            elif loaded is not None:
+                reason = "the model does not record the dataset it was trained on"
+            warn(f"{reason}: using the default split of {data.name}, whose items may include the model's training images")
+    if encoder.class_names and list(data.class_names) != encoder.class_names:
+        warn(f"{data.name} has classes {_names(data.class_names)} but the model was trained on {_names(encoder.class_names)}")
+    return data, split, opts
+
+
+def _names(names: list[str], shown: int = 4) -> str:
+    """A short list of class names: the first `shown` and how many more."""
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def next_hint(*words: object) -> None:
+    """Print `next: COMMAND` shell-quoted on one line (never wrapped), so it can be pasted as it is."""
+    typer.echo("next: " + shlex.join(str(w) for w in words))
 
 
 def check_outputs(

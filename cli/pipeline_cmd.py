@@ -21,10 +21,6 @@ SUMMARY_NAME = "summary.json"
 DEFAULT_EVAL_DATABASE = 10_000
 QUICK_TRAIN = dict(query_per_class=10, train_per_class=40, epochs=1, label_epochs=1, eval_database=400)
 QUICK_CALIB_IMAGES = 32
-# training settings that say where and how a run executes, not what it learns (the others must match to reuse a run)
-EXECUTION_SETTINGS = frozenset(
-    {"out", "run_name", "cache_dir", "workers", "resume", "progress", "device", "threads", "compile", "channels_last", "eval_batch_size"}
-)
 
 
 @dataclass(frozen=True)
@@ -36,27 +32,18 @@ class Trained:
     best_map: float | None
 
 
-def setting_differences(saved: dict[str, Any], cfg) -> list[str]:
-    """'NAME SAVED there, ASKED now' for each run-defining setting where a saved config and `cfg` differ."""
-    asked = cfg.to_dict()
-    return [
-        f"{k} {saved[k]} there, {asked[k]} now"
-        for k in asked
-        if k not in EXECUTION_SETTINGS and k in saved and saved[k] != asked[k]
-    ]
-
-
 def finished_training(run_dir: Path, cfg) -> Trained | None:
     """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
     from ..sdk.errors import SadhError
     from ..train.checkpoint import checkpoint_config, load_checkpoint
+    from ..train.config import setting_differences
 
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     if not last.is_file():
         return None
     state = load_checkpoint(last, ("epoch", "config", "best_map"))
     saved = checkpoint_config(state, last)
-    differences = setting_differences(saved.to_dict(), cfg)
+    differences = setting_differences(saved.to_dict(), cfg.to_dict())
     if differences:
         raise SadhError(
             f"{run_dir.parent} holds a pipeline run with other settings ({'; '.join(differences)}); "
@@ -140,10 +127,7 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
     dataset, split = load_data(cfg)
     eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)  # the subset training's mAP used
     index_items = split.database if full_index else eval_db
-    opts = DataOptions(
-        data=cfg.data, data_dir=cfg.data_dir, image_root=cfg.image_root, class_names=cfg.class_names, split=cfg.split,
-        seed=cfg.split_seed, query_per_class=cfg.query_per_class, train_per_class=cfg.train_per_class,
-    )
+    opts = DataOptions.from_config(cfg)
     rows = []
     for precision in RUNTIME_PRECISIONS:
         encoder = Encoder(models[precision])
@@ -194,7 +178,8 @@ def register(app: typer.Typer) -> None:
         """Train -> export FP32 + INT8 -> index the database -> evaluate every precision; print a summary table."""
         from rich.console import Console
 
-        from .options import check_outputs
+        from .eval_cmd import map_name
+        from .options import check_outputs, next_hint
 
         check_outputs({}, folders={"--out": out})  # before the slow torch import
         from ..train.config import TrainConfig
@@ -210,10 +195,10 @@ def register(app: typer.Typer) -> None:
         onnx_rows, n_query, n_db = evaluate_models(models, cfg, out, not quick, console)
         rows = [{"name": "torch (training)", "map": trained.best_map}, *onnx_rows]
         topk = onnx_rows[0]["topk"]
-        title = f"{data}, {bits} bits, mAP@{topk or 'all'} on {n_query} queries x {n_db} database"
+        title = f"{data}, {bits} bits, {map_name(topk, n_db)} on {n_query} queries x {n_db} database"
         seconds = time.perf_counter() - t_start
         report = out / REPORT_NAME
         write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})
         console.print(summary_table(rows, title))
         console.print(f"report: {report} (summary.json, pr_curve.png, precision_at_n.png, one folder per precision); {seconds:.0f} s")
-        console.print(f"next: python examples/camera_app.py 0 --model {models['int8-cpu']} --index {out / INDEX_NAME / 'int8-cpu.sidx'}")
+        next_hint("python", "examples/camera_app.py", "0", "--model", models["int8-cpu"], "--index", out / INDEX_NAME / "int8-cpu.sidx")

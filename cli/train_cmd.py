@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from ..sdk.errors import SadhError
-from .options import DataOptions, check_outputs, data_options
+from ..train.config import TrainConfig
+from .options import DataOptions, check_outputs, data_options, next_hint
+
+CONFIG_NAMES = {"split_seed": "seed"}  # TrainConfig settings named differently on the command line
 
 
 def parse_bits(values: list[str]) -> list[int]:
@@ -39,6 +44,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @data_options
     def train_command(
+        ctx: typer.Context,
         opts: DataOptions,
         method: str = typer.Option("sadh", help="sadh | dpsh | csq (baselines share the harness)."),
         backbone: str = typer.Option("small_cnn", help="small_cnn | efficientnet_lite0 | resnet18 | resnet50."),
@@ -60,18 +66,21 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
         threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: torch's choice)."),
         eval_every: Optional[int] = typer.Option(
-            None, min=1, help="Evaluate mAP every N epochs and after the last (default: TrainConfig.eval_every)."
+            None, min=1, help=f"Evaluate mAP every N epochs and after the last (default: {TrainConfig.eval_every})."
         ),
         eval_database: Optional[int] = typer.Option(
-            None, min=0, help="mAP against a seeded subset of this many database items, 0 = all (default: TrainConfig's)."
+            None, min=0,
+            help=f"mAP against a seeded subset of this many database items, 0 = all (default: {TrainConfig.eval_database}).",
         ),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT/NAME from its last.pt."),
+        resume: bool = typer.Option(
+            False, "--resume",
+            help="Continue the run in OUT/NAME from its last.pt with its saved settings (a constant schedule may take more --epochs).",
+        ),
         out: Path = typer.Option(Path("runs"), help="Folder that holds the run folders."),
         run_name: Optional[str] = typer.Option(None, help="Run folder name (default: DATA-METHOD-BACKBONE-BITSb)."),
     ) -> None:
         """Train a hashing network; writes OUT/NAME/best.pt, last.pt, log.jsonl and split.npz."""
         from ..train import distributed
-        from ..train.config import TrainConfig
         from ..train.trainer import train
 
         settings: dict[str, Any] = dict(
@@ -86,6 +95,9 @@ def register(app: typer.Typer) -> None:
             query_per_class=opts.query_per_class, train_per_class=opts.train_per_class,
         )
         given = {k: v for k, v in settings.items() if v is not None}
+        # the settings typed on the command line: with --resume, those the saved run overrides are named
+        on_command_line = {p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+        asked = {k for k in [*settings, "bits"] if CONFIG_NAMES.get(k, k) in on_command_line}
         configs = [TrainConfig(bits=b, **given) for b in parse_bits(bits)]
         if run_name and len(configs) > 1:
             raise SadhError("--run-name names one run; drop it to train several bit lengths")
@@ -94,11 +106,14 @@ def register(app: typer.Typer) -> None:
         main = int(os.environ.get("RANK", "0")) == 0
         try:
             for cfg in configs:
-                result = train(cfg, data, split)
+                result = train(cfg, data, split, asked)
                 if main:
                     shown = "n/a" if result.best_map is None else f"{result.best_map:.4f}"
                     typer.echo(f"{cfg.bits} bits: best mAP {shown}; checkpoint {result.best} (last: {result.last})")
-                    typer.echo(f"next: sadh-cli export {result.best} --int8")
+                    next_hint("sadh-cli", "export", result.best, "--int8")
+        except KeyboardInterrupt:
+            again = sys.argv[1:] + ([] if resume else ["--resume"])
+            raise KeyboardInterrupt(f"continue with: {shlex.join(['sadh-cli', *again])}") from None
         finally:
             distributed.teardown()
 

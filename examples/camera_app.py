@@ -39,7 +39,7 @@ def run(model: str, index_path: str, source: str, max_frames: int | None) -> int
             if not ok:
                 break
             t0 = time.perf_counter()
-            ids, distances = retriever.query(frame, k=1)
+            distances, ids = retriever.query(frame, k=1)
             ms = 1000 * (time.perf_counter() - t0)
             if len(ids):
                 what = side.describe(ids[0]) if side else ""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..sdk import metadata as md
 from ..sdk.atomic import make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
@@ -23,7 +24,7 @@ from .modelopt_quantize import modelopt_available, quantize_qdq_modelopt
 from .quantize import CPU_FLAVOUR, TENSORRT_FLAVOUR, pack_nodes, preprocess_for_quantization, quantize_int8
 from .samples import checkpoint_dataset, model_inputs, spread
 from .torch_ref import torch_codes
-from .tensorrt_build import BatchProfile, build_engine, source_onnx, tensorrt_version, trtexec_command
+from .tensorrt_build import BatchProfile, build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256
 QDQ_TOOLS = ("onnxruntime", "modelopt")  # who writes the TensorRT-bound Q/DQ model
@@ -49,7 +50,7 @@ class ExportResult:
     trtexec: list[str] = field(default_factory=list)
 
     def path(self, precision: str) -> Path:
-        """The file of one precision (fp32, fp16, int8-qdq, int8-cpu, calib, or an engine's precision)."""
+        """The file of one precision (fp32, fp16, int8-qdq, int8-cpu, calib, split, or an engine's precision)."""
         for a in self.artifacts:
             if a.precision == precision:
                 return a.path
@@ -76,7 +77,10 @@ def export_model(
     data: tuple[LabeledImages, Split] | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> ExportResult:
-    """Export a checkpoint; every model must agree with torch on `parity_images` validation images or SadhError."""
+    """Export a checkpoint; every model must agree with torch on `parity_images` validation images or SadhError.
+
+    Beside the models goes STEM.split.npz, the split the model was trained on (that of `data` when given).
+    """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if qdq_tool not in QDQ_TOOLS:
         raise SadhError(f"unknown Q/DQ tool {qdq_tool!r}; choose one of {', '.join(QDQ_TOOLS)}")
@@ -112,6 +116,9 @@ def export_model(
         t = time.perf_counter()
         fp32 = export_onnx(model, info, staging / f"{stem}.onnx", packed=packed, opset=opset)
         fp32_path = add(staging / f"{stem}.onnx", "fp32", t, parity_threshold)
+        t = time.perf_counter()
+        split.save(staging / f"{stem}{md.SPLIT_SUFFIX}")  # beside the models: eval / index build use it by default
+        add(staging / f"{stem}{md.SPLIT_SUFFIX}", "split", t, None)
         if fp16:
             t = time.perf_counter()
             convert_fp16(fp32, staging / f"{stem}.fp16.onnx")
@@ -140,17 +147,18 @@ def export_model(
 def _engines(
     result: ExportResult, out_dir: Path, stem: str, fp16: bool, int8: bool, batch: BatchProfile, log: Callable[[str], None]
 ) -> None:
-    """Build the engines of the asked precisions, or record the trtexec commands when TensorRT is absent."""
+    """Build the engines of the asked precisions, or (TensorRT absent) write their sidecars and record the trtexec commands."""
     precisions = [p for p, on in (("fp16", fp16), ("int8", int8)) if on] or ["fp32"]
     onnx_paths = {a.precision: a.path for a in result.artifacts}
     version = tensorrt_version()
     size = result.info.preprocess.input_size
     for precision in precisions:
-        src = source_onnx(onnx_paths, precision, version)
         if version is None:
-            engine = out_dir / f"{stem}.{precision}.engine"
-            result.trtexec.append(trtexec_command(src, engine, precision, batch, size, out_dir / "timing.cache"))
+            for sidecar, command in trtexec_builds(onnx_paths, out_dir, stem, precision, batch, size):
+                log(f"{sidecar.name}: sidecar of the engine the trtexec command below builds (keep them together)")
+                result.trtexec.append(command)
             continue
+        src = source_onnx(onnx_paths, precision, version)
         t = time.perf_counter()
         path = build_engine(src, out_dir, stem, precision, batch, size)
         log(f"{path.name}: built from {src.name}")

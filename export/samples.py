@@ -17,19 +17,26 @@ DATA_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split", "spli
 SPLIT_FILE = "split.npz"  # written by the trainer into the run folder, beside best.pt / last.pt
 
 
-def checkpoint_dataset(checkpoint: Path) -> tuple[LabeledImages, Split]:
-    """The dataset and split a checkpoint was trained on (its saved config; the run's split.npz when present)."""
+def checkpoint_data_config(checkpoint: Path) -> TrainConfig:
+    """The data settings a checkpoint was trained with (its saved config; the run's split.npz when present), on defaults."""
     state = load_checkpoint(checkpoint, keys=("config",))
     saved = state["config"] if isinstance(state["config"], dict) else {}
     # only the data settings: the rest of an older run's config need not validate under today's TrainConfig
     saved_split = checkpoint.parent / SPLIT_FILE
     try:
         cfg = replace(TrainConfig(), **{k: saved[k] for k in DATA_SETTINGS if k in saved})
-        if cfg.split is None and saved_split.is_file():
-            cfg = replace(cfg, split=str(saved_split))
+    except SadhError as e:
+        raise SadhError(f"{checkpoint}: bad data settings in its config ({e})") from None
+    return replace(cfg, split=str(saved_split)) if cfg.split is None and saved_split.is_file() else cfg
+
+
+def checkpoint_dataset(checkpoint: Path) -> tuple[LabeledImages, Split]:
+    """The dataset and split a checkpoint was trained on (see `checkpoint_data_config`)."""
+    cfg = checkpoint_data_config(checkpoint)
+    try:
         return load_data(cfg)
     except SadhError as e:
-        raise SadhError(f"{checkpoint}: cannot load its dataset {saved.get('data')!r} for parity/calibration images ({e})") from None
+        raise SadhError(f"{checkpoint}: cannot load its dataset {cfg.data!r} for parity/calibration images ({e})") from None
 
 
 def spread(index: np.ndarray, n: int) -> np.ndarray:

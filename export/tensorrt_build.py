@@ -1,9 +1,11 @@
 """TensorRT engines from the exported ONNX: built with the `tensorrt` Python API when it is installed,
-otherwise the equivalent `trtexec` command line is printed.
+otherwise the equivalent `trtexec` command lines are returned, and the sidecar of each engine they
+build is written already, so that engine loads in `sadh.sdk` like one built here.
 
-TensorRT 10 (JetPack 6) builds weakly typed networks with BuilderFlag.FP16/INT8; TensorRT >= 11 only
-builds strongly typed networks, whose precision comes from the ONNX itself (the .fp16.onnx model,
-or the Q/DQ model for INT8). INT8 is explicit quantisation from the Q/DQ model (no calibrator API).
+TensorRT 10 (JetPack 6) builds weakly typed networks with BuilderFlag.FP16/INT8 (trtexec --fp16/--int8);
+TensorRT >= 11 only builds strongly typed networks, whose precision comes from the ONNX itself (the
+.fp16.onnx model, or the Q/DQ model for INT8) and whose trtexec has no precision flags. INT8 is explicit
+quantisation from the Q/DQ model (no calibrator API).
 """
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx as onnx_lib
+
 from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.engine_meta import (
+    ENGINE_SUFFIX,
     EngineMeta,
     check_engine_meta,
     current_gpu_name,
@@ -24,9 +29,12 @@ from ..sdk.engine_meta import (
     write_engine_meta,
 )
 from ..sdk.errors import SadhError
+from .model_meta import read_stamp
 
 STRONGLY_TYPED_FROM = 11  # first TensorRT major version without weakly typed networks
-ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+ENGINE_MODELS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-qdq"}  # engine precision -> ONNX model precision
+ENGINE_PRECISIONS = tuple(ENGINE_MODELS)
+TRTEXEC_VERSIONS = (("10", "TensorRT <= 10"), (str(STRONGLY_TYPED_FROM), f"TensorRT >= {STRONGLY_TYPED_FROM}"))
 
 
 @dataclass(frozen=True)
@@ -55,12 +63,16 @@ def tensorrt_version() -> str | None:
     return str(trt.__version__)
 
 
-def source_onnx(onnx_paths: dict[str, Path], precision: str, version: str | None) -> Path:
-    """The ONNX file an engine of `precision` is built from (the FP16 model only for strongly typed builds)."""
+def strongly_typed(version: str) -> bool:
+    """Whether TensorRT `version` builds only strongly typed networks (precision from the ONNX, no precision flags)."""
+    return int(version.split(".")[0]) >= STRONGLY_TYPED_FROM
+
+
+def source_onnx(onnx_paths: dict[str, Path], precision: str, version: str) -> Path:
+    """The ONNX file TensorRT `version` builds an engine of `precision` from (the FP16 model only for strongly typed builds)."""
     if precision not in ENGINE_PRECISIONS:
         raise SadhError(f"unknown engine precision {precision!r}; choose one of {', '.join(ENGINE_PRECISIONS)}")
-    strongly_typed = version is not None and int(version.split(".")[0]) >= STRONGLY_TYPED_FROM
-    key = {"fp32": "fp32", "fp16": "fp16" if strongly_typed else "fp32", "int8": "int8-qdq"}[precision]
+    key = "fp32" if precision == "fp16" and not strongly_typed(version) else ENGINE_MODELS[precision]
     if key not in onnx_paths:
         raise SadhError(f"a {precision} engine needs the {key} ONNX model; export with --{precision}")
     return onnx_paths[key]
@@ -71,11 +83,14 @@ def timing_cache_path(out_dir: Path, gpu: str, version: str) -> Path:
     return out_dir / f"timing.{slug(gpu)}.trt{version}.cache"
 
 
-def trtexec_command(onnx: Path, engine: Path, precision: str, batch: BatchProfile, size: int, timing_cache: Path) -> str:
-    """The `trtexec` command line that builds the same engine."""
+def trtexec_command(
+    onnx: Path, engine: Path, precision: str, batch: BatchProfile, size: int, timing_cache: Path, version: str
+) -> str:
+    """The `trtexec` command line of TensorRT `version` that builds the engine `build_engine` would build there."""
     lo, opt, hi = ("x".join(map(str, s)) for s in batch.shapes(size))
     args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
-    args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[precision]
+    if not strongly_typed(version):
+        args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[precision]
     args += [
         f"--minShapes={keys.INPUT_NAME}:{lo}",
         f"--optShapes={keys.INPUT_NAME}:{opt}",
@@ -87,6 +102,36 @@ def trtexec_command(onnx: Path, engine: Path, precision: str, batch: BatchProfil
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def engine_meta(
+    onnx: Path, precision: str, batch: BatchProfile, size: int, gpu: str | None, version: str | None
+) -> EngineMeta:
+    """The sidecar of an engine of `precision` built from `onnx`, on `gpu` with TensorRT `version` (None: by trtexec)."""
+    data = onnx.read_bytes()
+    metadata = {**read_stamp(onnx_lib.load_from_string(data)), keys.PRECISION: ENGINE_MODELS[precision]}
+    digest = hashlib.sha256(data).hexdigest()
+    return EngineMeta(gpu, version, precision, onnx.name, digest, batch.min, batch.opt, batch.max, size, metadata)
+
+
+def trtexec_builds(
+    onnx_paths: dict[str, Path], out_dir: Path, stem: str, precision: str, batch: BatchProfile, size: int
+) -> list[tuple[Path, str]]:
+    """Write the sidecar of each engine the trtexec commands for `precision` build; return (sidecar, command) pairs.
+
+    fp32 is one command for every TensorRT version; fp16 and int8 get one for TensorRT <= 10 and one for >= 11
+    (other flags, for fp16 another ONNX model), each with its own engine file and a comment naming its versions.
+    """
+    split = precision != "fp32"
+    builds = []
+    for version, label in TRTEXEC_VERSIONS if split else TRTEXEC_VERSIONS[:1]:
+        tag = f".trt{version}" if split else ""
+        src = source_onnx(onnx_paths, precision, version)
+        engine = out_dir / f"{stem}.{precision}{tag}{ENGINE_SUFFIX}"
+        sidecar = write_engine_meta(engine, engine_meta(src, precision, batch, size, None, None))
+        command = trtexec_command(src, engine, precision, batch, size, out_dir / f"timing{tag}.cache", version)
+        builds.append((sidecar, f"{command}  # {label}" if split else command))
+    return builds
 
 
 def cached_engine(engine: Path, onnx: Path, batch: BatchProfile, gpu: str, version: str) -> bool:
@@ -115,15 +160,15 @@ def build_engine(onnx: Path, out_dir: Path, stem: str, precision: str, batch: Ba
         return engine
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strongly_typed = int(version.split(".")[0]) >= STRONGLY_TYPED_FROM
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    strong = strongly_typed(version)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strong else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise SadhError(f"TensorRT {version} cannot parse {onnx.name}: {errors}")
     config = builder.create_builder_config()
-    if not strongly_typed and precision != "fp32":
+    if not strong and precision != "fp32":
         config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.INT8)
     profile = builder.create_optimization_profile()
     profile.set_shape(keys.INPUT_NAME, *batch.shapes(size))
@@ -136,8 +181,5 @@ def build_engine(onnx: Path, out_dir: Path, stem: str, precision: str, batch: Ba
         raise SadhError(f"TensorRT {version} failed to build a {precision} engine from {onnx.name} (see its log above)")
     atomic_write_bytes(engine, bytes(serialized))
     atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
-    write_engine_meta(
-        engine,
-        EngineMeta(gpu, version, precision, onnx.name, _sha256(onnx), batch.min, batch.opt, batch.max, size),
-    )
+    write_engine_meta(engine, engine_meta(onnx, precision, batch, size, gpu, version))
     return engine

@@ -2,7 +2,10 @@
 
 An engine only runs on the GPU model and TensorRT version that built it, so both are part of its
 file name and recorded in a sidecar ``<engine>.json``; a loader refuses an engine whose sidecar
-does not match the machine it runs on.
+does not match the machine it runs on. The sidecar also holds the sadh metadata of the source model
+(bits, preprocessing, class names), so an engine loads without its ONNX file. Where TensorRT is absent,
+export writes the sidecar of the engine its printed `trtexec` command builds: GPU and TensorRT version
+are then unknown (null), and the loader checks the engine's own input profile and code width instead.
 """
 from __future__ import annotations
 
@@ -11,23 +14,36 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
+from . import metadata as md
 from .atomic import atomic_write_text
 from .errors import SadhError
 
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".json"
 JETSON_MODEL_FILE = Path("/proc/device-tree/model")
+# EngineMeta field type, as annotated -> (what a sidecar value must be, its test)
+_FIELD_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "str": ("a str", lambda v: isinstance(v, str)),
+    "str | None": ("null or a str", lambda v: v is None or isinstance(v, str)),
+    "int": ("a positive int", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0),
+    "dict[str, str]": ("an object of str", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values()))),
+}
 
 
 @dataclass(frozen=True)
 class EngineMeta:
-    """What an engine was built from and for."""
+    """What an engine was built from and for; `gpu`/`tensorrt` are None for an engine built by trtexec.
 
-    gpu: str
-    tensorrt: str
+    `metadata` is the sadh metadata of the source ONNX model (keys of `sadh.sdk.metadata`) with the
+    engine's precision.
+    """
+
+    gpu: str | None
+    tensorrt: str | None
     precision: str
     onnx: str
     onnx_sha256: str
@@ -35,6 +51,16 @@ class EngineMeta:
     batch_opt: int
     batch_max: int
     input_size: int
+    metadata: dict[str, str]
+
+    def __post_init__(self) -> None:
+        wrong = [
+            f"{f.name} must be {_FIELD_CHECKS[str(f.type)][0]}"
+            for f in fields(self)
+            if not _FIELD_CHECKS[str(f.type)][1](getattr(self, f.name))
+        ]
+        if wrong:
+            raise SadhError(f"bad fields: {'; '.join(wrong)}")
 
 
 def slug(text: str) -> str:
@@ -64,22 +90,58 @@ def read_engine_meta(engine: str | os.PathLike) -> EngineMeta:
     path = sidecar_path(engine)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+        missing = [k for k in EngineMeta.__dataclass_fields__ if k not in raw]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
         return EngineMeta(**{k: raw[k] for k in EngineMeta.__dataclass_fields__})
     except FileNotFoundError:
-        raise SadhError(f"{engine}: no sidecar {path.name}; rebuild the engine with `sadh-cli export --engine`") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SadhError(f"{path}: not a sadh engine sidecar ({e})") from None
+        raise SadhError(
+            f"{engine}: no sidecar {path.name}; build the engine with `sadh-cli export --engine` "
+            "(without TensorRT it writes the sidecar and prints the trtexec command to run)"
+        ) from None
+    except (OSError, ValueError, TypeError, SadhError) as e:
+        raise SadhError(f"{path}: not a sadh engine sidecar ({e}); rebuild the engine with `sadh-cli export --engine`") from None
 
 
 def check_engine_meta(meta: EngineMeta, gpu: str, tensorrt: str, engine: str | os.PathLike = "engine") -> None:
-    """Raise SadhError unless the engine was built for this GPU model and TensorRT version."""
+    """Raise SadhError unless the engine was built for this GPU model and TensorRT version (unknown ones pass)."""
     problems = []
-    if slug(meta.gpu) != slug(gpu):
+    if meta.gpu is not None and slug(meta.gpu) != slug(gpu):
         problems.append(f"built on GPU {meta.gpu!r}, this is {gpu!r}")
-    if meta.tensorrt != tensorrt:
+    if meta.tensorrt is not None and meta.tensorrt != tensorrt:
         problems.append(f"built with TensorRT {meta.tensorrt}, this is {tensorrt}")
     if problems:
         raise SadhError(f"{engine}: {'; '.join(problems)}; rebuild it here with `sadh-cli export --engine`")
+
+
+def _shapes_text(shapes: Sequence[Sequence[int]]) -> str:
+    """`1x3x28x28/8x3x28x28/...` for display."""
+    return "/".join("x".join(map(str, shape)) for shape in shapes)
+
+
+def check_engine_shapes(
+    meta: EngineMeta,
+    profile: Sequence[Sequence[int]],
+    outputs: Mapping[str, Sequence[int]],
+    engine: str | os.PathLike = "engine",
+) -> None:
+    """Raise SadhError unless the engine's (min, opt, max) input shapes and code outputs are those of its sidecar."""
+    size = meta.input_size
+    want = [(b, 3, size, size) for b in (meta.batch_min, meta.batch_opt, meta.batch_max)]
+    problems = []
+    have = [tuple(int(d) for d in shape) for shape in profile]
+    if have != want:
+        problems.append(f"its input profile (min/opt/max) is {_shapes_text(have)}, its sidecar says {_shapes_text(want)}")
+    bits = meta.metadata.get(md.BITS, "")
+    for name, bits_per_value in ((md.CODES_OUTPUT, 1), (md.PACKED_OUTPUT, 8)):
+        shape = outputs.get(name)
+        if shape is not None and bits.isdigit() and int(shape[-1]) * bits_per_value != int(bits):
+            problems.append(f"its {name!r} output has {shape[-1]} columns, the sidecar's model has {bits} bits")
+    if problems:
+        raise SadhError(
+            f"{engine}: {'; '.join(problems)}; the engine was not built from this sidecar's model and batch profile, "
+            "rebuild it with `sadh-cli export --engine` (or the trtexec command it prints)"
+        )
 
 
 def current_gpu_name() -> str:

@@ -14,6 +14,7 @@ IRRELEVANT_BGR = (0, 0, 230)
 QUERY_BGR = (230, 120, 0)
 BORDER = 4
 GAP = 12
+CAPTION_CHARS = 10  # caption characters that fit on a tile of the default 72 pixels
 
 
 def _tile(image: np.ndarray, size: int, color: tuple[int, int, int], caption: str) -> np.ndarray:
@@ -23,7 +24,7 @@ def _tile(image: np.ndarray, size: int, color: tuple[int, int, int], caption: st
     tile[:] = color
     tile[BORDER:-BORDER, BORDER:-BORDER] = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if caption:
-        cv2.putText(tile, caption[:14], (BORDER + 1, BORDER + 9), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(tile, caption[:CAPTION_CHARS], (BORDER + 1, BORDER + 9), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 255, 255), 1, cv2.LINE_AA)
     return tile
 
 

@@ -11,6 +11,7 @@ DATASET = "sadh.dataset"  # training dataset name
 PRECISION = "sadh.precision"  # fp32 | fp16 | int8-qdq (TensorRT) | int8-cpu (onnxruntime)
 VERSION = "sadh.version"  # sadh package version that wrote the file
 REQUIRED = (BITS, PREPROCESS)
+SPLIT_SUFFIX = ".split.npz"  # export writes STEM.split.npz (the training split) beside STEM.onnx, STEM.int8-cpu.onnx, ...
 
 INPUT_NAME = "images"  # float32 [N, 3, S, S], normalised RGB (see sadh.sdk.preprocess)
 CODES_OUTPUT = "codes"  # float32 [N, bits], continuous tanh code; sign gives the hash

@@ -142,13 +142,16 @@ class Retriever:
         return self.index.add(self.encoder.encode(images), ids)
 
     def query(self, image: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest items of one frame: (ids int64, Hamming distances int32), nearest first, at most k."""
+        """The k nearest items of one frame: (Hamming distances int32, ids int64), the order of `HammingIndex.search`.
+
+        Nearest first and at most k: where the index holds fewer items, the row is shorter (no id -1 padding).
+        """
         frames = as_frames(image)
         if len(frames) != 1:
             raise SadhError(f"query takes one frame, got {len(frames)}; encode batches with Encoder.encode and search the index")
         distances, ids = self.index.search(self.encoder.encode(frames), k)
         found = ids[0] >= 0
-        return ids[0][found], distances[0][found]
+        return distances[0][found], ids[0][found]
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write `index.sidx` and a `retriever.json` manifest (model path, bits) into `directory`; return the manifest."""

@@ -1,8 +1,9 @@
 """Run a TensorRT engine file (only where `tensorrt` and CUDA's Python bindings are installed).
 
-The engine's sidecar (`sadh.sdk.engine_meta`) names the ONNX model it was built from; the sadh
-metadata (bits, preprocessing, class names) is read from that ONNX file, and the sidecar must match
-this machine's GPU model and TensorRT version. Calls are serialised: one execution context, one stream.
+The engine's sidecar (`sadh.sdk.engine_meta`) holds the sadh metadata (bits, preprocessing, class names)
+of the ONNX model it was built from; it must match this machine's GPU model and TensorRT version where it
+records them (not for an engine built by the trtexec command export prints), and the engine's input profile
+and code width must be those it describes. Calls are serialised: one execution context, one stream.
 """
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metadata as md
-from .encoder import OrtRunner
-from .engine_meta import check_engine_meta, current_gpu_name, read_engine_meta
+from .engine_meta import check_engine_meta, check_engine_shapes, current_gpu_name, read_engine_meta
 from .errors import SadhError
 
 INSTALL_HINT = "install the `gpu` extra (tensorrt, cuda-python) on a CUDA machine, or use the .onnx model"
@@ -47,22 +47,26 @@ class TrtRunner:
     """A deserialised TensorRT engine with the same interface as the encoder's onnxruntime runner."""
 
     def __init__(self, path: Path) -> None:
-        """Load `path` after checking its sidecar against this GPU and TensorRT version."""
+        """Load `path` after checking its sidecar against this GPU and TensorRT version, and the engine against its sidecar."""
         trt, self._cudart = _import_trt()
         meta = read_engine_meta(path)
         check_engine_meta(meta, current_gpu_name(), trt.__version__, path)
-        source = Path(meta.onnx) if Path(meta.onnx).is_absolute() else path.parent / Path(meta.onnx).name
-        self.metadata = OrtRunner(source, ["CPUExecutionProvider"]).metadata
+        self.metadata = dict(meta.metadata)
         self._logger = trt.Logger(trt.Logger.WARNING)
         engine = trt.Runtime(self._logger).deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise SadhError(f"{path}: TensorRT could not deserialise this engine; rebuild it with `sadh-cli export --engine`")
+            raise SadhError(
+                f"{path}: TensorRT {trt.__version__} could not deserialise this engine (built on another GPU model or "
+                "TensorRT version?); rebuild it here with `sadh-cli export --engine` (or the trtexec command it prints)"
+            )
         self._engine, self._context = engine, engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.output_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         if md.INPUT_NAME not in names:
             raise SadhError(f"{path}: the engine has no input named {md.INPUT_NAME!r}")
+        outputs = {n: tuple(engine.get_tensor_shape(n)) for n in self.output_names}
+        check_engine_shapes(meta, [tuple(s) for s in engine.get_tensor_profile_shape(md.INPUT_NAME, 0)], outputs, path)
         self.input_dtype = self._dtypes[md.INPUT_NAME]
         self.input_shape = (None, 3, meta.input_size, meta.input_size)
         self.fixed_batch = None

@@ -11,7 +11,9 @@ import pytest
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.sdk.data import Split
 from cli_run import assert_user_error, cli, table_rows
+from test_cli_eval import hint, tiny_model_of
 from tiny_model import export_tiny
 
 PER_CLASS = 6
@@ -36,7 +38,7 @@ def test_encode_folder_and_files(setup, tmp_path):
     shirt = next((setup["images"] / "Shirt").iterdir())
     out = cli("encode", setup["model"], setup["images"], shirt, tmp_path / "broken.png", "--out", tmp_path / "codes.npy")
     assert out.returncode == 0, out.stderr
-    assert "broken.png" in out.stderr and "next: sadh-cli index build" in out.stdout
+    assert "broken.png" in out.stderr and "next:" not in out.stdout  # index build cannot use codes.npy
     codes = np.load(tmp_path / "codes.npy")
     listed = (tmp_path / "codes.txt").read_text().splitlines()
     assert codes.shape == (10 * PER_CLASS + 1, 4) and codes.dtype == np.uint8 and len(listed) == len(codes)
@@ -46,11 +48,12 @@ def test_encode_folder_and_files(setup, tmp_path):
 
 
 def test_index_build_info_search_on_folder(setup, tmp_path):
-    index = tmp_path / "folder.sidx"
+    index = tmp_path / "an index.sidx"
     split = ["--query-per-class", "1", "--train-per-class", "1"]
     out = cli("index", "build", "--model", setup["model"], "--data", setup["images"], *split, "--out", index)
     assert out.returncode == 0, out.stderr
-    assert "wrote" in out.stdout and "next: sadh-cli search" in out.stdout
+    assert "wrote" in out.stdout and "warning: no training split beside" in out.stderr
+    assert hint(out.stdout) == ["sadh-cli", "search", "--index", str(index), "--model", str(setup["model"]), "IMAGE_OR_FOLDER", "-k", "10"]
     hindex = HammingIndex.load(index)
     side = Sidecar.load(sidecar_path(index))
     assert len(hindex) == 10 * (PER_CLASS - 2) == len(side.ids)
@@ -76,6 +79,19 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
     index.write_bytes(bytes(flipped))
     corrupt = cli("index", "info", index)
     assert corrupt.returncode == 2 and "checksum mismatch" in corrupt.stderr and "Traceback" not in corrupt.stderr
+
+
+def test_index_build_uses_the_model_training_split(setup, tmp_path):
+    # 6 images per class: the default split (100 queries + 500 training per class) cannot be made, the model's split can
+    trained = Split(np.arange(0, 60, 6), np.arange(1, 60, 6), np.setdiff1d(np.arange(60), np.r_[0:60:6, 1:60:6]))
+    model = tiny_model_of(tmp_path / "best.onnx", "images", trained)
+    index = tmp_path / "photos.sidx"
+    out = cli("index", "build", "-m", model, "--data", setup["images"], "--out", index)
+    assert out.returncode == 0, out.stderr
+    assert f"split: the model's training split {tmp_path / 'best.split.npz'}" in out.stdout
+    assert "warning: images has classes Ankle boot, Bag, Coat, Dress, ... (10 in all) but the model was trained on class0" in out.stderr
+    side = Sidecar.load(sidecar_path(index))
+    assert side.ids == trained.database.tolist() and side.dataset["split"] == str(tmp_path / "best.split.npz")
 
 
 def test_index_build_skips_unreadable_files(setup, tmp_path):

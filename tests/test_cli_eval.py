@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 
-from sadh.cli.eval_cmd import grid_queries
-from sadh.sdk.data import SplitSizes, database_subset, load_dataset
+from sadh.cli.eval_cmd import caption, grid_queries, map_name
+from sadh.cli.options import DataOptions, load_for_model
+from sadh.sdk import metadata as md
+from sadh.sdk.data import Split, SplitSizes, database_subset, load_dataset
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.metrics import mean_average_precision
 from cli_run import assert_user_error, cli
@@ -17,12 +22,24 @@ QUERY_PER_CLASS = 5
 DATABASE = 800
 
 
+def hint(stdout: str) -> list[str]:
+    """The `next:` line of a command's output, split as a shell would."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith("next: ")]
+    return shlex.split(line[len("next: "):])
+
+
 def test_eval_report(tmp_path):
-    model = tmp_path / "model.onnx"
+    model = tmp_path / "a model.onnx"
     export_tiny(model, bits=32)
-    out = cli("eval", "-m", model, "--query-per-class", QUERY_PER_CLASS, "--database", DATABASE, "--out", tmp_path / "rep")
+    data_dir = "/usr/share/datasets/fashion-mnist"
+    out = cli("eval", "-m", model, "--data-dir", data_dir, "--query-per-class", QUERY_PER_CLASS, "--database", DATABASE, "--out", tmp_path / "rep")
     assert out.returncode == 0, out.stderr
-    assert "mAP@" in out.stdout and "metrics.json" in out.stdout
+    assert "mAP@all" in out.stdout and "metrics.json" in out.stdout
+    assert "warning: no training split beside" in out.stderr and "may include the model's training images" in out.stderr
+    assert hint(out.stdout) == [
+        "sadh-cli", "index", "build", "--model", str(model), "--data-dir", data_dir, "--query-per-class", str(QUERY_PER_CLASS),
+        "--out", "index.sidx",
+    ]
     for name in ("pr_curve.png", "precision_at_n.png", "retrieval_grid.png"):
         image = cv2.imread(str(tmp_path / "rep" / name))
         assert image is not None and min(image.shape[:2]) > 200, name
@@ -46,6 +63,66 @@ def test_grid_queries_cover_classes():
     labels = np.eye(4, dtype=np.uint8)[[2, 2, 0, 1, 1, 3, 0]]
     rows = grid_queries(labels, count=5)
     assert sorted(rows.tolist()[:4]) == [0, 2, 3, 5] and len(rows) == 5 and len(set(rows.tolist())) == 5
+
+
+def test_grid_queries_are_distinct_on_multi_label_data():
+    labels = np.zeros((12, 10), np.uint8)
+    for row, classes in enumerate([[0, 1, 2], [0, 3], [1, 4], [5, 9], [6], [0], [7, 8], [2], [1], [3], [4], [5]]):
+        labels[row, classes] = 1
+    rows = grid_queries(labels, count=8).tolist()
+    assert len(rows) == 8 and len(set(rows)) == 8
+    assert rows[:5] == [0, 1, 2, 3, 4] and labels[rows].any(0).all()  # one query per class first: all 10 shown
+    assert grid_queries(labels[:2], count=8).tolist() == [0, 1]
+
+
+def test_captions_show_every_label_within_the_tile():
+    assert caption(["Sneaker"]) == "Sneaker"
+    assert caption(["T-shirt/top", "Trouser"]) == "T-sh+Trou"
+    assert caption(["Bag", "Coat", "Dress", "Shirt", "Sandal"]) == "B+C+D+S+S"
+    assert all(len(caption(["Ankle boot"] * n)) <= 10 for n in range(1, 6))  # 5 names of one letter fill the 10 characters
+
+
+def test_map_is_named_by_what_was_computed():
+    assert map_name(5000, 60) == map_name(None, 60) == map_name(60, 60) == "mAP@all"
+    assert map_name(100, 800) == "mAP@100"
+
+
+def tiny_model_of(path: Path, dataset: str, split: Split | None) -> Path:
+    """A tiny model that records `dataset` as its training set, with `split` beside it as export writes it."""
+    export_tiny(path, bits=32)
+    proto = onnx.load(str(path))
+    proto.metadata_props.add(key=md.DATASET, value=dataset)
+    onnx.save(proto, str(path))
+    if split is not None:
+        split.save(path.with_name(path.name.split(".")[0] + ".split.npz"))
+    return path
+
+
+def small_split() -> Split:
+    """Fashion-MNIST items 0-29 query, 30-59 train, 60-119 database."""
+    return Split(np.arange(30), np.arange(30, 60), np.arange(60, 120))
+
+
+def test_eval_uses_the_model_training_split(tmp_path):
+    model = tiny_model_of(tmp_path / "best.int8-cpu.onnx", "fashion-mnist", small_split())
+    out = cli("eval", "-m", model, "--out", tmp_path / "rep")
+    assert out.returncode == 0, out.stderr
+    assert f"split: the model's training split {tmp_path / 'best.split.npz'}" in out.stdout
+    assert "split" not in out.stderr and "has classes T-shirt/top" in out.stderr  # the tiny model's classes are class0..9
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert (m["queries"], m["database"]) == (30, 60)
+
+
+
+def test_a_given_split_wins_and_other_data_gets_a_warning(tmp_path, capsys):
+    model = Encoder(tiny_model_of(tmp_path / "m.onnx", "my-photos", small_split()))
+    _, split, used = load_for_model(DataOptions(split=tmp_path / "m.split.npz"), model)
+    assert len(split.query) == 30 and used.split == tmp_path / "m.split.npz"
+    assert f"split: {tmp_path / 'm.split.npz'} (--split)" in capsys.readouterr().out
+
+    _, split, used = load_for_model(DataOptions(query_per_class=2), model)
+    assert len(split.query) == 20 and used.split is None
+    assert "warning: the model was trained on my-photos, not fashion-mnist: using the default split" in capsys.readouterr().err
 
 
 def test_eval_bad_input(tmp_path):

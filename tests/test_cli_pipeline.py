@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -18,10 +19,13 @@ from cli_run import assert_user_error, cli
 
 @pytest.mark.slow
 def test_pipeline_quick_end_to_end_and_resume(tmp_path, fashion_mnist):
-    run = tmp_path / "run"
+    run = tmp_path / "a run"
     out = cli("pipeline", "--quick", "--out", run)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "report:" in out.stdout and "reusing" not in out.stdout
+    (hint,) = [line for line in out.stdout.splitlines() if line.startswith("next: ")]  # one line, however long the paths
+    assert shlex.split(hint)[-4:] == ["--model", str(run / "export" / "best.int8-cpu.onnx"), "--index", str(run / "index" / "int8-cpu.sidx")]
+    assert (run / "export" / "best.split.npz").is_file()  # so eval / index build of these models use the training split
     summary = json.loads((run / "report" / "summary.json").read_text())
     rows = {r["name"]: r for r in summary["rows"]}
     assert list(rows) == ["torch (training)", "ONNX fp32", "ONNX int8-cpu", "ONNX int8-qdq"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sadh.export.qdq_rules import qdq_violations
 from sadh.export.samples import checkpoint_dataset, model_inputs, spread
 from sadh.export.torch_ref import torch_codes
 from sadh.sdk import metadata as md
+from sadh.sdk.data import Split
 from sadh.sdk.errors import SadhError
 from sadh.train.checkpoint import load_model, save_checkpoint
 from sadh.train.config import TrainConfig
@@ -65,7 +67,7 @@ def test_every_flavour_is_written_with_its_name(exported: ExportResult) -> None:
     names = {a.precision: a.path.name for a in exported.artifacts}
     assert names == {
         "fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-qdq": "model.int8-qdq.onnx",
-        "int8-cpu": "model.int8-cpu.onnx", "calib": "model.calib.json",
+        "int8-cpu": "model.int8-cpu.onnx", "calib": "model.calib.json", "split": "model.split.npz",
     }
     for a in exported.artifacts:
         assert a.path.is_file() and a.size_bytes == a.path.stat().st_size > 0
@@ -154,7 +156,7 @@ def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
         export_model(ckpt, tmp_path, int8=True, calib_images=20, parity_images=16, int8_threshold=1.0)
     for name, content in earlier.items():  # a rejected model never replaces the earlier one
         assert (tmp_path / name).read_bytes() == content, name
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", "m.onnx", *earlier])  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", "m.onnx", "m.split.npz", *earlier])  # no staging folder left
 
 
 class Erfinv(torch.nn.Module):
@@ -218,13 +220,22 @@ def test_spread_is_deterministic_and_covers_the_range() -> None:
 
 def test_cli_export_prints_table_trtexec_and_next_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sadh.export.api.tensorrt_version", lambda: None)  # the no-TensorRT path, even where it is installed
-    ckpt = write_checkpoint(tmp_path / "best.pt")
-    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(tmp_path / "out"), "--engine", "--batch-max", "16"])
+    names = tmp_path / "class names.txt"
+    ckpt = write_checkpoint(tmp_path / "best.pt", config=TrainConfig(backbone="small_cnn", bits=BITS, class_names=str(names)).to_dict())
+    out_dir = tmp_path / "out dir"
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out_dir), "--engine", "--batch-max", "16"])
     assert result.exit_code == 0, result.output
     assert "best.onnx" in result.output and "fp32" in result.output and "bits" in result.output
     assert "TensorRT is not installed" in result.output
     assert "--maxShapes=images:16x3x28x28" in result.output
-    assert f"next: sadh-cli index build --model {tmp_path / 'out' / 'best.onnx'}" in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("next: ")]
+    assert shlex.split(line[len("next: "):]) == [
+        "sadh-cli", "index", "build", "--model", str(out_dir / "best.onnx"), "--class-names", str(names), "--out", "index.sidx",
+    ]
+    saved = Split.load(out_dir / "best.split.npz")  # the training split, beside the models for eval / index build
+    _, split = checkpoint_dataset(ckpt)
+    for role in ("query", "train", "database"):
+        np.testing.assert_array_equal(getattr(saved, role), getattr(split, role))
 
 
 def test_bad_int8_options_fail_before_exporting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,22 +5,29 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from sadh.export.tensorrt_build import BatchProfile, cached_engine, source_onnx, trtexec_command
+from sadh.export.tensorrt_build import BatchProfile, cached_engine, engine_meta, source_onnx, trtexec_command
+from sadh.sdk import metadata as md
+from sadh.sdk.encoder import Encoder
 from sadh.sdk.engine_meta import (
     EngineMeta,
     check_engine_meta,
+    check_engine_shapes,
     engine_path,
     read_engine_meta,
     sidecar_path,
     write_engine_meta,
 )
 from sadh.sdk.errors import SadhError
+from sadh.sdk.preprocess import Preprocess
 
 ORIN, ORIN_TRT = "Orin (nvgpu)", "10.3.0"
+META = {md.BITS: "32", md.PREPROCESS: Preprocess(224, 256, (0.5,) * 3, (0.25,) * 3).to_json(), md.PRECISION: "int8-qdq"}
 
 
 def fake_engine(tmp_path: Path, gpu: str = ORIN, version: str = ORIN_TRT) -> Path:
@@ -29,7 +36,7 @@ def fake_engine(tmp_path: Path, gpu: str = ORIN, version: str = ORIN_TRT) -> Pat
     onnx_file.write_bytes(b"onnx")
     engine = engine_path(tmp_path, "m", "int8", gpu, version)
     engine.write_bytes(b"engine")
-    write_engine_meta(engine, EngineMeta(gpu, version, "int8", onnx_file.name, hashlib.sha256(b"onnx").hexdigest(), 1, 8, 32, 224))
+    write_engine_meta(engine, EngineMeta(gpu, version, "int8", onnx_file.name, hashlib.sha256(b"onnx").hexdigest(), 1, 8, 32, 224, META))
     return engine
 
 
@@ -64,17 +71,108 @@ def test_missing_or_broken_sidecar(tmp_path: Path) -> None:
     sidecar.write_text(json.dumps({"gpu": ORIN}))
     with pytest.raises(SadhError, match="not a sadh engine sidecar"):
         read_engine_meta(engine)
+    fields = json.loads(json.dumps(read_engine_meta(fake_engine(tmp_path)).__dict__))
+    del fields["metadata"]  # written before sidecars held the model's metadata
+    sidecar.write_text(json.dumps(fields))
+    with pytest.raises(SadhError, match="not a sadh engine sidecar .missing metadata.; rebuild"):
+        read_engine_meta(engine)
+    for name, value in (("batch_max", "32"), ("metadata", {md.BITS: 32}), ("tensorrt", 10)):
+        sidecar.write_text(json.dumps({**fields, "metadata": META, name: value}))
+        with pytest.raises(SadhError, match=f"not a sadh engine sidecar .bad fields: {name} must be"):
+            read_engine_meta(engine)
 
 
 def test_trtexec_command(tmp_path: Path) -> None:
-    command = trtexec_command(tmp_path / "m.int8-qdq.onnx", tmp_path / "m.int8.engine", "int8", BatchProfile(2, 8, 64), 224, tmp_path / "timing.cache")
+    onnx_file, engine, cache = tmp_path / "m.int8-qdq.onnx", tmp_path / "m.int8.engine", tmp_path / "timing.cache"
+    command = trtexec_command(onnx_file, engine, "int8", BatchProfile(2, 8, 64), 224, cache, "10.3.0")
     args = shlex.split(command)
     assert args == [
-        "trtexec", f"--onnx={tmp_path / 'm.int8-qdq.onnx'}", f"--saveEngine={tmp_path / 'm.int8.engine'}", "--int8",
+        "trtexec", f"--onnx={onnx_file}", f"--saveEngine={engine}", "--int8",
         "--minShapes=images:2x3x224x224", "--optShapes=images:8x3x224x224", "--maxShapes=images:64x3x224x224",
-        f"--timingCacheFile={tmp_path / 'timing.cache'}",
+        f"--timingCacheFile={cache}",
     ]
-    assert "--fp16" in shlex.split(trtexec_command(Path("m.onnx"), Path("e"), "fp16", BatchProfile(), 28, Path("t")))
+    assert "--fp16" in shlex.split(trtexec_command(Path("m.onnx"), Path("e"), "fp16", BatchProfile(), 28, Path("t"), "10"))
+    strong = shlex.split(trtexec_command(onnx_file, engine, "int8", BatchProfile(2, 8, 64), 224, cache, "11.0.0"))
+    assert strong == [a for a in args if a != "--int8"]  # TensorRT >= 11 has no precision flags
+
+
+def test_trtexec_fallback_writes_sidecars_the_loader_accepts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sadh.export.api.tensorrt_version", lambda: None)  # the no-TensorRT path, even where it is installed
+    from sadh.export.api import Artifact, ExportResult, _engines
+    from sadh.train.checkpoint import ModelInfo
+    from tiny_model import CLASS_NAMES, PREPROCESS, export_tiny
+
+    out = tmp_path / "out"
+    out.mkdir()
+    result = ExportResult(ModelInfo(16, "tiny", 10, CLASS_NAMES, PREPROCESS, "sadh", "fashion-mnist", None))
+    for name, precision in (("best.onnx", "fp32"), ("best.fp16.onnx", "fp16")):  # stand-ins for the exported models
+        export_tiny(out / name, bits=16, packed=True)
+        result.artifacts.append(Artifact(out / name, precision, 0, 0.0))
+    _engines(result, out, "best", True, False, BatchProfile(1, 2, 4), lambda line: None)
+    assert len(result.trtexec) == 2 and result.trtexec[0].endswith("# TensorRT <= 10") and result.trtexec[1].endswith("# TensorRT >= 11")
+    weak, strong = (dict(a.partition("=")[::2] for a in shlex.split(c, comments=True)[1:]) for c in result.trtexec)
+    assert weak["--onnx"] == str(out / "best.onnx") and "--fp16" in weak  # TensorRT <= 10: --fp16 on the FP32 model
+    assert strong["--onnx"] == str(out / "best.fp16.onnx") and "--fp16" not in strong  # >= 11: types from the FP16 model
+    for args in (weak, strong):
+        engine, onnx_file = Path(args["--saveEngine"]), Path(args["--onnx"])
+        assert engine.parent == out and not engine.exists() and sidecar_path(engine).is_file()
+        meta = read_engine_meta(engine)
+        assert (meta.gpu, meta.tensorrt, meta.precision, meta.onnx) == (None, None, "fp16", onnx_file.name)
+        assert meta.onnx_sha256 == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+        assert meta.metadata == {**Encoder(onnx_file).metadata, md.PRECISION: "fp16"}  # bits, preprocessing, class names
+        check_engine_meta(meta, "any GPU", "10.3.0", engine)  # unknown GPU and TensorRT version: nothing to refuse
+        profile = [tuple(int(d) for d in args[f"--{k}Shapes"].split(":")[1].split("x")) for k in ("min", "opt", "max")]
+        check_engine_shapes(meta, profile, {md.CODES_OUTPUT: (-1, 16), md.PACKED_OUTPUT: (-1, 2)}, engine)
+
+
+def fake_tensorrt(monkeypatch: pytest.MonkeyPatch, profile: list[tuple[int, ...]], codes_width: int) -> None:
+    """Stand-ins for the `tensorrt` and `cuda` modules, with an engine of that input profile and `codes` width."""
+    from types import ModuleType, SimpleNamespace
+
+    io = {md.INPUT_NAME: ("in", (-1, 3, 28, 28)), md.CODES_OUTPUT: ("out", (-1, codes_width))}
+    engine = SimpleNamespace(
+        num_io_tensors=len(io), get_tensor_name=lambda i: list(io)[i], get_tensor_mode=lambda n: io[n][0],
+        get_tensor_dtype=lambda n: np.float32, get_tensor_shape=lambda n: io[n][1],
+        get_tensor_profile_shape=lambda n, i: profile, create_execution_context=lambda: None,
+    )
+    trt = ModuleType("tensorrt")
+    trt.__version__ = "10.3.0"
+    trt.Logger = type("Logger", (), {"WARNING": 0, "__init__": lambda self, level: None})
+    trt.Runtime = lambda logger: SimpleNamespace(deserialize_cuda_engine=lambda data: engine)
+    trt.TensorIOMode = SimpleNamespace(OUTPUT="out")
+    trt.nptype = lambda dtype: dtype
+    cuda, bindings = ModuleType("cuda"), ModuleType("cuda.bindings")
+    bindings.runtime = SimpleNamespace(cudaStreamCreate=lambda: (0, "stream"))
+    for name, module in (("tensorrt", trt), ("cuda", cuda), ("cuda.bindings", bindings), ("cuda.bindings.runtime", bindings.runtime)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_encoder_opens_an_engine_by_its_trtexec_sidecar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_model import export_tiny
+
+    export_tiny(tmp_path / "m.onnx", bits=16)
+    (tmp_path / "m.onnx").rename(tmp_path / "elsewhere.onnx")  # the engine needs no ONNX file beside it
+    engine = tmp_path / "m.fp32.engine"
+    engine.write_bytes(b"engine")
+    write_engine_meta(engine, engine_meta(tmp_path / "elsewhere.onnx", "fp32", BatchProfile(1, 2, 4), 28, None, None))
+    profile = [(1, 3, 28, 28), (2, 3, 28, 28), (4, 3, 28, 28)]
+    fake_tensorrt(monkeypatch, profile, 16)
+    encoder = Encoder(engine)
+    assert (encoder.bits, encoder.preprocess.input_size, encoder.precision, encoder.providers) == (16, 28, "fp32", ["TensorRT"])
+    assert encoder.max_batch == 4 and encoder.class_names
+    fake_tensorrt(monkeypatch, profile, 32)  # an engine of another model than its sidecar's
+    with pytest.raises(SadhError, match="'codes' output has 32 columns, the sidecar's model has 16 bits"):
+        Encoder(engine)
+
+
+def test_engine_shapes_must_match_the_sidecar(tmp_path: Path) -> None:
+    meta = read_engine_meta(fake_engine(tmp_path))
+    profile = [(1, 3, 224, 224), (8, 3, 224, 224), (32, 3, 224, 224)]
+    check_engine_shapes(meta, profile, {md.CODES_OUTPUT: (-1, 32), md.PACKED_OUTPUT: (-1, 4)})
+    with pytest.raises(SadhError, match=r"input profile \(min/opt/max\) is 1x3x224x224/8x3x224x224/64x3x224x224, its sidecar says .*/32x3x224x224"):
+        check_engine_shapes(meta, [*profile[:2], (64, 3, 224, 224)], {md.CODES_OUTPUT: (-1, 32)})
+    with pytest.raises(SadhError, match="'packed' output has 8 columns, the sidecar's model has 32 bits"):
+        check_engine_shapes(meta, profile, {md.PACKED_OUTPUT: (-1, 8)})
 
 
 def test_engine_source_model_depends_on_tensorrt_version() -> None:

@@ -1,12 +1,16 @@
 """Resume: a run interrupted after an epoch and resumed ends exactly where the uninterrupted run ends (CPU)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from sadh.sdk.data import LabeledImages
+from sadh.sdk.errors import SadhError
 from sadh.train import trainer
 from sadh.train.checkpoint import load_checkpoint
+from sadh.train.config import TrainConfig, resume_config
 from sadh.train.trainer import RESUME_KEYS, train
 
 from train_helpers import tiny_config, tiny_split
@@ -49,3 +53,37 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, fashion_mnist: 
     assert [{k: e[k] for k in COMPARED} for e in full.history] == [{k: e[k] for k in COMPARED} for e in resumed.history]
     logged = (resumed.run_dir / "log.jsonl").read_text().splitlines()
     assert len(logged) == 3
+
+
+def test_resume_config_keeps_the_run_and_names_what_it_ignores() -> None:
+    saved = TrainConfig(epochs=3, run_name="run")
+    asked = TrainConfig(epochs=3, run_name="run", lr=0.01, batch_size=8, threads=2, resume=True)
+    cfg, ignored = resume_config(saved, asked, {"lr", "batch_size", "threads", "method", "epochs"}, done=1)
+    assert (cfg.lr, cfg.batch_size, cfg.epochs) == (saved.lr, saved.batch_size, 3)
+    assert (cfg.threads, cfg.resume) == (2, True)  # how to run comes from the new call
+    assert ignored == ["batch_size 64 there, 8 now", "lr 0.002 there, 0.01 now"]
+    with pytest.raises(SadhError, match="cosine schedule is laid out over its saved --epochs 3, so --resume cannot"):
+        resume_config(saved, replace(asked, epochs=5), {"epochs"}, done=3)
+    constant = replace(saved, schedule="constant")
+    assert resume_config(constant, replace(asked, epochs=5), {"epochs"}, done=3)[0].epochs == 5
+    assert resume_config(constant, replace(asked, epochs=5), set(), done=3)[0].epochs == 3  # not asked: kept
+    with pytest.raises(SadhError, match="already trained 3 epochs; --epochs 2 cannot undo them"):
+        resume_config(constant, replace(asked, epochs=2), {"epochs"}, done=3)
+
+
+def test_resume_says_what_it_does(tmp_path, fashion_mnist: LabeledImages, capsys) -> None:
+    torch.set_num_threads(1)
+    data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
+    run = tmp_path / "run"
+    first = train(tiny_config(tmp_path, method="dpsh", schedule="constant", epochs=1, resume=True, progress=True), data, split)
+    assert f"nothing to resume in {run}; starting a new run" in capsys.readouterr().out
+    longer = tiny_config(tmp_path, method="dpsh", schedule="constant", epochs=2, lr=0.5, resume=True, progress=True)
+    second = train(longer, data, split, asked={"epochs", "lr"})
+    out = capsys.readouterr().out
+    assert f"{run} keeps its saved settings; ignored: lr {tiny_config(tmp_path).lr} there, 0.5 now" in out
+    assert f"resuming {run} after epoch 1 of 2" in out
+    assert [e["epoch"] for e in second.history] == [1, 2] and second.history[1]["lr"] == first.history[0]["lr"]
+    train(replace(longer, lr=None), data, split, asked=set())
+    assert f"{run} is finished (epoch 2 of 2); nothing left to train" in capsys.readouterr().out
+    with pytest.raises(SadhError, match=f"{run}: the run has already trained 2 epochs"):
+        train(replace(longer, epochs=1), data, split, asked={"epochs"})

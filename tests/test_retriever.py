@@ -28,7 +28,10 @@ def test_add_query_save_load(encoder, fashion_small, tmp_path):
     assert len(r) == 60 and ids.tolist() == (np.arange(60) * 7).tolist()
     codes = encoder.encode(images)
     for j in (0, 13, 59):
-        found, dist = r.query(images[j], k=5)
+        dist, found = r.query(images[j], k=5)
+        index_dist, index_ids = r.index.search(codes[j : j + 1], 5)
+        np.testing.assert_array_equal(dist, index_dist[0])  # the order of index.search: distances, then ids
+        np.testing.assert_array_equal(found, index_ids[0])
         assert dist[0] == 0 and len(found) == 5 and np.all(np.diff(dist) >= 0)
         first_same = int(np.flatnonzero((codes == codes[j]).all(1))[0])  # ties go to the earliest insertion
         assert found[0] == 7 * first_same
@@ -36,8 +39,8 @@ def test_add_query_save_load(encoder, fashion_small, tmp_path):
     assert json.loads((tmp_path / "r" / MANIFEST_NAME).read_text())["bits"] == 32
     loaded = Retriever.load(tmp_path / "r")
     for j in (3, 40):
-        np.testing.assert_array_equal(loaded.query(images[j], 8)[0], r.query(images[j], 8)[0])
-    few, _ = Retriever(encoder).query(images[0], k=3)
+        np.testing.assert_array_equal(loaded.query(images[j], 8)[1], r.query(images[j], 8)[1])
+    _, few = Retriever(encoder).query(images[0], k=3)
     assert few.size == 0  # empty index: nothing, not -1 padding
 
 
@@ -74,7 +77,7 @@ def test_query_takes_exactly_one_frame(encoder, fashion_small):
             r.query(many)
     with pytest.raises(SadhError, match="expected a frame"):
         r.query(np.zeros((28, 28, 2), np.uint8))  # not 28 frames of 28x2
-    np.testing.assert_array_equal(r.query(fashion_small.images[:1], 3)[0], r.query(fashion_small.image(0), 3)[0])
+    np.testing.assert_array_equal(r.query(fashion_small.images[:1], 3)[1], r.query(fashion_small.image(0), 3)[1])
 
 
 def test_stale_sidecar_is_refused(tmp_path):

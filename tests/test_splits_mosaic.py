@@ -90,7 +90,7 @@ def test_saved_split_is_used_without_building_the_default(tmp_path: Path) -> Non
     # the default 100 queries + 500 training per class would not fit 6 items per class
     data, split = load_dataset_split(str(tmp_path / "list.txt"), split_file=tmp_path / "s.npz")
     assert len(data) == 12 and np.array_equal(split.train, saved.train)
-    with pytest.raises(SadhError, match="class 0 has 6 items"):
+    with pytest.raises(SadhError, match=r"class 0 \(class0\) has 6 items"):
         load_dataset_split(str(tmp_path / "list.txt"))
     Split(np.array([0]), np.array([1]), np.array([12])).save(tmp_path / "big.npz")
     with pytest.raises(SadhError, match="big.npz: split indices out of range for a dataset of 12 items"):
@@ -100,6 +100,8 @@ def test_saved_split_is_used_without_building_the_default(tmp_path: Path) -> Non
 def test_split_errors(fashion_small) -> None:
     with pytest.raises(SadhError, match="class 0 has 20 items"):
         split_per_class(fashion_small.labels, 10, 10)
+    with pytest.raises(SadhError, match=r"class 0 \(T-shirt/top\) has 20 items.*--split FILE"):
+        split_per_class(fashion_small.labels, 10, 10, class_names=fashion_small.class_names)
     with pytest.raises(SadhError, match="cannot split 10 items"):
         split_by_size(10, 5, 6)
     with pytest.raises(SadhError, match="the train split is empty"):

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +20,7 @@ from sadh.sdk.preprocess import Preprocess, preprocess
 from sadh.train import trainer
 from sadh.train.augment import center_crop, normalize, random_crop_flip
 from sadh.train.cache import cache_images
-from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from sadh.train.checkpoint import interrupts_deferred, load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
 from sadh.train.model import create_model
@@ -243,11 +247,67 @@ def test_cli_rejects_unknown_backbone() -> None:
 
 
 def test_cli_trains_two_bit_lengths(tmp_path) -> None:
+    out = tmp_path / "runs dir"
     args = ["train", "--bits", "8,16", "--epochs", "1", "--train-per-class", "6", "--query-per-class", "2",
-            "--eval-database", "40", "--threads", "1", "--method", "dpsh", "--out", str(tmp_path)]
+            "--eval-database", "40", "--threads", "1", "--method", "dpsh", "--out", str(out)]
     proc = subprocess.run([sys.executable, "-m", "sadh.cli.app", *args], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     for bits in (8, 16):
-        best = tmp_path / f"fashion-mnist-dpsh-small_cnn-{bits}b" / "best.pt"
-        assert f"next: sadh-cli export {best} --int8" in proc.stdout
+        best = out / f"fashion-mnist-dpsh-small_cnn-{bits}b" / "best.pt"
+        assert f"next: sadh-cli export {shlex.quote(str(best))} --int8" in proc.stdout  # pastes into a shell
         assert load_model(best)[1].bits == bits
+
+
+@pytest.fixture
+def python_sigint():
+    """SIGINT raising KeyboardInterrupt, as in a terminal (a background job starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_waits_for_the_block_then_interrupts(python_sigint) -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, and must only note the signal
+            done.append("block finished")
+    assert done == ["block finished"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_a_checkpoint_write_keeps_the_file(tmp_path, monkeypatch, python_sigint) -> None:
+    real_save = torch.save
+
+    def interrupted_save(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while torch writes
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "last.pt", {"epoch": 3, "model": {"w": torch.ones(1000)}})
+    monkeypatch.undo()
+    state = load_checkpoint(tmp_path / "last.pt", ("epoch", "model"))
+    assert state["epoch"] == 3 and torch.equal(state["model"]["w"], torch.ones(1000))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_cli_ctrl_c_names_the_resume_command(tmp_path) -> None:
+    out = tmp_path / "runs dir"
+    args = ["train", "--epochs", "100", "--train-per-class", "6", "--query-per-class", "2", "--eval-database", "40",
+            "--threads", "1", "--method", "dpsh", "--out", str(out)]
+    proc = subprocess.Popen(  # SIGINT at its default even where this test runs as a background job (which ignores it)
+        [sys.executable, "-m", "sadh.cli.app", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    run_dir = out / "fashion-mnist-dpsh-small_cnn-32b"
+    deadline = time.monotonic() + 120
+    while not (run_dir / "log.jsonl").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the first epoch is done: the run is mid-way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [line.strip() for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-1] == f"interrupted; continue with: {shlex.join(['sadh-cli', *args, '--resume'])}", err
+    assert "Traceback" not in err
+    assert load_checkpoint(run_dir / "last.pt", trainer.RESUME_KEYS)["epoch"] >= 1

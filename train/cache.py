@@ -40,12 +40,11 @@ def _fill(out: np.ndarray, data: LabeledImages, index: np.ndarray, resize_size: 
         out[k] = fit_square(data.image(int(index[k])), resize_size)
 
     bar = tqdm(total=len(index), desc=f"decoding {data.name} at {resize_size}px", unit="img", disable=not progress)
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with bar, ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         for start in range(0, len(index), CHUNK):
             stop = min(start + CHUNK, len(index))
             list(pool.map(one, range(start, stop)))
             bar.update(stop - start)
-    bar.close()
 
 
 def cache_images(

@@ -6,10 +6,13 @@ best_map, history, preprocess (JSON), class_names, dataset, method, backbone, bi
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -44,9 +47,28 @@ class ModelInfo:
     best_map: float | None
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a SIGINT (Ctrl-C) that arrives during the block until it ends, then deliver it to the previous handler
+    (by default: raise KeyboardInterrupt). Only in the main thread, and while SIGINT has a Python handler."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        previous(*held[0])
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """torch.save `state` (plus the format tag) atomically: a temp file beside `path`, then rename over it."""
-    with atomic_open(path) as f:
+    """torch.save `state` (plus the format tag) atomically: a temp file beside `path`, then rename over it;
+    a Ctrl-C during the write takes effect after it (torch cannot stop a write cleanly)."""
+    with interrupts_deferred(), atomic_open(path) as f:
         torch.save({"format": FORMAT, **state}, f)
 
 

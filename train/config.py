@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import json
 import typing
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional, Union
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Iterable, Optional, Union
 
 from ..sdk.errors import SadhError
-from .backbones import backbone_entry
-from .model import validate_bits
 
 METHODS = ("sadh", "dpsh", "csq")
 OPTIMIZERS = ("adamw", "adam", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+# settings that change how a run executes, not what it computes (a resumed run takes them from the new call)
+EXECUTION_SETTINGS = frozenset(
+    {"out", "run_name", "cache_dir", "workers", "resume", "progress", "device", "threads", "compile", "channels_last", "eval_batch_size"}
+)
 
 RECIPES: dict[str, dict[str, Any]] = {
     "fast": dict(
@@ -115,6 +117,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise SadhError naming the first bad setting."""
+        from .backbones import backbone_entry  # here, not at the top: the CLI reads the defaults without torch
+        from .model import validate_bits
+
         for name, hint in typing.get_type_hints(TrainConfig).items():
             value = getattr(self, name)
             if not value_fits(value, hint):
@@ -176,6 +181,34 @@ class TrainConfig:
         except json.JSONDecodeError as e:
             raise SadhError(f"bad training config JSON: {e}") from None
         return cls.from_dict(d)
+
+
+def setting_differences(saved: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """'NAME SAVED there, ASKED now' for each run-defining setting of `asked` whose value differs in `saved`."""
+    return [
+        f"{k} {saved[k]} there, {asked[k]} now"
+        for k in asked
+        if k not in EXECUTION_SETTINGS and k in saved and saved[k] != asked[k]
+    ]
+
+
+def resume_config(saved: TrainConfig, cfg: TrainConfig, asked: Iterable[str], done: int) -> tuple[TrainConfig, list[str]]:
+    """The config a run saved after `done` epochs continues with, and the differences of `cfg`'s `asked` settings
+    that it ignores (`setting_differences`). The saved settings win, but execution settings come from `cfg`, and so
+    do more `epochs` on a constant schedule; other epochs (a cosine schedule spans the run's) are a SadhError."""
+    names = set(asked)
+    if "epochs" in names and cfg.epochs != saved.epochs:
+        if saved.schedule != "constant":
+            raise SadhError(
+                f"the run's {saved.schedule} schedule is laid out over its saved --epochs {saved.epochs}, so --resume "
+                f"cannot change it to {cfg.epochs}; resume without --epochs, or start a new run (another --out or --run-name)"
+            )
+        if cfg.epochs < done:
+            raise SadhError(f"the run has already trained {done} epochs; --epochs {cfg.epochs} cannot undo them")
+    now = cfg.to_dict()
+    epochs = cfg.epochs if "epochs" in names else saved.epochs
+    ignored = setting_differences(saved.to_dict(), {k: v for k, v in now.items() if k in names and k != "epochs"})
+    return replace(saved, epochs=epochs, **{k: now[k] for k in EXECUTION_SETTINGS}), ignored
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

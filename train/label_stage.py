@@ -31,23 +31,23 @@ def train_label_net(
     steps = math.ceil(len(y_all) / cfg.label_batch_size)
     losses = []
     bar = tqdm(total=cfg.label_epochs * steps, desc=f"label net {cfg.bits}b", unit="step", disable=not progress)
-    for epoch in range(cfg.label_epochs):
-        perm = torch.randperm(len(y_all), generator=gen)
-        total = 0.0
-        for start in range(0, len(y_all), cfg.label_batch_size):
-            y = y_all[perm[start : start + cfg.label_batch_size]].to(device)
-            loss, _ = label_net_loss(net(y), y, margin=margin)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise SadhError(f"label network loss became {value} in epoch {epoch + 1}; lower --label-lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += value
-            bar.update()
-            bar.set_postfix(loss=f"{value:.4f}")
-        sched.step()
-        losses.append(total / steps)
-    bar.close()
+    with bar:
+        for epoch in range(cfg.label_epochs):
+            perm = torch.randperm(len(y_all), generator=gen)
+            total = 0.0
+            for start in range(0, len(y_all), cfg.label_batch_size):
+                y = y_all[perm[start : start + cfg.label_batch_size]].to(device)
+                loss, _ = label_net_loss(net(y), y, margin=margin)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise SadhError(f"label network loss became {value} in epoch {epoch + 1}; lower --label-lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += value
+                bar.update()
+                bar.set_postfix(loss=f"{value:.4f}")
+            sched.step()
+            losses.append(total / steps)
     net.eval().requires_grad_(False)
     return net, losses

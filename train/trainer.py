@@ -11,9 +11,9 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from .backbones import backbone_entry
 from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
 from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, resume_config
 from .dictionary import Dictionaries, build_dictionaries
 from .evaluate import encode_cached
 from .label_stage import train_label_net
@@ -163,17 +163,36 @@ def _to_state(parts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | None = None) -> TrainResult:
-    """Train one model as `cfg` says (under torchrun: one DDP rank of it); checkpoints go to {out}/{name}/."""
+def train(
+    cfg: TrainConfig, data: LabeledImages | None = None, split: Split | None = None, asked: Collection[str] | None = None
+) -> TrainResult:
+    """Train one model as `cfg` says (under torchrun: one DDP rank of it); checkpoints go to {out}/{name}/.
+
+    With `cfg.resume` the saved run continues (see `resume_config`); `asked` names the settings the caller chose
+    (None: all), and those the saved run overrides are reported in one line."""
     info = distributed.setup(cfg.device)
     run_dir = Path(cfg.out) / cfg.name
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    main = info.is_main and cfg.progress
     state = None
     if cfg.resume and last_path.is_file():
         state = load_checkpoint(last_path, RESUME_KEYS)
-        cfg = replace(checkpoint_config(state, last_path), resume=True, progress=cfg.progress, device=cfg.device)
+        saved, done = checkpoint_config(state, last_path), int(state["epoch"])
+        try:
+            cfg, ignored = resume_config(saved, cfg, cfg.to_dict() if asked is None else asked, done)
+        except SadhError as e:
+            raise SadhError(f"{run_dir}: {e}") from None
+        if main and ignored:
+            tqdm.write(f"{run_dir} keeps its saved settings; ignored: {'; '.join(ignored)}")
+        if main:
+            tqdm.write(
+                f"resuming {run_dir} after epoch {done} of {cfg.epochs}" if done < cfg.epochs
+                else f"{run_dir} is finished (epoch {done} of {cfg.epochs}); nothing left to train"
+            )
     elif last_path.is_file():
         raise SadhError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out / run name")
+    elif cfg.resume and main:
+        tqdm.write(f"nothing to resume in {run_dir}; starting a new run")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if info.device.type == "cpu":
@@ -181,7 +200,6 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
     else:  # fixed input size: let cuDNN pick the fastest kernels once; TF32 for fp32 matmuls/convolutions
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    main = info.is_main and cfg.progress
 
     # data
     if data is None or split is None:
@@ -302,7 +320,7 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
         model.train()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not main, leave=False)
         t0, losses, checked = time.perf_counter(), torch.zeros(steps_per_epoch, device=info.device), []
-        with BatchLoader(train_images, y_train, order, cfg.batch_size, steps_per_epoch, info.device) as loader:
+        with bar, BatchLoader(train_images, y_train, order, cfg.batch_size, steps_per_epoch, info.device) as loader:
             for b, (x, y) in enumerate(loader):
                 losses[b] = train_step(x, y, gen)
                 bar.update()
@@ -313,7 +331,6 @@ def train(cfg: TrainConfig, data: LabeledImages | None = None, split: Split | No
                     rate = (b + 1) * cfg.batch_size * info.world_size / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{recent[-1]:.4f}", img_s=f"{rate:.0f}")
         step += steps_per_epoch
-        bar.close()
         distributed.broadcast_module(model, info)  # DDP keeps BatchNorm statistics per rank: take rank 0's
         seconds = time.perf_counter() - t0
         entry: dict[str, Any] = {

@@ -66,7 +66,7 @@ def _concat_lists(root: Path, image_root: str | os.PathLike | None) -> tuple[Lab
 def _default_split(data: LabeledImages, sizes: SplitSizes, seed: int) -> Split:
     if data.multi_label:
         return split_by_size(len(data), sizes.query_total, sizes.train_total, sizes.database_total, seed)
-    return split_per_class(data.labels, sizes.query_per_class, sizes.train_per_class, seed)
+    return split_per_class(data.labels, sizes.query_per_class, sizes.train_per_class, seed, data.class_names)
 
 
 def load_dataset(

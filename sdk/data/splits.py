@@ -5,6 +5,7 @@ import io
 import os
 import zipfile
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -79,7 +80,9 @@ def database_subset(database: np.ndarray, size: int | None, seed: int) -> np.nda
     return np.sort(np.random.default_rng(seed).choice(database, size, replace=False))
 
 
-def split_per_class(labels: np.ndarray, n_query: int = 100, n_train: int = 500, seed: int = 0) -> Split:
+def split_per_class(
+    labels: np.ndarray, n_query: int = 100, n_train: int = 500, seed: int = 0, class_names: Sequence[str] | None = None
+) -> Split:
     """CIFAR-10 protocol for single-label sets: per class n_query queries, n_train training, rest database."""
     if labels.ndim != 2 or np.any(labels.sum(1) != 1):
         raise SadhError("per-class splits need single-label data; use split_by_size for multi-label sets")
@@ -89,8 +92,10 @@ def split_per_class(labels: np.ndarray, n_query: int = 100, n_train: int = 500, 
     for c in range(labels.shape[1]):
         idx = rng.permutation(np.flatnonzero(cls == c))
         if len(idx) < n_query + n_train + 1:
+            name = f"class {c}" + (f" ({class_names[c]})" if class_names is not None else "")
             raise SadhError(
-                f"class {c} has {len(idx)} items, need more than {n_query} queries + {n_train} training"
+                f"{name} has {len(idx)} items, need more than {n_query} queries + {n_train} training: lower "
+                "--query-per-class / --train-per-class, or pass a saved split with --split FILE"
             )
         parts["query"].append(idx[:n_query])
         parts["train"].append(idx[n_query : n_query + n_train])
