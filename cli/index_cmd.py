@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | Non
         ids=ids.tolist(),
         labels=[np.flatnonzero(data.labels[i]).tolist() for i in ids],
         class_names=list(data.class_names),
-        paths=[data.paths[i] for i in ids] if data.paths is not None else None,
+        paths=[os.path.abspath(data.paths[i]) for i in ids] if data.paths is not None else None,  # search works from any folder
         dataset=dataset,
         model=str(encoder.path.resolve()),
     ).save(sidecar_path(out))

@@ -89,6 +89,22 @@ def test_ctrl_c_is_one_line_exit_130_and_usage_errors_stay_exit_2(monkeypatch) -
     assert CliRunner().invoke(app, ["train", "--no-such-option"]).exit_code == 2
 
 
+def test_ctrl_c_while_the_app_imports_is_one_line(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sadh.cli
+
+    class InterruptedImport:  # a Ctrl-C that lands while `sadh-cli` imports OpenCV and the commands
+        def find_spec(self, name: str, *args: object) -> None:
+            if name == "sadh.cli.app":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "sadh.cli.app")
+    monkeypatch.delattr(sadh.cli, "app", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exit_info:
+        sadh.cli.main()
+    assert exit_info.value.code == 130 and capsys.readouterr().err == "interrupted while starting; nothing was done\n"
+
+
 def test_next_hint_is_one_pasteable_line(capsys: pytest.CaptureFixture[str]) -> None:
     words = ["python", "examples/camera_app.py", "0", "--model", Path("/runs/my run/best.int8-cpu.onnx"), "--index", "x" * 200]
     next_hint(*words)

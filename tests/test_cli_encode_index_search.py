@@ -61,6 +61,7 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
     enc = Encoder(setup["model"])
     np.testing.assert_array_equal(hindex.codes, enc.encode_files(side.paths)[0])
     assert side.label_names(side.ids[0]) == [Path(side.paths[0]).parent.name]
+    assert all(Path(p).is_absolute() for p in side.paths)  # `search` shows real files from any working folder
 
     info = cli("index", "info", index)
     assert info.returncode == 0 and str(len(hindex)) in info.stdout and "32" in info.stdout
