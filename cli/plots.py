@@ -51,7 +51,7 @@ def plot_precision_at_n(curves: dict[str, tuple[Sequence[int], Sequence[float]]]
     fig, ax = _figure()
     for name, (ns, precision) in curves.items():
         ax.plot(np.asarray(ns, float), np.asarray(precision, float), marker=".", label=name)
-    ax.set(xlabel="N (top results)", ylabel="precision@N", ylim=(0, 1.02))
+    ax.set(xlabel="N (top results, log scale)", ylabel="precision@N", ylim=(0, 1.02), xscale="log")  # N spans 1..5000
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
