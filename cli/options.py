@@ -153,7 +153,7 @@ def check_outputs(
 
 
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")
-BATCH_OPTION = typer.Option(64, min=1, help="Images per model call.")
+BATCH_OPTION = typer.Option(64, "--batch", "--batch-size", min=1, help="Images per model call.")  # --batch-size as in train
 
 _OPTIONS: dict[str, Any] = {
     "data": typer.Option(
