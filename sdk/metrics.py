@@ -28,7 +28,14 @@ def default_topk(labels: np.ndarray) -> int | None:
 
 @dataclass(frozen=True)
 class MAPResult:
-    """mAP@topk and per-query APs, with the tie-aware variants alongside."""
+    """mAP@topk and per-query APs, with the tie-aware variants alongside.
+
+    Tie-aware AP (McFee & Lanckriet 2012) treats items at equal distance as in uniformly random order: the
+    expected sum of P@j over relevant ranks j <= topk divided by the expected number of relevant items in the
+    top k. For topk = None (the whole database) that is exactly the expected AP; for a cut-off inside a tied
+    group it is a ratio of expectations, which can differ from the expected AP@k by a lot when few items are
+    relevant (one relevant item among 5 tied ones: 1.0 at topk = 1, where the expected AP@1 is 0.2).
+    """
 
     map: float
     ap: np.ndarray
@@ -127,7 +134,7 @@ def _ap(rel: np.ndarray) -> np.ndarray:
 
 
 def _tie_aware_ap(n_t: np.ndarray, r_t: np.ndarray, k: int, harmonic: np.ndarray) -> np.ndarray:
-    """Expected AP@k when items at equal distance are in uniformly random order (McFee & Lanckriet 2012).
+    """Tie-aware AP@k (see MAPResult): items at equal distance in uniformly random order (McFee & Lanckriet 2012).
 
     Per distance group t (n_t items, r_t relevant, N/R items/relevant before it) and rank j in the group,
     P(rel at j) = r_t/n_t and E[relevant up to j | rel at j] = R + 1 + (j - N - 1)(r_t - 1)/(n_t - 1).

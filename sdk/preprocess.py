@@ -141,7 +141,7 @@ def as_frames(images: np.ndarray | Iterable[np.ndarray]) -> Sequence[np.ndarray]
 
 
 def preprocess(images: np.ndarray | Iterable[np.ndarray], cfg: Preprocess) -> np.ndarray:
-    """One frame or a batch/list of BGR/gray uint8 frames (any sizes) -> float32 NCHW model input."""
+    """One frame or a batch/list of BGR/gray/BGRA uint8 frames (any sizes; see `as_frames`) -> float32 NCHW model input."""
     frames = as_frames(images)
     if not len(frames):
         raise SadhError("no images to preprocess")
