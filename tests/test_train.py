@@ -97,6 +97,9 @@ def test_training_beats_untrained_network(tmp_path, fashion_mnist: LabeledImages
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2, 3] and log == result.history
     assert log[-1]["loss"] < log[0]["loss"]
+    best, last = (load_checkpoint(p, ()) for p in (result.best, result.last))
+    assert set(last) - set(best) == {"optimizer", "scheduler", "scaler", "label_net"}  # best.pt: no resume-only state
+    assert best["dictionaries"].keys() == last["dictionaries"].keys() and result.best.stat().st_size < result.last.stat().st_size
 
 
 @pytest.mark.parametrize("check_every", [1, 3, 25])  # loss read-back every step, mid-epoch, once per epoch

@@ -31,7 +31,7 @@ from .augment import normalize, random_crop_flip
 from .backbones import backbone_entry
 from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
-from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, without_training_state
 from .config import TrainConfig, resume_config
 from .dictionary import Dictionaries, build_dictionaries
 from .evaluate import encode_cached
@@ -356,7 +356,7 @@ def train(
                 best_map = entry["map"]
             ckpt = checkpoint(epoch + 1)
             if improved:
-                save_checkpoint(best_path, ckpt)
+                save_checkpoint(best_path, without_training_state(ckpt))
             save_checkpoint(last_path, ckpt)
             with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
