@@ -1,9 +1,10 @@
 """Camera app example: encode each frame of a camera or video file and print its best match in a Hamming index.
 
     python examples/camera_app.py --model model.int8-cpu.onnx --index index.sidx 0            # camera 0
-    python examples/camera_app.py --model model.onnx --index index.sidx clip.avi --max-frames 100
+    python examples/camera_app.py --model model.onnx --index index.sidx clip.avi --max-frames 100 --mih
 
-Uses only the torch-free runtime (`sadh.sdk`): Encoder + HammingIndex, and the index sidecar for labels/paths.
+Uses only the torch-free runtime (`sadh.sdk`): Encoder + a Hamming index (flat, or multi-index hashing with
+--mih: same matches, faster on large indexes of trained codes), and the index sidecar for labels/paths.
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import cv2
 
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
-from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import Retriever, Sidecar, sidecar_path
+from sadh.sdk.retriever import Retriever, Sidecar, load_index, sidecar_path
 
 
 def open_capture(source: str) -> cv2.VideoCapture:
@@ -27,9 +27,9 @@ def open_capture(source: str) -> cv2.VideoCapture:
     return capture
 
 
-def run(model: str, index_path: str, source: str, max_frames: int | None) -> int:
+def run(model: str, index_path: str, source: str, max_frames: int | None, kind: str = "flat") -> int:
     """Match frames until the source ends or max_frames; print one line per frame; return the frame count."""
-    retriever = Retriever(Encoder(model, max_batch=1), HammingIndex.load(index_path, mmap=True))
+    retriever = Retriever(Encoder(model, max_batch=1), load_index(index_path, kind, mmap=True))
     side = Sidecar.load(sidecar_path(index_path)) if sidecar_path(index_path).is_file() else None
     capture = open_capture(source)
     frame_no = 0
@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="exported model (.onnx or TensorRT .engine)")
     parser.add_argument("--index", required=True, help="index file from `sadh-cli index build`")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--mih", action="store_true", help="search with multi-index hashing (large indexes of trained codes)")
     args = parser.parse_args(argv)
     try:
-        count = run(args.model, args.index, args.source, args.max_frames)
+        count = run(args.model, args.index, args.source, args.max_frames, "mih" if args.mih else "flat")
     except SadhError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

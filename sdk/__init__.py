@@ -7,7 +7,7 @@ from .index import HammingIndex
 from .metrics import MAPResult, mean_average_precision, precision_at_n, precision_recall_by_radius
 from .mih import MultiIndexHashingIndex
 from .preprocess import Preprocess, preprocess
-from .retriever import Retriever, Sidecar, sidecar_path
+from .retriever import Retriever, Sidecar, load_index, sidecar_path
 
 __all__ = [
     "Encoder",
@@ -19,6 +19,7 @@ __all__ = [
     "SadhError",
     "Sidecar",
     "hamming_distance",
+    "load_index",
     "mean_average_precision",
     "pack_codes",
     "precision_at_n",

@@ -139,7 +139,11 @@ class MultiIndexHashingIndex:
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool | None = None, m: int | None = None) -> "MultiIndexHashingIndex":
         """Read an index file written by either index class; see `HammingIndex.load`."""
-        flat = HammingIndex.load(path, mmap=mmap, verify=verify)
+        return cls.over(HammingIndex.load(path, mmap=mmap, verify=verify), m)
+
+    @classmethod
+    def over(cls, flat: HammingIndex, m: int | None = None) -> "MultiIndexHashingIndex":
+        """A MIH index sharing `flat`'s storage (no copy): writes through either one are seen by both."""
         index = cls(flat.bits, m)
         index._flat = flat
         return index

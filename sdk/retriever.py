@@ -1,4 +1,8 @@
-"""`Retriever`: an `Encoder` and a `HammingIndex` used together, saved as one folder; and the index sidecar.
+"""`Retriever`: an `Encoder` and a Hamming index used together, saved as one folder; and the index sidecar.
+
+The index is a `HammingIndex` (flat scan) or a `MultiIndexHashingIndex` (same results, sub-linear on large
+databases of trained codes); both read and write the same file, so the kind is chosen when an index is
+opened (`load_index`), not when it is built.
 
 The sidecar (`<index file>.json`) says what the ids of an index stand for: their labels, and their
 file paths (folder / list-file datasets) or the dataset spec (in-memory datasets such as Fashion-MNIST).
@@ -19,12 +23,33 @@ from .atomic import atomic_write_text
 from .encoder import Encoder
 from .errors import SadhError
 from .index import HammingIndex, read_header
+from .mih import MultiIndexHashingIndex
 from .preprocess import as_frames
 
 SIDECAR_SUFFIX = ".json"
 MANIFEST_NAME = "retriever.json"
 INDEX_NAME = "index.sidx"
 FORMAT = "sadh-retriever/1"
+Index = HammingIndex | MultiIndexHashingIndex
+INDEX_KINDS: dict[str, type[HammingIndex] | type[MultiIndexHashingIndex]] = {"flat": HammingIndex, "mih": MultiIndexHashingIndex}
+KIND_CHOICES = " or ".join(map(repr, INDEX_KINDS))
+
+
+def index_class(kind: str) -> type[HammingIndex] | type[MultiIndexHashingIndex]:
+    """The index class of a kind name ("flat": `HammingIndex`, "mih": `MultiIndexHashingIndex`); SadhError for others."""
+    if not isinstance(kind, str) or kind not in INDEX_KINDS:
+        raise SadhError(f"unknown index kind {kind!r}: use {KIND_CHOICES}")
+    return INDEX_KINDS[kind]
+
+
+def kind_of(index: Index) -> str:
+    """The kind name of an index object ("flat" or "mih")."""
+    return "mih" if isinstance(index, MultiIndexHashingIndex) else "flat"
+
+
+def load_index(path: str | os.PathLike, kind: str = "flat", mmap: bool = False, verify: bool | None = None) -> Index:
+    """Open an index file to search it with the flat scan ("flat") or multi-index hashing ("mih"); see `HammingIndex.load`."""
+    return index_class(kind).load(path, mmap=mmap, verify=verify)
 
 
 def sidecar_path(index_path: str | os.PathLike) -> Path:
@@ -126,8 +151,8 @@ class Sidecar:
 class Retriever:
     """Encode images and search them in a Hamming index; `save`/`load` keep model path and index together."""
 
-    def __init__(self, encoder: Encoder, index: HammingIndex | None = None) -> None:
-        """Pair `encoder` with `index` (default: a new empty index of the encoder's code length)."""
+    def __init__(self, encoder: Encoder, index: Index | None = None) -> None:
+        """Pair `encoder` with a `HammingIndex` or `MultiIndexHashingIndex` (default: a new empty flat index of its code length)."""
         index = index if index is not None else HammingIndex(encoder.bits)
         if index.bits != encoder.bits:
             raise SadhError(f"the index holds {index.bits}-bit codes but the model makes {encoder.bits}-bit codes")
@@ -142,7 +167,8 @@ class Retriever:
         return self.index.add(self.encoder.encode(images), ids)
 
     def query(self, image: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest items of one frame: (Hamming distances int32, ids int64), the order of `HammingIndex.search`.
+        """The k nearest items of one frame: (Hamming distances int32, ids int64), the order of `HammingIndex.search`
+        (a `MultiIndexHashingIndex` gives the same results).
 
         Nearest first and at most k: where the index holds fewer items, the row is shorter (no id -1 padding).
         """
@@ -154,16 +180,25 @@ class Retriever:
         return distances[0][found], ids[0][found]
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write `index.sidx` and a `retriever.json` manifest (model path, bits) into `directory`; return the manifest."""
+        """Write `index.sidx` and a `retriever.json` manifest (model path, bits, index kind) into `directory`; return the manifest."""
         directory = Path(directory)
         self.index.save(directory / INDEX_NAME)
-        manifest = {"format": FORMAT, "model": str(self.encoder.path.resolve()), "index": INDEX_NAME, "bits": self.index.bits}
+        manifest = {
+            "format": FORMAT, "model": str(self.encoder.path.resolve()), "index": INDEX_NAME, "bits": self.index.bits,
+            "index_kind": kind_of(self.index),
+        }
         atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=2))
         return directory / MANIFEST_NAME
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, providers: Sequence[str] | None = None, mmap: bool = False) -> "Retriever":
-        """Open a folder written by `save` (the model is opened from the path recorded there)."""
+    def load(
+        cls, directory: str | os.PathLike, providers: Sequence[str] | None = None, mmap: bool = False, index_kind: str | None = None
+    ) -> "Retriever":
+        """Open a folder written by `save` (the model is opened from the path recorded there).
+
+        `index_kind` "flat" or "mih" picks the index class; None: the kind the manifest recorded ("flat" when
+        it recorded none, as folders saved before kinds were recorded).
+        """
         manifest_path = Path(directory) / MANIFEST_NAME
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -174,4 +209,9 @@ class Retriever:
             raise SadhError(f"{manifest_path}: not a sadh retriever manifest ({e})") from None
         if manifest.get("format") != FORMAT:
             raise SadhError(f"{manifest_path}: unsupported retriever format {manifest.get('format')!r} (expected {FORMAT})")
-        return cls(Encoder(model, providers), HammingIndex.load(Path(directory) / index_name, mmap=mmap))
+        if index_kind is None:
+            index_kind = manifest.get("index_kind", "flat")
+            if not isinstance(index_kind, str) or index_kind not in INDEX_KINDS:
+                raise SadhError(f"{manifest_path}: unknown index_kind {index_kind!r} (expected {KIND_CHOICES})")
+        index = load_index(Path(directory) / index_name, index_kind, mmap=mmap)  # before the model: a bad kind fails fast
+        return cls(Encoder(model, providers), index)

@@ -55,13 +55,18 @@ def test_camera_app_matches_every_frame(tmp_path, fashion_small):
     labels = [np.flatnonzero(fashion_small.labels[i]).tolist() for i in items]
     Sidecar(ids=ids.tolist(), labels=labels, class_names=fashion_small.class_names).save(sidecar_path(tmp_path / "db.sidx"))
 
-    out = subprocess.run(
-        [sys.executable, str(APP), str(tmp_path / "clip.avi"), "--model", str(model), "--index", str(tmp_path / "db.sidx"),
-         "--max-frames", str(N_ITEMS - 2)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = [line for line in out.stdout.splitlines() if line.startswith("frame ")]
+    runs = [
+        subprocess.run(
+            [sys.executable, str(APP), str(tmp_path / "clip.avi"), "--model", str(model), "--index", str(tmp_path / "db.sidx"),
+             "--max-frames", str(N_ITEMS - 2), *flags],
+            capture_output=True, text=True, timeout=120,
+        )
+        for flags in ([], ["--mih"])
+    ]
+    assert all(out.returncode == 0 for out in runs), [out.stderr for out in runs]
+    flat, mih = ([re.sub(r" \([\d.]+ ms\)$", "", line) for line in out.stdout.splitlines() if line.startswith("frame ")] for out in runs)
+    assert mih == flat  # multi-index hashing finds the same matches
+    lines = flat
     assert len(lines) == N_ITEMS - 2  # --max-frames stops early
     for line in lines:
         frame_no, id_, dist = map(int, re.match(r"frame (\d+) id (\d+) distance (\d+)", line).groups())

@@ -22,7 +22,8 @@ def test_bench_writes_json(tmp_path):
     assert r["bits"] == 16 and r["precision"] == "fp32" and r["encoder"]["frame"] == "320x240 BGR"
     assert r["encoder"]["latency_ms_median"] > 0 and r["encoder"]["throughput_images_per_s"] > 0
     assert r["search"]["codes"] == 500 and r["search"]["single_query_us"] > 0
-    assert "wrote" in out.stdout
+    assert r["search_mih"]["codes"] == 500 and r["search_mih"]["batched_us_per_query"] > 0 and r["search_mih"]["tables_s"] > 0
+    assert "wrote" in out.stdout and "with MIH (--mih)" in out.stdout
 
 
 def test_bench_bad_input(tmp_path):

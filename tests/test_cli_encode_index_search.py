@@ -75,6 +75,11 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
     everything = cli("search", "--index", index, query, "-k", 10**12)  # k beyond the index: every item, once
     assert everything.returncode == 0, everything.stderr
     assert len(table_rows(everything.stdout)) == len(hindex)
+    for flat in (found, everything):  # multi-index hashing: the same tables, row for row
+        args = flat.args[flat.args.index("search"):]
+        mih = cli(*args, "--mih")
+        assert mih.returncode == 0, mih.stderr
+        assert mih.stdout == flat.stdout
 
     flipped = bytearray(index.read_bytes())
     flipped[-1] ^= 1  # a code bit: the header still parses, only the checksum can tell

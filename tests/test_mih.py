@@ -111,6 +111,20 @@ def test_tables_follow_writes_and_files(tmp_path):
     assert (tmp_path / "m.idx").read_bytes() == (tmp_path / "f.idx").read_bytes()
 
 
+def test_over_shares_the_flat_index_storage():
+    rng = np.random.default_rng(4)
+    db, q = clustered(rng, 300, 32), clustered(rng, 4, 32)
+    flat = HammingIndex(32)
+    flat.add(db[:200])
+    index = MultiIndexHashingIndex.over(flat, m=2)
+    assert index.m == 2 and len(index) == 200
+    assert all(np.array_equal(a, b) for a, b in zip(index.search(q, 20), flat.search(q, 20)))
+    flat.add(db[200:])  # written through the flat index: the MIH tables follow
+    index.remove(np.arange(0, 300, 4))  # written through MIH: the flat index sees it
+    assert len(flat) == len(index) == 225
+    assert all(np.array_equal(a, b) for a, b in zip(index.search(q, 20), brute_knn(flat.codes, flat.ids, q, 20, 32)))
+
+
 def test_bad_arguments():
     for bits, m in ((64, 0), (64, 9), (128, 1), (16, 1.5)):
         with pytest.raises(SadhError, match="m must"):

@@ -10,7 +10,9 @@ from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.grid import IRRELEVANT_BGR, RELEVANT_BGR, retrieval_grid
 from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import MANIFEST_NAME, Retriever, Sidecar, sidecar_path
+from sadh.sdk.mih import MultiIndexHashingIndex
+from sadh.sdk.retriever import MANIFEST_NAME, Retriever, Sidecar, load_index, sidecar_path
+from test_mih import never_fall_back
 from tiny_model import export_tiny
 
 
@@ -52,6 +54,47 @@ def test_retriever_errors(encoder, tmp_path):
     (tmp_path / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(SadhError, match="not a sadh retriever manifest"):
         Retriever.load(tmp_path)
+
+
+@pytest.mark.parametrize("probing", ["mih-only", "default"])
+def test_mih_retriever_matches_flat_and_keeps_its_kind(encoder, fashion_small, tmp_path, monkeypatch, probing):
+    if probing == "mih-only":
+        never_fall_back(monkeypatch)  # the tiny model's codes are random-like: without this MIH would take the flat scan
+    flat, mih = Retriever(encoder), Retriever(encoder, MultiIndexHashingIndex(encoder.bits))
+    images = fashion_small.images[:80]
+    for r in (flat, mih):
+        r.add_images(images, ids=np.arange(80) * 3)
+    for j in (0, 17, 79):
+        for k in (1, 5, 200):
+            for a, b in zip(mih.query(images[j], k), flat.query(images[j], k)):
+                np.testing.assert_array_equal(a, b)
+    mih.save(tmp_path / "m")
+    flat.save(tmp_path / "f")
+    assert json.loads((tmp_path / "m" / MANIFEST_NAME).read_text())["index_kind"] == "mih"
+    assert isinstance(Retriever.load(tmp_path / "m").index, MultiIndexHashingIndex)  # the recorded kind
+    assert type(Retriever.load(tmp_path / "f").index) is HammingIndex
+    assert type(Retriever.load(tmp_path / "m", index_kind="flat").index) is HammingIndex  # same file, other kind
+    loaded = Retriever.load(tmp_path / "f", index_kind="mih", mmap=True)
+    assert isinstance(loaded.index, MultiIndexHashingIndex)
+    np.testing.assert_array_equal(loaded.query(images[9], 7)[1], flat.query(images[9], 7)[1])
+    legacy = json.loads((tmp_path / "m" / MANIFEST_NAME).read_text())
+    del legacy["index_kind"]  # saved before kinds were recorded: the flat index, as then
+    (tmp_path / "m" / MANIFEST_NAME).write_text(json.dumps(legacy))
+    assert type(Retriever.load(tmp_path / "m").index) is HammingIndex
+
+
+def test_bad_index_kind_is_one_line(encoder, tmp_path):
+    Retriever(encoder).save(tmp_path)
+    for bad in ("MIH", "faiss", 3):
+        with pytest.raises(SadhError, match=r"^unknown index kind .*: use 'flat' or 'mih'$"):
+            Retriever.load(tmp_path, index_kind=bad)
+    with pytest.raises(SadhError, match="unknown index kind 'hnsw'"):
+        load_index(tmp_path / "index.sidx", "hnsw")
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    for bad in ("ivf", ["mih"]):
+        (tmp_path / MANIFEST_NAME).write_text(json.dumps({**manifest, "index_kind": bad}))
+        with pytest.raises(SadhError, match=rf"{MANIFEST_NAME}: unknown index_kind .* \(expected 'flat' or 'mih'\)$"):
+            Retriever.load(tmp_path)
 
 
 def test_sidecar_roundtrip_and_errors(tmp_path):
