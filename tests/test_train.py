@@ -17,13 +17,13 @@ import torch
 from sadh.sdk.data import LabeledImages
 from sadh.sdk.errors import SadhError
 from sadh.sdk.preprocess import Preprocess, preprocess
-from sadh.train import trainer
+from sadh.train import distributed, trainer
 from sadh.train.augment import center_crop, normalize, random_crop_flip
 from sadh.train.cache import cache_images
 from sadh.train.checkpoint import interrupts_deferred, load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
-from sadh.train.model import create_model
+from sadh.train.model import ImageOutput, create_model
 from sadh.train.trainer import check_labels, train
 
 from cli_run import assert_user_error, cli
@@ -110,9 +110,9 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, fashion_mnist: Label
     calls = {"n": 0}
     real = trainer.dpsh_loss
 
-    def poisoned(u, y, eta):
+    def poisoned(z, y, memory, eta):
         calls["n"] += 1
-        loss, stats = real(u, y, eta)
+        loss, stats = real(z, y, memory, eta)
         return (loss * float("nan") if calls["n"] == 6 else loss), stats
 
     monkeypatch.setattr(trainer, "dpsh_loss", poisoned)
@@ -314,3 +314,16 @@ def test_cli_ctrl_c_names_the_resume_command(tmp_path) -> None:
     assert lines[-1] == f"interrupted; continue with: {shlex.join(['sadh-cli', *args, '--resume'])}", err
     assert "Traceback" not in err
     assert load_checkpoint(run_dir / "last.pt", trainer.RESUME_KEYS)["epoch"] >= 1
+
+
+def test_sadh_targets_stay_float32_under_autocast(tmp_path) -> None:
+    labels = (np.random.default_rng(0).random((32, 6)) < 0.5).astype(np.uint8)  # multi-label: margins between 0 and 1
+    labels[labels.sum(1) == 0, 0] = 1
+    loss_fn, _ = trainer._make_loss(tiny_config(tmp_path, bits=16), labels, torch.device("cpu"), None, distributed.setup("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    out = ImageOutput(torch.randn(8, 2048, generator=gen), torch.tanh(torch.randn(8, 16, generator=gen)), torch.randn(8, 6, generator=gen))
+    y, index = torch.from_numpy(labels[:8]).float(), torch.arange(8)
+    plain, _ = loss_fn(out, y, index)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, _ = loss_fn(out, y, index)
+    assert float(mixed) == pytest.approx(float(plain), rel=1e-6)
