@@ -10,21 +10,24 @@ from typer.core import TyperGroup
 
 from ..sdk.errors import SadhError
 from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
+from .options import is_main_process
 
 NEXT_AFTER_INTERRUPT = "files written so far are complete; re-run the command to finish"
 
 
 class _Group(TyperGroup):
-    """The root command group: Ctrl-C in a command prints one line and exits 130 (click would exit silently).
+    """The root command group: Ctrl-C in a command prints one line and exits 130 (click would exit silently);
+    under `torchrun` only rank 0 prints it, every rank exits 130.
 
     A command can name what to do next instead of NEXT_AFTER_INTERRUPT by raising KeyboardInterrupt(next_step)."""
 
     def invoke(self, ctx: typer.Context) -> object:
-        """Run the command; a KeyboardInterrupt becomes "interrupted; NEXT STEP" on stderr and exit code 130."""
+        """Run the command; a KeyboardInterrupt becomes "interrupted; NEXT STEP" on stderr (rank 0) and exit code 130."""
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:
-            typer.secho(f"interrupted; {str(e) or NEXT_AFTER_INTERRUPT}", fg=typer.colors.YELLOW, err=True)
+            if is_main_process():
+                typer.secho(f"interrupted; {str(e) or NEXT_AFTER_INTERRUPT}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import typer
 
-from .options import DataOptions, check_outputs, data_options
+from .options import DataOptions, check_outputs, data_options, make_console
+
+TILE = 96  # preview tile size in pixels; the label names go in a band below the tiles
+FONT, FONT_SCALE, LINE_HEIGHT = cv2.FONT_HERSHEY_PLAIN, 0.7, 12  # caption font, its scale, and pixels per line
 
 
 def register(app: typer.Typer) -> None:
@@ -16,9 +20,10 @@ def register(app: typer.Typer) -> None:
 
     @group.command("info")
     @data_options
-    def info(opts: DataOptions, out: Optional[Path] = typer.Option(None, help="Also save the split (.npz) here.")) -> None:
+    def info(
+        opts: DataOptions, out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also save the split (.npz) here.")
+    ) -> None:
         """Print a dataset's size, classes and split; optionally save the split."""
-        from rich.console import Console
         from rich.table import Table
 
         if out is not None:
@@ -31,21 +36,21 @@ def register(app: typer.Typer) -> None:
         for role in ("query", "train", "database"):
             idx = getattr(split, role)
             table.add_row(role, str(len(idx)), f"{data.labels[idx].sum(1).mean():.2f}")
-        Console().print(table)
-        Console().print("classes: " + ", ".join(data.class_names))
+        console = make_console()
+        console.print(table)
+        console.print("classes: " + ", ".join(data.class_names))
         if out is not None:
             split.save(out)
-            Console().print(f"split written to {out}")
+            console.print(f"split written to {out}")
 
     @group.command("preview")
     @data_options
     def preview(
         opts: DataOptions,
-        out: Path = typer.Option(Path("preview.png"), help="Where to write the grid image."),
+        out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="Where to write the grid image."),
         count: int = typer.Option(16, min=1, max=256, help="How many training images to show."),
     ) -> None:
-        """Write a grid image of training items with their labels."""
-        import cv2
+        """Write a grid image of training items, each above its label names (wrapped, never cut)."""
         import numpy as np
 
         from ..sdk.atomic import atomic_write_bytes
@@ -54,13 +59,41 @@ def register(app: typer.Typer) -> None:
         check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
         idx = split.train[:count]
-        tiles = [cv2.cvtColor(fit_square(data.image(i), 96), cv2.COLOR_RGB2BGR) for i in idx]
-        for tile, i in zip(tiles, idx):
-            names = [data.class_names[c][:10] for c in np.flatnonzero(data.labels[i])]
-            cv2.putText(tile, ",".join(names)[:18], (2, 10), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 255, 255), 1)
+        captions = [wrap_caption(", ".join(data.class_names[c] for c in np.flatnonzero(data.labels[i])), TILE - 4) for i in idx]
+        band = max(len(lines) for lines in captions) * LINE_HEIGHT + 4
+        tiles = []
+        for i, lines in zip(idx, captions):
+            tile = np.zeros((TILE + band, TILE, 3), np.uint8)
+            tile[:TILE] = cv2.cvtColor(fit_square(data.image(i), TILE), cv2.COLOR_RGB2BGR)
+            for row, line in enumerate(lines, 1):
+                cv2.putText(tile, line, (2, TILE + row * LINE_HEIGHT), FONT, FONT_SCALE, (0, 255, 255), 1)
+            tiles.append(tile)
         cols = int(np.ceil(np.sqrt(len(tiles))))
         tiles += [np.zeros_like(tiles[0])] * (cols * cols - len(tiles))
         grid = np.vstack([np.hstack(tiles[r * cols : (r + 1) * cols]) for r in range(cols)])
         ok, png = cv2.imencode(".png", grid)
         atomic_write_bytes(out, png.tobytes())
         typer.echo(f"wrote {out} ({len(idx)} images)")
+
+
+def text_width(text: str) -> int:
+    """Width in pixels of `text` in the preview's caption font."""
+    return cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0]
+
+
+def wrap_caption(text: str, width: int) -> list[str]:
+    """`text` as lines of at most `width` pixels: broken at spaces, inside a word only where it alone is too wide."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and text_width(f"{line} {word}") <= width:
+            line = f"{line} {word}"
+            continue
+        if line:
+            lines.append(line)
+            line = ""
+        for char in word:
+            if line and text_width(line + char) > width:
+                lines.append(line)
+                line = ""
+            line += char
+    return lines + [line]

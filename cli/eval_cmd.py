@@ -12,7 +12,10 @@ import typer
 from ..sdk.data import database_subset
 from ..sdk.errors import SadhError
 from ..sdk.grid import CAPTION_CHARS, encode_png, retrieval_grid
-from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options, load_for_model, model_split_path, next_hint
+from .options import (
+    BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, data_options, load_for_model, model_split_path,
+    next_hint,
+)
 
 GRID_QUERIES = 8
 GRID_TOPK = 10
@@ -141,7 +144,9 @@ def register(app: typer.Typer) -> None:
         model: Path = MODEL_OPTION,
         out: Path = typer.Option(Path("report"), "--out", "-o", help="Report folder (metrics.json and PNGs)."),
         topk: Optional[int] = typer.Option(None, min=1, help="mAP@K cut-off (default: all for single-label, 5000 for multi-label)."),
-        database: Optional[int] = typer.Option(None, min=1, help="Evaluate against a seeded random subset of this many database items."),
+        database: Optional[int] = typer.Option(
+            None, *EVAL_DATABASE_NAMES, min=1, help="Evaluate against a seeded random subset of this many database items."
+        ),
         batch: int = BATCH_OPTION,
     ) -> None:
         """Score query-vs-database retrieval: mAP@K, tie-aware mAP, precision@N, precision-recall by radius."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from .options import DataOptions, next_hint
+from .options import EVAL_DATABASE_NAMES, DataOptions, make_console, next_hint
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -39,17 +39,15 @@ def register(app: typer.Typer) -> None:
         int8_threshold: float = typer.Option(0.90, min=0, max=1, help="Least fraction of identical sign bits, INT8."),
         run_eval: bool = typer.Option(False, "--eval", help="Then report mAP and CPU speed of every exported model."),
         eval_queries: int = typer.Option(500, min=1, help="--eval: queries (evenly spread over the query split)."),
-        eval_database: int = typer.Option(2000, min=1, help="--eval: database items (a subsample, for speed)."),
+        eval_database: int = typer.Option(2000, *EVAL_DATABASE_NAMES, min=1, help="--eval: database items (a subsample, for speed)."),
     ) -> None:
         """Export a checkpoint; prints each file with its precision, size, time and parity against torch."""
-        from rich.console import Console
-
         from ..export.api import export_model
         from ..export.report import report_export
         from ..export.samples import checkpoint_data_config
         from ..export.tensorrt_build import BatchProfile
 
-        console = Console()
+        console = make_console()
         out_dir = out if out is not None else checkpoint.parent
         result = export_model(
             checkpoint, out_dir, fp16=fp16, int8=int8, engine=engine,

@@ -9,7 +9,9 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION, DataOptions, MODEL_OPTION, check_outputs, data_options, load_for_model, model_split_path, next_hint
+from .options import (
+    BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, data_options, load_for_model, make_console, model_split_path, next_hint,
+)
 
 ROLES = ("database", "query", "train", "all")
 
@@ -88,7 +90,6 @@ def register(app: typer.Typer) -> None:
     @group.command("info")
     def info(index: Path = typer.Argument(..., help="Index file (.sidx).")) -> None:
         """Print an index file's code length, size and what its sidecar says (the checksum is verified)."""
-        from rich.console import Console
         from rich.table import Table
 
         from ..sdk.index import HammingIndex
@@ -106,4 +107,4 @@ def register(app: typer.Typer) -> None:
             table.add_row("items", "file paths" if side.paths is not None else f"dataset {side.dataset}")
         else:
             table.add_row("sidecar", "none (ids only)")
-        Console().print(table)
+        make_console().print(table)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import shlex
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
 import typer
 
@@ -17,6 +19,10 @@ from ..sdk.atomic import unwritable_reason
 from ..sdk.data import BUILTIN, LabeledImages, Split, load_dataset_split
 from ..sdk.errors import SadhError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+PIPED_WIDTH = 1000  # rich's line width when stdout is not a terminal: tables and long lines stay whole in pipes and CI logs
 
 
 @dataclass
@@ -77,6 +83,19 @@ def model_split_path(model: Path) -> Optional[Path]:
     return None
 
 
+def make_console() -> Console:
+    """The rich console commands print to: the terminal's width, or PIPED_WIDTH when stdout is piped (COLUMNS still wins)."""
+    from rich.console import Console
+
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(width=PIPED_WIDTH if piped else None)
+
+
+def is_main_process() -> bool:
+    """False in the ranks other than 0 of a `torchrun` job (its RANK, else LOCAL_RANK), which print nothing; else True."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
     typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
@@ -85,7 +104,8 @@ def warn(message: str) -> None:
 def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Split, DataOptions]:
     """The data and split to score or index with `encoder`, and the options that name them.
 
-    `--split` wins; else the model's training split (from its export) when the data is the dataset it was trained on.
+    `--split` wins; else the model's training split (from its export) when the data is the dataset it was trained on
+    (same name, and the labels the split file records it was made for).
     One line says which split is used; a warning when its items may include the model's training images, and one
     when the data's class names are not the model's.
     """
@@ -103,15 +123,18 @@ def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Spli
                 loaded = dataclasses.replace(opts, split=saved).load()
             except SadhError as e:
                 reason = f"the model's training split does not fit this data ({e})"
-        if loaded is not None and loaded[0].name == trained_on:
+        # a split file older than fingerprints (fits() is None) is matched by the dataset name alone
+        if loaded is not None and loaded[0].name == trained_on and loaded[1].fits(loaded[0].labels) is not False:
             (data, split), opts = loaded, dataclasses.replace(opts, split=saved)
             typer.echo(f"split: the model's training split {saved} (--split FILE to use another)")
         else:
             data, split = opts.load()
             if trained_on and data.name != trained_on:
                 reason = f"the model was trained on {trained_on}, not {data.name}"
-            elif loaded is not None:
+            elif loaded is not None and not trained_on:
                 reason = "the model does not record the dataset it was trained on"
+            elif loaded is not None:
+                reason = f"the model's training split {saved} was made for another {trained_on} (other items or labels)"
             warn(f"{reason}: using the default split of {data.name}, whose items may include the model's training images")
     if encoder.class_names and list(data.class_names) != encoder.class_names:
         warn(f"{data.name} has classes {_names(data.class_names)} but the model was trained on {_names(encoder.class_names)}")
@@ -154,6 +177,7 @@ def check_outputs(
 
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")
 BATCH_OPTION = typer.Option(64, "--batch", "--batch-size", min=1, help="Images per model call.")  # --batch-size as in train
+EVAL_DATABASE_NAMES = ("--eval-database", "--database")  # how many database items mAP is scored on, in every command
 
 _OPTIONS: dict[str, Any] = {
     "data": typer.Option(

@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from .options import EVAL_DATABASE_NAMES, check_outputs, make_console, next_hint
+
 RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
 INDEXED_PRECISIONS = ("fp32", "int8-cpu")  # get a full database index
 TRAIN_NAME, EXPORT_NAME, INDEX_NAME, REPORT_NAME = "train", "export", "index", "report"
@@ -171,20 +173,18 @@ def register(app: typer.Typer) -> None:
         bits: int = typer.Option(32, help="Code length (multiple of 8)."),
         data: str = typer.Option("fashion-mnist", help="Dataset, as `--data` of the other commands names it."),
         database: Optional[int] = typer.Option(
-            DEFAULT_EVAL_DATABASE, min=1, help="Evaluate against a seeded subset of this many database items (training's mAP uses the same)."
+            DEFAULT_EVAL_DATABASE, *EVAL_DATABASE_NAMES, min=1,
+            help="Evaluate against a seeded subset of this many database items (training's mAP uses the same).",
         ),
         quick: bool = typer.Option(False, "--quick", help="Tiny subset and one epoch: checks the whole chain in about a minute."),
     ) -> None:
         """Train -> export FP32 + INT8 -> index the database -> evaluate every precision; print a summary table."""
-        from rich.console import Console
-
         from .eval_cmd import map_name
-        from .options import check_outputs, next_hint
 
         check_outputs({}, folders={"--out": out})  # before the slow torch import
         from ..train.config import TrainConfig
 
-        console = Console()
+        console = make_console()
         t_start = time.perf_counter()
         settings: dict[str, Any] = dict(QUICK_TRAIN) if quick else {"eval_database": database}
         if epochs is not None:

@@ -27,11 +27,11 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Encode query images and print their k nearest indexed items (id, Hamming distance, label, path)."""
-        from rich.console import Console
         from rich.table import Table
 
         from ..sdk.retriever import Sidecar, load_index, sidecar_path
         from .encode_cmd import expand_images, open_encoder, report_failures
+        from .options import make_console
 
         hindex = load_index(index, "mih" if mih else "flat")
         side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         codes, failures = encoder.encode_files(files)
         bad = report_failures(failures, len(files))
         distances, ids = hindex.search(codes, min(k, max(len(hindex), 1)))  # no more rows than the index can fill
-        console = Console()
+        console = make_console()
         for query, dist, found in zip([f for f in map(str, files) if f not in bad], distances, ids):
             table = Table(title=f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}")
             for column in ("rank", "id", "distance", "label", "path"):

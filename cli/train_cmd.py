@@ -1,7 +1,6 @@
 """`sadh-cli train`: train SADH (or the DPSH / CSQ baselines) on a dataset; run under `torchrun` for multi-GPU."""
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import typer
 
 from ..sdk.errors import SadhError
 from ..train.config import TrainConfig
-from .options import DataOptions, check_outputs, data_options, next_hint
+from .options import EVAL_DATABASE_NAMES, DataOptions, check_outputs, data_options, is_main_process, next_hint
 
 CONFIG_NAMES = {"split_seed": "seed"}  # TrainConfig settings named differently on the command line
 
@@ -69,14 +68,14 @@ def register(app: typer.Typer) -> None:
             None, min=1, help=f"Evaluate mAP every N epochs and after the last (default: {TrainConfig.eval_every})."
         ),
         eval_database: Optional[int] = typer.Option(
-            None, min=0,
+            None, *EVAL_DATABASE_NAMES, min=0,
             help=f"mAP against a seeded subset of this many database items, 0 = all (default: {TrainConfig.eval_database}).",
         ),
         resume: bool = typer.Option(
             False, "--resume",
             help="Continue the run in OUT/NAME from its last.pt with its saved settings (a constant schedule may take more --epochs).",
         ),
-        out: Path = typer.Option(Path("runs"), help="Folder that holds the run folders."),
+        out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder that holds the run folders."),
         run_name: Optional[str] = typer.Option(None, help="Run folder name (default: DATA-METHOD-BACKBONE-BITSb)."),
     ) -> None:
         """Train a hashing network; writes OUT/NAME/best.pt, last.pt, log.jsonl and split.npz."""
@@ -103,7 +102,7 @@ def register(app: typer.Typer) -> None:
             raise SadhError("--run-name names one run; drop it to train several bit lengths")
         check_outputs({}, folders={"--out": out})
         data, split = opts.load()
-        main = int(os.environ.get("RANK", "0")) == 0
+        main = is_main_process()
         try:
             for cfg in configs:
                 result = train(cfg, data, split, asked)

@@ -117,7 +117,8 @@ def export_model(
         fp32 = export_onnx(model, info, staging / f"{stem}.onnx", packed=packed, opset=opset)
         fp32_path = add(staging / f"{stem}.onnx", "fp32", t, parity_threshold)
         t = time.perf_counter()
-        split.save(staging / f"{stem}{md.SPLIT_SUFFIX}")  # beside the models: eval / index build use it by default
+        # beside the models: eval / index build use it by default for the data it records it was made for
+        split.made_for(data.labels).save(staging / f"{stem}{md.SPLIT_SUFFIX}")
         add(staging / f"{stem}{md.SPLIT_SUFFIX}", "split", t, None)
         if fp16:
             t = time.perf_counter()

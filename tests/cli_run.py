@@ -6,10 +6,17 @@ import subprocess
 import sys
 
 
-def cli(*args: object) -> subprocess.CompletedProcess:
-    """Run `sadh-cli ARGS` in a subprocess (so exit codes and stderr are the real ones)."""
-    env = {**os.environ, "COLUMNS": "300"}
-    return subprocess.run([sys.executable, "-m", "sadh.cli.app", *map(str, args)], capture_output=True, text=True, env=env)
+def cli(*args: object, columns: int | None = 300) -> subprocess.CompletedProcess:
+    """Run `sadh-cli ARGS` in a subprocess (so exit codes and stderr are the real ones) with no terminal, as in CI.
+
+    COLUMNS is `columns`, or unset with None (rich then picks its width for a pipe itself).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
+    return subprocess.run(
+        [sys.executable, "-m", "sadh.cli.app", *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env
+    )
 
 
 def table_rows(text: str) -> list[list[str]]:

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
+from sadh.cli.data_cmd import LINE_HEIGHT, TILE, text_width, wrap_caption
 from sadh.cli.options import DataOptions, model_split_path, next_hint
+
+from cli_run import cli
 
 COMMANDS = ["pipeline", "data", "train", "export", "encode", "index", "search", "eval", "bench"]
 
@@ -29,12 +32,8 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.strip() == f"sadh {version('sadh')}"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sadh.cli.app", *args], capture_output=True, text=True)
-
-
 def test_bad_dataset_is_one_line_exit_2(tmp_path: Path) -> None:
-    out = _cli("data", "info", "--data", str(tmp_path / "nope"))
+    out = cli("data", "info", "--data", str(tmp_path / "nope"))
     assert out.returncode == 2
     assert out.stderr.startswith("error: unknown dataset") and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
@@ -42,19 +41,51 @@ def test_bad_dataset_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_corrupt_list_file_exit_2(tmp_path: Path) -> None:
     (tmp_path / "list.txt").write_text("a.jpg 1 0\nb.jpg 1\n")
-    out = _cli("data", "info", "--data", str(tmp_path / "list.txt"))
+    out = cli("data", "info", "--data", str(tmp_path / "list.txt"))
     assert out.returncode == 2 and "list.txt:1: image" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_data_info_and_preview(tmp_path: Path) -> None:
-    out = _cli("data", "info", "--data", "fashion-mnist", "--out", str(tmp_path / "split.npz"))
+    out = cli("data", "info", "--data", "fashion-mnist", "--out", str(tmp_path / "split.npz"))
     assert out.returncode == 0, out.stderr
     assert "64000" in out.stdout and (tmp_path / "split.npz").is_file()
-    out = _cli("data", "preview", "--data", "fashion-mnist-mosaic", "--out", str(tmp_path / "p.png"), "--count", "4")
+    out = cli("data", "preview", "--data", "fashion-mnist-mosaic", "--out", str(tmp_path / "p.png"), "--count", "4")
     assert out.returncode == 0, out.stderr
     import cv2
 
-    assert cv2.imread(str(tmp_path / "p.png")).shape == (192, 192, 3)
+    height, width, _ = cv2.imread(str(tmp_path / "p.png")).shape
+    assert width == 2 * TILE and height > 2 * TILE  # 2 x 2 tiles, each above its caption
+
+
+LONG_NAMES = ["an unusually long class name for the trousers", "sneakers_with_a_long_underscored_name_and_no_spaces_at_all"]
+
+
+def test_long_class_names_are_shown_whole_in_a_pipe(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    for k in range(12):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.full((8, 8, 3), 20 * k, np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"{k}.png {k % 2} {1 - k % 2}\n" for k in range(12)))
+    (tmp_path / "names.txt").write_text("\n".join(LONG_NAMES))
+    data = ["--data", str(tmp_path / "list.txt"), "--class-names", str(tmp_path / "names.txt"), "--query-per-class", "1",
+            "--train-per-class", "2"]
+    out = cli("data", "info", *data, columns=None)  # rich's width is its own choice, stdout being a pipe
+    assert out.returncode == 0, out.stderr
+    assert "classes: " + ", ".join(LONG_NAMES) in out.stdout.splitlines()  # one line, not wrapped at 80 columns
+    out = cli("data", "preview", *data, "-o", str(tmp_path / "p.png"), "--count", "4")
+    assert out.returncode == 0, out.stderr
+    height, width, _ = cv2.imread(str(tmp_path / "p.png")).shape
+    lines = max(len(wrap_caption(name, TILE - 4)) for name in LONG_NAMES)
+    assert width == 2 * TILE and height == 2 * (TILE + lines * LINE_HEIGHT + 4) and lines >= 3
+
+
+def test_preview_captions_wrap_and_keep_every_character() -> None:
+    for text in [", ".join(LONG_NAMES), "Sneaker", ""]:
+        lines = wrap_caption(text, TILE - 4)
+        assert all(text_width(line) <= TILE - 4 for line in lines)
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # only the spaces where lines break are dropped
+    assert wrap_caption("T-shirt/top, Ankle boot", TILE - 4) == ["T-shirt/top, Ankle", "boot"]
 
 
 def test_data_output_paths_are_checked_before_loading(tmp_path: Path) -> None:
@@ -64,7 +95,7 @@ def test_data_output_paths_are_checked_before_loading(tmp_path: Path) -> None:
         (["data", "info", "--data", str(tmp_path / "list.txt"), "--out", str(tmp_path / "list.txt")], "is also --data"),
         (["data", "preview", "--out", str(tmp_path / "list.txt" / "p.png")], "list.txt is a file, not a folder"),
     ]:
-        out = _cli(*args)
+        out = cli(*args)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert (tmp_path / "list.txt").read_text() == "a.jpg 1 0\n"
 
@@ -78,6 +109,29 @@ def test_train_help_shows_real_defaults() -> None:
     assert f"(default: {TrainConfig.eval_database})" in result.output and "TrainConfig" not in result.output
 
 
+def _parse(command: list[str], args: list[str]) -> dict:
+    """The parameters `sadh-cli COMMAND ARGS` would run with (parsed only, nothing runs)."""
+    cmd = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    with cmd.make_context(" ".join(command), args) as ctx:
+        return ctx.params
+
+
+@pytest.mark.parametrize("command, needed", [(["train"], []), (["eval"], ["-m", "m.onnx"]), (["pipeline"], []), (["export"], ["m.pt"])])
+def test_the_eval_database_size_has_the_same_names_everywhere(command: list[str], needed: list[str]) -> None:
+    for spelling in ("--eval-database", "--database"):
+        params = _parse(command, [*needed, spelling, "7"])
+        assert params.get("eval_database", params.get("database")) == 7, spelling
+
+
+@pytest.mark.parametrize(
+    "command, needed", [(["train"], []), (["data", "info"], []), (["data", "preview"], []), (["eval"], ["-m", "m.onnx"]), (["pipeline"], [])]
+)
+def test_out_is_also_dash_o_everywhere(command: list[str], needed: list[str]) -> None:
+    assert _parse(command, [*needed, "-o", "x"])["out"] == Path("x")
+
+
 def test_ctrl_c_is_one_line_exit_130_and_usage_errors_stay_exit_2(monkeypatch) -> None:
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
@@ -87,6 +141,19 @@ def test_ctrl_c_is_one_line_exit_130_and_usage_errors_stay_exit_2(monkeypatch) -
     assert result.exit_code == 130
     assert result.output == "interrupted; files written so far are complete; re-run the command to finish\n"
     assert CliRunner().invoke(app, ["train", "--no-such-option"]).exit_code == 2
+
+
+@pytest.mark.parametrize("env, printed", [({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3", "LOCAL_RANK": "1"}, False),
+                                           ({"LOCAL_RANK": "1"}, False)])
+def test_ctrl_c_under_torchrun_prints_from_rank_0_only(monkeypatch, env: dict[str, str], printed: bool) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sadh.cli.options.load_dataset_split", interrupted)
+    for name in ("RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["data", "info"], env=env)
+    assert result.exit_code == 130 and result.output.startswith("interrupted; ") == printed and (printed or result.output == "")
 
 
 def test_ctrl_c_while_the_app_imports_is_one_line(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -70,6 +70,8 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
     query = side.paths[5]
     found = cli("search", "--index", index, query, "-k", "3")  # the model comes from the sidecar
     assert found.returncode == 0, found.stderr
+    piped = cli("search", "--index", index, query, "-k", "3", columns=None)
+    assert any(side.paths[5] in line for line in piped.stdout.splitlines())  # a pipe gets whole paths, not 80 columns
     first = table_rows(found.stdout)[0]
     assert first[:4] == ["1", str(side.ids[5]), "0", side.label_names(side.ids[5])[0]]  # found itself at distance 0
     everything = cli("search", "--index", index, query, "-k", 10**12)  # k beyond the index: every item, once

@@ -125,6 +125,40 @@ def test_a_given_split_wins_and_other_data_gets_a_warning(tmp_path, capsys):
     assert "warning: the model was trained on my-photos, not fashion-mnist: using the default split" in capsys.readouterr().err
 
 
+def photo_lists(tmp_path: Path) -> tuple[Path, Path]:
+    """Two list files both named photos.txt (so both datasets are called photos), 12 items each, with other labels."""
+    paths = []
+    for folder, shift in (("a", 0), ("b", 1)):
+        (tmp_path / folder).mkdir()
+        for k in range(12):
+            cv2.imwrite(str(tmp_path / folder / f"{k}.png"), np.full((4, 4, 3), k, np.uint8))
+        paths.append(tmp_path / folder / "photos.txt")
+        paths[-1].write_text("".join(f"{k}.png {(k + shift) % 3 // 2} {1 - (k + shift) % 3 // 2}\n" for k in range(12)))
+    return paths[0], paths[1]
+
+
+def test_the_model_split_is_used_only_for_the_data_it_was_made_for(tmp_path, capsys):
+    trained_on, same_name = photo_lists(tmp_path)
+    labels = load_dataset(str(trained_on), sizes=SplitSizes(1, 1))[0].labels
+    made = Split(np.arange(2), np.arange(2, 4), np.arange(4, 12))
+    model = Encoder(tiny_model_of(tmp_path / "m.onnx", "photos", made.made_for(labels)))
+    sizes = dict(query_per_class=1, train_per_class=1)
+    _, split, used = load_for_model(DataOptions(data=str(trained_on), **sizes), model)
+    assert len(split.query) == 2 and used.split == tmp_path / "m.split.npz"
+    assert "split" not in capsys.readouterr().err  # (the tiny model's 10 classes are warned about)
+
+    _, split, used = load_for_model(DataOptions(data=str(same_name), **sizes), model)  # same name, other labels
+    assert used.split is None
+    assert np.array_equal(split.query, load_dataset(str(same_name), sizes=SplitSizes(1, 1))[1].query)
+    err = capsys.readouterr().err
+    assert sum("split" in line for line in err.splitlines()) == 1
+    assert f"warning: the model's training split {tmp_path / 'm.split.npz'} was made for another photos (other items" in err
+
+    made.save(tmp_path / "m.split.npz")  # as written before split files recorded their data
+    _, split, used = load_for_model(DataOptions(data=str(same_name), **sizes), model)
+    assert np.array_equal(split.train, made.train) and used.split == tmp_path / "m.split.npz" and "split" not in capsys.readouterr().err  # matched by name only
+
+
 def test_eval_bad_input(tmp_path):
     assert_user_error(cli("eval", "-m", tmp_path / "none.onnx"), "model file not found")
     (tmp_path / "list.txt").write_text("a.jpg 1 0\n")

@@ -233,9 +233,10 @@ def test_cli_export_prints_table_trtexec_and_next_step(tmp_path: Path, monkeypat
         "sadh-cli", "index", "build", "--model", str(out_dir / "best.onnx"), "--class-names", str(names), "--out", "index.sidx",
     ]
     saved = Split.load(out_dir / "best.split.npz")  # the training split, beside the models for eval / index build
-    _, split = checkpoint_dataset(ckpt)
+    data, split = checkpoint_dataset(ckpt)
     for role in ("query", "train", "database"):
         np.testing.assert_array_equal(getattr(saved, role), getattr(split, role))
+    assert saved.fits(data.labels) and not saved.fits(data.labels[::-1])  # it records the data it was made for
 
 
 def test_bad_int8_options_fail_before_exporting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,17 @@ def test_split_save_load(tmp_path: Path) -> None:
         Split.load(tmp_path / "bad.npz")
 
 
+def test_split_records_the_data_it_was_made_for(tmp_path: Path, fashion_small) -> None:
+    a, split = make_mosaic_dataset(fashion_small, 5, 5, 5, seed=1)
+    b, _ = make_mosaic_dataset(fashion_small, 5, 5, 5, seed=2)  # same name and size, other mosaics
+    split.made_for(a.labels).save(tmp_path / "split.npz")
+    back = Split.load(tmp_path / "split.npz", n_items=len(b))
+    assert back.fits(a.labels) is True and back.fits(b.labels) is False
+    assert back.fits(a.labels[:, ::-1]) is False and back.fits(a.labels[:-1]) is False
+    split.save(tmp_path / "old.npz")  # a split file without a fingerprint, as written before they existed
+    assert Split.load(tmp_path / "old.npz").fits(a.labels) is None
+
+
 def _npz(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -70,6 +81,7 @@ GOOD = {"query": np.array([0, 1]), "train": np.array([2, 3]), "database": np.arr
         (_npz(**{**GOOD, "train": np.array([2.9, 3.0])}), "the train split holds float64 values, not integer"),
         (_npz(**{**GOOD, "query": np.array([[0, 1]])}), "the query split is a 2-D array"),
         (_npz(**{**GOOD, "database": np.array([4, None], dtype=object)}), "not a sadh split file.*allow_pickle"),
+        (_npz(**GOOD, fingerprint=np.array(None, dtype=object)), "not a sadh split file.*allow_pickle"),
         (_npz(**{**GOOD, "database": np.array([4, 6])}), "out of range for a dataset of 6 items"),
         (_npz(**{**GOOD, "database": np.array([3, 4])}), "overlap"),
     ],

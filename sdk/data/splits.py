@@ -1,6 +1,8 @@
 """Query / train / database splits: seeded builders, saved next to a run for reproducible evaluation."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import os
 import zipfile
@@ -13,15 +15,26 @@ from ..atomic import atomic_write_bytes
 from ..errors import SadhError
 
 SPLIT_NAMES = ("query", "train", "database")
+FINGERPRINT = "fingerprint"  # the optional array of a split file that names the data it was made for
+
+
+def data_fingerprint(labels: np.ndarray) -> str:
+    """A cheap identity of a dataset, to tell whether a saved split was made for it: its label matrix's shape and hash."""
+    labels = np.ascontiguousarray(labels, dtype=np.uint8)
+    return f"{labels.shape[0]}x{labels.shape[1]} labels, sha256 {hashlib.sha256(labels.tobytes()).hexdigest()[:16]}"
 
 
 @dataclass
 class Split:
-    """Index arrays (int64, disjoint) into one LabeledImages for the three roles."""
+    """Index arrays (int64, disjoint) into one LabeledImages for the three roles.
+
+    `fingerprint` (`data_fingerprint` of the labels it was made for) is None when unknown, e.g. in older split files.
+    """
 
     query: np.ndarray
     train: np.ndarray
     database: np.ndarray
+    fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         for name in SPLIT_NAMES:
@@ -42,10 +55,19 @@ class Split:
         if np.unique(allidx).size != allidx.size:
             raise SadhError("split roles overlap (an item is in two of query/train/database)")
 
+    def made_for(self, labels: np.ndarray) -> "Split":
+        """This split, recording that it was made for the data with these labels (see `fits`)."""
+        return dataclasses.replace(self, fingerprint=data_fingerprint(labels))
+
+    def fits(self, labels: np.ndarray) -> bool | None:
+        """Whether the split was made for data with these labels (None: its fingerprint is unknown)."""
+        return None if self.fingerprint is None else self.fingerprint == data_fingerprint(labels)
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the split as an .npz (no pickle), atomically."""
+        """Write the split (and its fingerprint, if known) as an .npz (no pickle), atomically."""
         buf = io.BytesIO()
-        np.savez(buf, query=self.query, train=self.train, database=self.database)
+        known = {} if self.fingerprint is None else {FINGERPRINT: np.array(self.fingerprint)}
+        np.savez(buf, query=self.query, train=self.train, database=self.database, **known)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
@@ -60,10 +82,11 @@ class Split:
                 if missing:
                     raise ValueError(f"no {'/'.join(missing)} array")
                 arrays = {k: loaded[k] for k in SPLIT_NAMES}
+                fingerprint = str(loaded[FINGERPRINT]) if FINGERPRINT in loaded.files else None
         except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
             raise SadhError(f"{path}: not a sadh split file ({e})") from None
         try:
-            split = cls(**arrays)
+            split = cls(**arrays, fingerprint=fingerprint)
             if n_items is not None:
                 split.check_disjoint(n_items)
         except SadhError as e:
