@@ -21,9 +21,9 @@ MULTI_LABEL_TOPK = 5000  # the usual mAP@K for multi-label sets (NUS-WIDE, MS-CO
 
 
 def default_topk(labels: np.ndarray) -> int | None:
-    """mAP cut-off by convention: all (None) for single-label data, 5000 for multi-label data."""
+    """mAP cut-off by convention: all (None) for single-label data (unlabelled rows allowed), 5000 for multi-label data."""
     labels = _labels(labels, None, "labels")
-    return MULTI_LABEL_TOPK if np.any(labels.sum(1) != 1) else None
+    return MULTI_LABEL_TOPK if np.any(labels.sum(1) > 1) else None
 
 
 @dataclass(frozen=True)

@@ -177,5 +177,6 @@ def test_labels_must_be_finite_zero_one(metric):
 
 def test_default_topk_checks_labels():
     assert metrics_mod.default_topk(np.eye(3)) is None and metrics_mod.default_topk([[1, 1], [0, 1]]) == 5000
+    assert metrics_mod.default_topk([[1, 0], [0, 0]]) is None  # an unlabelled row does not make data multi-label
     with pytest.raises(SadhError, match="0/1"):
         metrics_mod.default_topk(np.full((2, 2), np.nan))
