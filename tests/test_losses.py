@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sadh.train.baselines import CSQCentres, DPSHMemory, csq_loss, dpsh_loss, sylvester_hadamard
+from sadh.train.baselines import CSQCentres, csq_loss, dpsh_loss, sylvester_hadamard
 from sadh.train.backbones.small_cnn import SmallCNN
 from sadh.train.dictionary import Dictionaries, build_dictionaries
 from sadh.train.losses import SadhWeights, cosine_matrix, label_margin, label_net_loss, sadh_loss
@@ -185,30 +185,21 @@ def test_sadh_loss_runs_in_float32_under_autocast() -> None:
     assert float(mixed) == pytest.approx(float(reference), rel=1e-6)
 
 
-def test_dpsh_loss_pairs_the_batch_with_every_stored_training_code() -> None:
-    gen = torch.Generator().manual_seed(4)
-    stored = torch.randn(5, 4, generator=gen)
-    labels = torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 1], [1, 0]])
-    memory = DPSHMemory(stored.clone(), labels)
-    z = torch.randn(2, 4, generator=gen, requires_grad=True)
-    memory.update(torch.tensor([3, 0]), z)  # the batch's own rows are refreshed first
-    assert torch.equal(memory.codes[[3, 0]], z.detach()) and torch.equal(memory.codes[[1, 2, 4]], stored[[1, 2, 4]])
-    y = labels[[3, 0]]
-    total, stats = dpsh_loss(z, y, memory, eta=0.5)
-    zr, ur, yr, lr = rows(z.detach()), rows(memory.codes), rows(y), rows(labels)
+def test_dpsh_loss_matches_reference_and_rewards_right_codes() -> None:
+    u = torch.tanh(torch.randn(3, 4, generator=torch.Generator().manual_seed(4)))
+    total, stats = dpsh_loss(u, Y, eta=0.5)
+    ur, yr = rows(u), rows(Y)
     lik = 0.0
-    for i in range(2):
-        for j in range(5):  # batch x all training items, not batch x batch
-            theta = 0.5 * sum(a * b for a, b in zip(zr[i], ur[j]))
-            lik += math.log(1 + math.exp(theta)) - ref_sim(yr[i], lr[j]) * theta
-    assert float(stats["likelihood"]) == pytest.approx(lik / 10, rel=1e-5)
-    assert float(total.detach()) == pytest.approx(lik / 10 + 0.5 * ref_quant(z.detach()), rel=1e-5)
-    total.backward()
-    assert z.grad is not None and memory.codes.grad is None  # only the batch's codes learn
+    for i in range(3):
+        for j in range(3):
+            theta = 0.5 * sum(a * b for a, b in zip(ur[i], ur[j]))
+            lik += math.log(1 + math.exp(theta)) - ref_sim(yr[i], yr[j]) * theta
+    assert float(stats["likelihood"]) == pytest.approx(lik / 9, rel=1e-5)
+    assert float(total) == pytest.approx(lik / 9 + 0.5 * ref_quant(u), rel=1e-5)
     y = torch.eye(2).repeat(2, 1)
-    good = torch.tensor([[1.0] * 4, [-1.0] * 4] * 2)
-    bad = torch.tensor([[1.0, -1.0] * 2, [1.0, -1.0] * 2] * 2)
-    assert dpsh_loss(good, y, DPSHMemory(good, y))[0] < dpsh_loss(bad, y, DPSHMemory(bad, y))[0]
+    good = torch.tensor([[1.0] * 4, [-1.0] * 4] * 2) * 0.9
+    bad = torch.tensor([[1.0, -1.0] * 2, [1.0, -1.0] * 2] * 2) * 0.9
+    assert dpsh_loss(good, y)[0] < dpsh_loss(bad, y)[0]
 
 
 def test_csq_centres_hadamard_rows() -> None:

@@ -110,9 +110,9 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, fashion_mnist: Label
     calls = {"n": 0}
     real = trainer.dpsh_loss
 
-    def poisoned(z, y, memory, eta):
+    def poisoned(u, y, eta):
         calls["n"] += 1
-        loss, stats = real(z, y, memory, eta)
+        loss, stats = real(u, y, eta)
         return (loss * float("nan") if calls["n"] == 6 else loss), stats
 
     monkeypatch.setattr(trainer, "dpsh_loss", poisoned)
@@ -322,8 +322,19 @@ def test_sadh_targets_stay_float32_under_autocast(tmp_path) -> None:
     loss_fn, _ = trainer._make_loss(tiny_config(tmp_path, bits=16), labels, torch.device("cpu"), None, distributed.setup("cpu"))
     gen = torch.Generator().manual_seed(0)
     out = ImageOutput(torch.randn(8, 2048, generator=gen), torch.tanh(torch.randn(8, 16, generator=gen)), torch.randn(8, 6, generator=gen))
-    y, index = torch.from_numpy(labels[:8]).float(), torch.arange(8)
-    plain, _ = loss_fn(out, y, index)
+    y = torch.from_numpy(labels[:8]).float()
+    plain, _ = loss_fn(out, y)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed, _ = loss_fn(out, y, index)
+        mixed, _ = loss_fn(out, y)
     assert float(mixed) == pytest.approx(float(plain), rel=1e-6)
+
+
+def test_dpsh_learns_from_the_linear_codes(tmp_path) -> None:
+    labels = np.eye(3, dtype=np.uint8)[[0, 1, 2, 0]]
+    loss_fn, _ = trainer._make_loss(tiny_config(tmp_path, method="dpsh", bits=8), labels, torch.device("cpu"), None, distributed.setup("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    z = 3 * torch.randn(4, 8, generator=gen)
+    out = ImageOutput(torch.zeros(4, 2048), torch.tanh(z), torch.zeros(4, 3), z)
+    y = torch.from_numpy(labels).float()
+    assert float(loss_fn(out, y)[0]) == pytest.approx(float(trainer.dpsh_loss(z, y, eta=0.1)[0]))  # z, not tanh(z)
+    assert float(loss_fn(out, y)[0]) != pytest.approx(float(trainer.dpsh_loss(torch.tanh(z), y, eta=0.1)[0]))

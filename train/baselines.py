@@ -1,7 +1,5 @@
 """Peer methods on the same harness and backbone: DPSH (pairwise likelihood) and CSQ (hash centres)."""
 
-from typing import NamedTuple
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -11,22 +9,11 @@ from sadh.sdk.errors import SadhError
 from sadh.train.losses import as_stats, fp32_region, label_similarity, matmul_fp32, quantisation
 
 
-class DPSHMemory(NamedTuple):
-    """DPSH's running codes of every training item (pairs are a batch × the whole training set, as in the paper)."""
-
-    codes: Tensor  # (n_train, bits) float32, each row the latest linear code of that item (0 until first seen)
-    labels: Tensor  # (n_train, c) float32 training labels
-
-    def update(self, index: Tensor, z: Tensor) -> None:
-        """Store the (detached) codes z of the training items at `index`."""
-        self.codes[index.to(self.codes.device)] = z.detach().float()
-
-
-def dpsh_loss(z: Tensor, y: Tensor, memory: DPSHMemory, eta: float = 0.1) -> tuple[Tensor, dict[str, Tensor]]:
-    """DPSH: mean_ij[log(1+e^θ_ij) − s_ij·θ_ij], θ_ij = z_i·U_jᵀ/2 over the batch × all stored training codes U,
-    plus eta·mean((z − sign z)²); z is the linear (pre-tanh) code output, as in Li et al. (2016)."""
-    theta = 0.5 * matmul_fp32(z, memory.codes)
-    likelihood = (F.softplus(theta) - label_similarity(y, memory.labels) * theta).mean()
+def dpsh_loss(z: Tensor, y: Tensor, eta: float = 0.1) -> tuple[Tensor, dict[str, Tensor]]:
+    """DPSH: mean_ij[log(1+e^θ_ij) − s_ij·θ_ij] over the batch's pairs, θ = z·zᵀ/2, plus eta·mean((z − sign z)²);
+    z is the linear (pre-tanh) code output, as in Li et al. (2016)."""
+    theta = 0.5 * matmul_fp32(z, z)
+    likelihood = (F.softplus(theta) - label_similarity(y, y) * theta).mean()
     quant = quantisation(z)
     total = likelihood + eta * quant
     return total, as_stats(likelihood=likelihood, quant=quant, total=total)

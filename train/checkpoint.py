@@ -1,7 +1,7 @@
 """One checkpoint dict per file (tensors, numbers, strings; no pickled objects), written atomically on rank 0.
 
-Keys: format, model, label_net and dictionaries (SADH), dpsh_memory (DPSH), optimizer, scheduler, scaler, config,
-epoch, step, best_map, history, preprocess (JSON), class_names, dataset, method, backbone, bits, num_classes.
+Keys: format, model, label_net, optimizer, scheduler, scaler, dictionaries, config, epoch, step,
+best_map, history, preprocess (JSON), class_names, dataset, method, backbone, bits, num_classes.
 last.pt holds them all (resume); best.pt leaves out TRAINING_ONLY_KEYS (export and inference need none of them:
 an EfficientNet-Lite0 best.pt shrinks from 107 to 24 MB). `load_model` rebuilds the image network.
 """
@@ -24,7 +24,7 @@ from .config import TrainConfig, type_in_words, value_fits
 from .model import ImageHashNet, create_model
 
 FORMAT = "sadh-checkpoint-1"
-TRAINING_ONLY_KEYS = ("optimizer", "scheduler", "scaler", "label_net", "dpsh_memory")  # what only resuming needs
+TRAINING_ONLY_KEYS = ("optimizer", "scheduler", "scaler", "label_net")  # what only resuming needs
 MODEL_KEYS = ("model", "preprocess", "class_names", "method", "dataset", "backbone", "bits", "num_classes", "best_map")
 
 

@@ -98,15 +98,6 @@ def gather_rows(local: torch.Tensor, total: int, info: DistInfo) -> torch.Tensor
     return torch.stack(parts, dim=1).reshape(per_rank * info.world_size, *local.shape[1:])[:total]
 
 
-def gather_batches(local: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Every rank's equally shaped `local`, concatenated in rank order, on every rank (`local` for one process)."""
-    if info.world_size == 1:
-        return local
-    parts = [torch.empty_like(local) for _ in range(info.world_size)]
-    dist.all_gather(parts, local.contiguous())
-    return torch.cat(parts)
-
-
 def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
     """Copy rank 0's parameters and buffers to every rank (no-op for a single process)."""
     if info.world_size > 1:

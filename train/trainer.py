@@ -29,7 +29,7 @@ from ..sdk.preprocess import Preprocess
 from . import distributed
 from .augment import normalize, random_crop_flip
 from .backbones import backbone_entry
-from .baselines import CSQCentres, DPSHMemory, csq_loss, dpsh_loss
+from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
 from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, without_training_state
 from .config import TrainConfig, resume_config
@@ -40,7 +40,7 @@ from .loader import BatchLoader
 from .losses import SadhWeights, fp32_region, sadh_loss
 from .model import ImageHashNet, ImageOutput, LabelNet, create_model
 
-LossFn = Callable[[ImageOutput, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]  # (out, y, index)
+LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 CHECK_EVERY = 25  # training steps between loss read-backs (the NaN check and the progress bar)
 RESUME_KEYS = (
     "model", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "best_map", "history", "num_classes"
@@ -130,24 +130,12 @@ def _make_loss(
     state: dict[str, Any] | None,
     info: distributed.DistInfo,
 ) -> tuple[LossFn, dict[str, Any]]:
-    """The method's loss function (outputs, labels, the batch's training-set positions) and what the checkpoint must
-    keep to rebuild it."""
+    """The method's loss function and what the checkpoint must keep to rebuild it."""
     if cfg.method == "dpsh":
-        if state is None:
-            memory = DPSHMemory(torch.zeros(len(train_labels), cfg.bits, device=device), torch.from_numpy(train_labels).float().to(device))
-        elif "dpsh_memory" not in state:
-            raise SadhError("this DPSH run was saved before DPSH kept its training codes; it cannot resume, start a new run")
-        else:
-            memory = DPSHMemory(*(state["dpsh_memory"][k].to(device) for k in DPSHMemory._fields))
-
-        def dpsh(out: ImageOutput, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            memory.update(distributed.gather_batches(index.to(device), info), distributed.gather_batches(out.z.detach(), info))
-            return dpsh_loss(out.z, y, memory, eta=cfg.dpsh_eta)
-
-        return dpsh, {"dpsh_memory": memory}
+        return (lambda out, y: dpsh_loss(out.z, y, eta=cfg.dpsh_eta)), {}
     if cfg.method == "csq":
         centres = CSQCentres(cfg.bits, train_labels.shape[1], seed=cfg.seed).to(device)
-        return (lambda out, y, index: csq_loss(out.u, y, centres, lam=cfg.csq_lam)), {}
+        return (lambda out, y: csq_loss(out.u, y, centres, lam=cfg.csq_lam)), {}
     label_net = LabelNet(train_labels.shape[1], cfg.bits).to(device)
     if state is not None:
         label_net.load_state_dict(state["label_net"])
@@ -159,7 +147,7 @@ def _make_loss(
         dicts = build_dictionaries(label_net, train_labels)
     weights = SadhWeights(cfg.lam, cfg.alpha, cfg.beta, cfg.eta)
 
-    def loss(out: ImageOutput, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(out: ImageOutput, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad(), fp32_region(y):  # the frozen targets in float32 like the dictionaries, not in bf16/fp16
             target = label_net(y)
         return sadh_loss(out, y, target, dicts, weights)
@@ -300,13 +288,13 @@ def train(
             "num_classes": data.num_classes,
         }
 
-    def train_step(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """One optimiser step on a uint8 batch (training-set positions `index`); returns the loss averaged over ranks."""
+    def train_step(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One optimiser step on a uint8 batch; returns the loss averaged over ranks, still on the device."""
         x = normalize(random_crop_flip(x, pre.input_size, gen), pre.mean, pre.std)
         if not channels_last:
             x = x.contiguous()
         with autocast:
-            loss, _ = loss_fn(net(x), y, index)
+            loss, _ = loss_fn(net(x), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -334,7 +322,7 @@ def train(
         t0, losses, checked = time.perf_counter(), torch.zeros(steps_per_epoch, device=info.device), []
         with bar, BatchLoader(train_images, y_train, order, cfg.batch_size, steps_per_epoch, info.device) as loader:
             for b, (x, y) in enumerate(loader):
-                losses[b] = train_step(x, y, torch.from_numpy(loader.batch_index(b)), gen)
+                losses[b] = train_step(x, y, gen)
                 bar.update()
                 if (b + 1) % CHECK_EVERY == 0 or b + 1 == steps_per_epoch:  # reading losses waits for the GPU
                     recent = losses[len(checked) : b + 1].tolist()
