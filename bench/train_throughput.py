@@ -109,7 +109,7 @@ def main() -> None:
     results["protocol"] = (
         f"SADH stage 2, {len(split.train)} Fashion-MNIST images cached uint8 at 256 px, 224 px random crops, "
         f"batch {args.batch_size}, {args.epochs} epochs; images/s and GPU utilisation (NVML) are means over the "
-        "epochs after the first; fp32 runs with TF32 matmuls/convolutions (the trainer's CUDA setting)"
+        "epochs after the first; fp32 runs with TF32 convolutions and float32 matmuls (the trainer's CUDA setting)"
     )
     runs = results.setdefault("runs", {})
     runs["input-path"] = {"images_per_s": round(input_path_rate(cache_images(data, split.train, 256), args.batch_size, device))}

@@ -197,9 +197,9 @@ def train(
         torch.set_num_threads(cfg.threads)
     if info.device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    else:  # fixed input size: let cuDNN pick the fastest kernels once; TF32 for fp32 matmuls/convolutions
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    else:  # fixed input size: let cuDNN pick the fastest kernels once; TF32 for fp32 convolutions, not matmuls
+        torch.backends.cudnn.benchmark = True  # (the losses' similarity matmuls run in float32 on purpose, outside autocast)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
 
     # data
     if data is None or split is None:
