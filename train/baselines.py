@@ -9,12 +9,13 @@ from sadh.sdk.errors import SadhError
 from sadh.train.losses import as_stats, fp32_region, label_similarity, matmul_fp32, quantisation
 
 
-def dpsh_loss(z: Tensor, y: Tensor, eta: float = 0.1) -> tuple[Tensor, dict[str, Tensor]]:
-    """DPSH: mean_ij[log(1+e^θ_ij) − s_ij·θ_ij] over the batch's pairs, θ = z·zᵀ/2, plus eta·mean((z − sign z)²);
-    z is the linear (pre-tanh) code output, as in Li et al. (2016)."""
-    theta = 0.5 * matmul_fp32(z, z)
+def dpsh_loss(u: Tensor, y: Tensor, eta: float = 0.1) -> tuple[Tensor, dict[str, Tensor]]:
+    """DPSH: mean_ij[log(1+e^θ_ij) − s_ij·θ_ij] over the batch's pairs, θ = u·uᵀ/2, plus eta·mean((u − sign u)²).
+
+    u is the shared tanh code head (Li et al. 2016 use a linear output: measured weaker here, see the README)."""
+    theta = 0.5 * matmul_fp32(u, u)
     likelihood = (F.softplus(theta) - label_similarity(y, y) * theta).mean()
-    quant = quantisation(z)
+    quant = quantisation(u)
     total = likelihood + eta * quant
     return total, as_stats(likelihood=likelihood, quant=quant, total=total)
 

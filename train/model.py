@@ -23,12 +23,11 @@ class LabelOutput(NamedTuple):
 
 
 class ImageOutput(NamedTuple):
-    """Image network outputs: feature f, tanh code u, class logits, and z, the code before tanh (DPSH trains on it)."""
+    """Image network outputs: feature f, tanh code u, class logits."""
 
     f: Tensor
     u: Tensor
     logits: Tensor
-    z: Tensor | None = None
 
 
 def init_linear(layer: nn.Linear) -> nn.Linear:
@@ -92,8 +91,7 @@ class ImageHashNet(nn.Module):
         """Images (n, 3, h, w) → feature, continuous code and class logits."""
         pooled = self.backbone.forward_features(x)
         f = self.feature(pooled)
-        z = self.code(pooled)
-        return ImageOutput(f, torch.tanh(z), self.classifier(f), z)
+        return ImageOutput(f, torch.tanh(self.code(pooled)), self.classifier(f))
 
     def encode(self, x: Tensor) -> Tensor:
         """Images (n, 3, h, w) → continuous tanh codes (n, bits); the export/inference path (b = sign(u))."""

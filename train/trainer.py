@@ -132,7 +132,7 @@ def _make_loss(
 ) -> tuple[LossFn, dict[str, Any]]:
     """The method's loss function and what the checkpoint must keep to rebuild it."""
     if cfg.method == "dpsh":
-        return (lambda out, y: dpsh_loss(out.z, y, eta=cfg.dpsh_eta)), {}
+        return (lambda out, y: dpsh_loss(out.u, y, eta=cfg.dpsh_eta)), {}
     if cfg.method == "csq":
         centres = CSQCentres(cfg.bits, train_labels.shape[1], seed=cfg.seed).to(device)
         return (lambda out, y: csq_loss(out.u, y, centres, lam=cfg.csq_lam)), {}
