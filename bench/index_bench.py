@@ -45,6 +45,14 @@ def median_times(fns: list, runs: int) -> list[float]:
     return [statistics.median(ts) for ts in times]
 
 
+def batch1_latencies(indexes: list, q: np.ndarray, lat_queries: int, runs: int) -> list[float]:
+    """Median seconds per single-query search (one query per call, as a camera frame) of each index."""
+    return [
+        t / lat_queries
+        for t in median_times([lambda ix=ix: [ix.search(q[i : i + 1], K) for i in range(lat_queries)] for ix in indexes], runs)
+    ]
+
+
 def true_distances(db: np.ndarray, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Hamming distances between each query row and the codes with the given ids (-1 -> large)."""
     d = np.bitwise_count(db[np.maximum(ids, 0)] ^ q[:, None, :]).sum(-1, dtype=np.int64)
@@ -102,10 +110,7 @@ def flat_section(n: int, nq: int, runs: int, lat_queries: int) -> list[dict]:
             [lambda: ours.search(q, K), lambda: theirs.search(q, K), lambda: xor_popcount_floor(planes, qplanes, bits), lambda: mih.search(q, K)],
             runs,
         )
-        lat_ours, lat_faiss = (
-            t / lat_queries
-            for t in median_times([lambda ix=ix: [ix.search(q[i : i + 1], K) for i in range(lat_queries)] for ix in (ours, theirs)], runs)
-        )
+        lat_ours, lat_faiss = batch1_latencies([ours, theirs], q, lat_queries, runs)
         rows.append({
             "bits": bits,
             "ours_codes_per_s": n * nq / t_ours,
@@ -131,7 +136,7 @@ def clustered(rng, centres: np.ndarray, n: int, p: float = 0.05) -> np.ndarray:
     return np.packbits(x, axis=1)
 
 
-def mih_section(n: int, nq: int, runs: int) -> dict:
+def mih_section(n: int, nq: int, runs: int, lat_queries: int) -> dict:
     """MIH vs our flat index vs faiss.IndexBinaryMultiHash on clustered 64-bit codes."""
     rng = np.random.default_rng(1)
     centres = rng.integers(0, 2, (1000, 64)).astype(bool)
@@ -147,6 +152,7 @@ def mih_section(n: int, nq: int, runs: int) -> dict:
     fflat = faiss.IndexBinaryFlat(64)
     fflat.add(db)
     t_flat, t_mih, t_fflat = median_times([lambda: flat.search(q, K), lambda: mih.search(q, K), lambda: fflat.search(q, K)], runs)
+    lat_flat, lat_mih, lat_fflat = batch1_latencies([flat, mih, fflat], q, lat_queries, runs)
     out = {
         "n": n, "queries": nq, "bits": 64, "k": K,
         "flat_s": t_flat, "mih_s": t_mih, "faiss_flat_s": t_fflat, "mih_table_build_s": build,
@@ -154,6 +160,7 @@ def mih_section(n: int, nq: int, runs: int) -> dict:
         "mih_speedup_over_faiss_flat": t_fflat / t_mih,
         "mih_recall_at_100": recall_at_k(db, q, D, MI),
         "mih_identical_to_flat": bool(np.array_equal(D, MD) and np.array_equal(I, MI)),
+        "batch1_us": {"flat": lat_flat * 1e6, "mih": lat_mih * 1e6, "faiss_flat": lat_fflat * 1e6},
         "faiss_multihash": [],
     }
     for nflip in (0, 1, 2):
@@ -205,6 +212,7 @@ def print_mih(m: dict) -> None:
     print(f"MIH (clustered, n={m['n']}, q={m['queries']}, 64 bits, k=100): flat {m['flat_s']:.3f} s, faiss flat {m['faiss_flat_s']:.3f} s,"
           f" MIH {m['mih_s']:.3f} s -> {m['mih_speedup_over_flat']:.1f}x over flat, {m['mih_speedup_over_faiss_flat']:.1f}x over faiss flat, recall@100 {m['mih_recall_at_100']:.4f}, identical {m['mih_identical_to_flat']},"
           f" table build {m['mih_table_build_s']:.2f} s")
+    print("  batch-1 us per query: " + ", ".join(f"{name} {us:.0f}" for name, us in m["batch1_us"].items()))
     for f in m["faiss_multihash"]:
         print(f"  faiss MultiHash nflip={f['nflip']}: {f['s']:.3f} s -> {f['speedup_over_our_flat']:.1f}x over our flat, recall@100 {f['recall_at_100']:.4f}")
     for r in m["range"]:
@@ -230,7 +238,7 @@ def main() -> None:
                    "cpus": os.cpu_count()},
         "flat": flat_section(args.n, args.queries, args.runs, min(50, args.queries)),
     }
-    report["mih"] = mih_section(args.n, args.queries, args.runs)
+    report["mih"] = mih_section(args.n, args.queries, args.runs, min(200, args.queries))
     print_mih(report["mih"])
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
