@@ -1,7 +1,13 @@
 """`sadh-cli`: the Typer app lives in `app`; `main` here is the console-script entry point."""
 from __future__ import annotations
 
+import os
 import sys
+
+
+def is_main_process() -> bool:
+    """False in the ranks other than 0 of a `torchrun` job (its RANK, else LOCAL_RANK), which print nothing; else True."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
 def main() -> None:
@@ -9,6 +15,7 @@ def main() -> None:
     try:
         from .app import main as run_app
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted while starting; nothing was done\n")
+        if is_main_process():
+            sys.stderr.write("interrupted while starting; nothing was done\n")
         raise SystemExit(130) from None
     run_app()

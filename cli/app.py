@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 
 from ..sdk.errors import SadhError
 from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
-from .options import is_main_process
+from . import is_main_process
 
 NEXT_AFTER_INTERRUPT = "files written so far are complete; re-run the command to finish"
 

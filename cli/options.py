@@ -91,11 +91,6 @@ def make_console() -> Console:
     return Console(width=PIPED_WIDTH if piped else None)
 
 
-def is_main_process() -> bool:
-    """False in the ranks other than 0 of a `torchrun` job (its RANK, else LOCAL_RANK), which print nothing; else True."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
-
-
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
     typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)

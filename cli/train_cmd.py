@@ -10,7 +10,8 @@ import typer
 
 from ..sdk.errors import SadhError
 from ..train.config import TrainConfig
-from .options import EVAL_DATABASE_NAMES, DataOptions, check_outputs, data_options, is_main_process, next_hint
+from . import is_main_process
+from .options import EVAL_DATABASE_NAMES, DataOptions, check_outputs, data_options, next_hint
 
 CONFIG_NAMES = {"split_seed": "seed"}  # TrainConfig settings named differently on the command line
 
