@@ -81,8 +81,9 @@ def _cat(arrays: list, dtype: type) -> np.ndarray:
 class _Tables:
     """Substring tables for one snapshot: per substring, sorted values, the positions that hold them, the
     code planes in that same order (so a bucket's codes are read contiguously), and for substrings of at most
-    DIRECT_BITS bits each value's first index (a bucket is two reads instead of two binary searches); plus the
-    planes of an evenly spaced sample of the codes."""
+    DIRECT_BITS bits each value's first index (a bucket is two reads instead of two binary searches); the
+    planes of an evenly spaced sample of the codes; and, per MIH step, the predicted cumulative cost of a query
+    and the distance it covers (see `_predicted_cost`)."""
 
     snap: Snapshot
     values: tuple
@@ -90,6 +91,8 @@ class _Tables:
     planes: tuple
     starts: tuple
     sample: np.ndarray
+    step_cost: np.ndarray
+    step_reach: np.ndarray
 
 
 class MultiIndexHashingIndex:
@@ -161,7 +164,14 @@ class MultiIndexHashingIndex:
                 )
                 planes = tuple(np.ascontiguousarray(snap.planes[:, p]) for p in perms)
                 sample = snap.planes[:, np.linspace(0, snap.ids.size - 1, min(SAMPLE, snap.ids.size)).astype(np.intp)]
-                self._cache = _Tables(snap, values, perms, planes, starts, sample)
+                steps = self._steps(max(self._widths))
+                step_cost = np.cumsum([
+                    self._step_probe_cost(starts, s, j)
+                    + snap.ids.size * math.comb(self._widths[j], s) / 2 ** self._widths[j] * CANDIDATE_COST
+                    for s, j in steps
+                ])
+                step_reach = np.array([self.m * s + j for s, j in steps])  # all codes within this found after the step
+                self._cache = _Tables(snap, values, perms, planes, starts, sample, step_cost, step_reach)
             return self._cache
 
     def _substrings(self, packed: np.ndarray) -> np.ndarray:
@@ -209,9 +219,9 @@ class MultiIndexHashingIndex:
         """MIH steps (radius s, table j) up to radius `last`, in the order they run."""
         return [(s, j) for s in range(last + 1) for j in range(self.m) if s <= self._widths[j]]
 
-    def _step_probe_cost(self, t: _Tables, s: int, j: int) -> int:
-        """Cost of the bucket lookups of step (s, j), in flat-scan codes."""
-        return math.comb(self._widths[j], s) * (DIRECT_PROBE_COST if t.starts[j] is not None else PROBE_COST)
+    def _step_probe_cost(self, starts: tuple, s: int, j: int) -> int:
+        """Cost of the bucket lookups of step (s, j) in tables with these direct `starts`, in flat-scan codes."""
+        return math.comb(self._widths[j], s) * (DIRECT_PROBE_COST if starts[j] is not None else PROBE_COST)
 
     def _predicted_cost(self, t: _Tables, qplanes: np.ndarray, k: int) -> np.ndarray:
         """Per query: predicted MIH cost (flat-scan codes) to reach its k-th distance.
@@ -222,14 +232,8 @@ class MultiIndexHashingIndex:
         """
         n = t.snap.ids.size
         sample = np.ascontiguousarray(t.sample[:, :: -(-t.sample.shape[1] * k // n)])  # at most n / k codes
-        kth = nearest_distances(sample, qplanes, self.bits)
-        steps = self._steps(max(self._widths))
-        cost = np.cumsum([
-            self._step_probe_cost(t, s, j) + n * math.comb(self._widths[j], s) / 2 ** self._widths[j] * CANDIDATE_COST
-            for s, j in steps
-        ])
-        done_after = np.array([self.m * s + j for s, j in steps])  # a query is done after the first step reaching its k-th
-        return cost[np.minimum(np.searchsorted(done_after, kth), len(steps) - 1)]
+        kth = nearest_distances(sample, qplanes, self.bits)  # a query is done after the first step reaching its k-th
+        return t.step_cost[np.minimum(np.searchsorted(t.step_reach, kth), len(t.step_reach) - 1)]
 
     def _run(self, qp: np.ndarray, k: int | None, radius: int | None):
         """MIH steps (radius s, table j) for all queries; returns (tables, MIH candidates, rows that need the flat scan).
@@ -252,7 +256,7 @@ class MultiIndexHashingIndex:
         for s, j in self._steps(last):
             if not active.size:
                 break
-            step_cost = self._step_probe_cost(t, s, j)
+            step_cost = self._step_probe_cost(t.starts, s, j)
             if step_cost > n:  # more probes than the flat scan costs, for every query
                 flat_rows.append(active)
                 active = active[:0]
