@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .options import BATCH_OPTION, check_outputs, warn
+from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, warn
 
 PROGRESS_CHUNK = 1024  # dataset items encoded between progress updates
 
@@ -97,8 +97,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("encode")
     def encode(
-        model: Path = typer.Argument(..., help="Exported model (.onnx, or a TensorRT .engine)."),
         images: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+        model: Path = MODEL_OPTION,
         out: Path = typer.Option(Path("codes.npy"), "--out", "-o", help="Where to write the packed uint8 codes (n, bits/8)."),
         batch: int = BATCH_OPTION,
         paths_out: Optional[Path] = typer.Option(None, help="Where to list the encoded files, one per row (default: OUT with .txt)."),

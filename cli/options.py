@@ -69,8 +69,21 @@ class DataOptions:
         )
 
 
+    def config_settings(self) -> dict[str, Any]:
+        """These options as TrainConfig settings (the inverse of `from_config`; --seed seeds the split and training)."""
+        return dict(
+            data=self.data, data_dir=_str(self.data_dir), image_root=_str(self.image_root), class_names=_str(self.class_names),
+            split=_str(self.split), split_seed=self.seed, seed=self.seed, query_per_class=self.query_per_class,
+            train_per_class=self.train_per_class,
+        )
+
+
 def _path(value: Optional[str]) -> Optional[Path]:
     return None if value is None else Path(value)
+
+
+def _str(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(path)
 
 
 def model_split_path(model: Path) -> Optional[Path]:
@@ -172,6 +185,11 @@ def check_outputs(
 
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")
 BATCH_OPTION = typer.Option(64, "--batch", "--batch-size", min=1, help="Images per model call.")  # --batch-size as in train
+METHOD_OPTION = typer.Option("sadh", help="sadh | dpsh | csq (baselines share the harness).")
+BACKBONE_OPTION = typer.Option(
+    "small_cnn", help="small_cnn | efficientnet_lite0 (ImageNet weights: the choice for real images) | resnet18 | resnet50."
+)
+INPUT_SIZE_OPTION = typer.Option(None, help="Network input size in pixels (default: the backbone's).")
 EVAL_DATABASE_NAMES = ("--eval-database", "--database")  # how many database items mAP is scored on, in every command
 
 _OPTIONS: dict[str, Any] = {

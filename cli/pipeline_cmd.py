@@ -14,7 +14,10 @@ from typing import Any, Optional
 
 import typer
 
-from .options import EVAL_DATABASE_NAMES, check_outputs, make_console, next_hint
+from .options import (
+    BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
+    next_hint,
+)
 
 RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
 INDEXED_PRECISIONS = ("fp32", "int8-cpu")  # get a full database index
@@ -167,35 +170,41 @@ def register(app: typer.Typer) -> None:
     """Add the `pipeline` command to the app."""
 
     @app.command("pipeline")
+    @data_options
     def pipeline(
+        opts: DataOptions,
         out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o", help="Run folder (reused stages are picked up from here)."),
+        method: str = METHOD_OPTION,
+        backbone: str = BACKBONE_OPTION,
+        input_size: Optional[int] = INPUT_SIZE_OPTION,
         epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the training recipe's)."),
         bits: int = typer.Option(32, help="Code length (multiple of 8)."),
-        data: str = typer.Option("fashion-mnist", help="Dataset, as `--data` of the other commands names it."),
         database: Optional[int] = typer.Option(
             DEFAULT_EVAL_DATABASE, *EVAL_DATABASE_NAMES, min=1,
             help="Evaluate against a seeded subset of this many database items (training's mAP uses the same).",
         ),
-        quick: bool = typer.Option(False, "--quick", help="Tiny subset and one epoch: checks the whole chain in about a minute."),
+        quick: bool = typer.Option(
+            False, "--quick", help="Tiny subset and one epoch (overrides the split sizes): checks the whole chain in about a minute."
+        ),
     ) -> None:
         """Train -> export FP32 + INT8 -> index the database -> evaluate every precision; print a summary table."""
         from .eval_cmd import map_name
 
-        check_outputs({}, folders={"--out": out})  # before the slow torch import
+        check_outputs({}, opts.inputs(), folders={"--out": out})  # before the slow torch import
         from ..train.config import TrainConfig
 
         console = make_console()
         t_start = time.perf_counter()
-        settings: dict[str, Any] = dict(QUICK_TRAIN) if quick else {"eval_database": database}
-        if epochs is not None:
-            settings["epochs"] = epochs
-        cfg = TrainConfig(bits=bits, data=data, out=str(out), run_name=TRAIN_NAME, **settings)
+        settings: dict[str, Any] = {**opts.config_settings(), **(QUICK_TRAIN if quick else {"eval_database": database})}
+        settings.update(method=method, backbone=backbone, input_size=input_size, **({} if epochs is None else {"epochs": epochs}))
+        given = {k: v for k, v in settings.items() if v is not None}
+        cfg = TrainConfig(bits=bits, out=str(out), run_name=TRAIN_NAME, **given)
         trained = run_training(cfg, console)
         models = run_export(trained.best, out / EXPORT_NAME, QUICK_CALIB_IMAGES if quick else None, console)
         onnx_rows, n_query, n_db = evaluate_models(models, cfg, out, not quick, console)
         rows = [{"name": "torch (training)", "map": trained.best_map}, *onnx_rows]
         topk = onnx_rows[0]["topk"]
-        title = f"{data}, {bits} bits, {map_name(topk, n_db)} on {n_query} queries x {n_db} database"
+        title = f"{Path(opts.data).name}, {method}, {backbone}, {bits} bits, {map_name(topk, n_db)} on {n_query} queries x {n_db} database"
         seconds = time.perf_counter() - t_start
         report = out / REPORT_NAME
         write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})

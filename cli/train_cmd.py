@@ -11,7 +11,9 @@ import typer
 from ..sdk.errors import SadhError
 from ..train.config import TrainConfig
 from . import is_main_process
-from .options import EVAL_DATABASE_NAMES, DataOptions, check_outputs, data_options, next_hint
+from .options import (
+    BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, next_hint,
+)
 
 CONFIG_NAMES = {"split_seed": "seed"}  # TrainConfig settings named differently on the command line
 
@@ -46,8 +48,8 @@ def register(app: typer.Typer) -> None:
     def train_command(
         ctx: typer.Context,
         opts: DataOptions,
-        method: str = typer.Option("sadh", help="sadh | dpsh | csq (baselines share the harness)."),
-        backbone: str = typer.Option("small_cnn", help="small_cnn | efficientnet_lite0 | resnet18 | resnet50."),
+        method: str = METHOD_OPTION,
+        backbone: str = BACKBONE_OPTION,
         pretrained: Optional[bool] = typer.Option(
             None, "--pretrained/--no-pretrained", help="Start from shipped ImageNet weights (default: if the backbone has some)."
         ),
@@ -60,7 +62,7 @@ def register(app: typer.Typer) -> None:
         label_margin: Optional[str] = typer.Option(
             None, help="Stage-1 margin: a number, or auto = 0.2 capped at 0.9/(classes-1) (default: from the recipe)."
         ),
-        input_size: Optional[int] = typer.Option(None, help="Network input size in pixels (default: the backbone's)."),
+        input_size: Optional[int] = INPUT_SIZE_OPTION,
         amp: str = typer.Option("auto", help="auto | bf16 | fp16 | off (auto: bf16/fp16 on CUDA, off on CPU)."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
@@ -89,10 +91,7 @@ def register(app: typer.Typer) -> None:
             recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, label_margin=parse_margin(label_margin),
             input_size=input_size, amp=amp,
             compile=compile, device=device, threads=threads, eval_every=eval_every, eval_database=eval_database,
-            resume=resume, out=str(out), run_name=run_name,
-            data=opts.data, data_dir=_str(opts.data_dir), image_root=_str(opts.image_root),
-            class_names=_str(opts.class_names), split=_str(opts.split), split_seed=opts.seed, seed=opts.seed,
-            query_per_class=opts.query_per_class, train_per_class=opts.train_per_class,
+            resume=resume, out=str(out), run_name=run_name, **opts.config_settings(),
         )
         given = {k: v for k, v in settings.items() if v is not None}
         # the settings typed on the command line: with --resume, those the saved run overrides are named
@@ -116,7 +115,3 @@ def register(app: typer.Typer) -> None:
             raise KeyboardInterrupt(f"continue with: {shlex.join(['sadh-cli', *again])}") from None
         finally:
             distributed.teardown()
-
-
-def _str(path: Optional[Path]) -> Optional[str]:
-    return None if path is None else str(path)

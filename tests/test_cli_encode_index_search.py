@@ -36,7 +36,7 @@ def setup(tmp_path_factory, fashion_small) -> dict[str, Path]:
 def test_encode_folder_and_files(setup, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     shirt = next((setup["images"] / "Shirt").iterdir())
-    out = cli("encode", setup["model"], setup["images"], shirt, tmp_path / "broken.png", "--out", tmp_path / "codes.npy",
+    out = cli("encode", "--model", setup["model"], setup["images"], shirt, tmp_path / "broken.png", "--out", tmp_path / "codes.npy",
               "--batch-size", "7")  # train's name for --batch; 7 leaves a short last batch
     assert out.returncode == 0, out.stderr
     assert "broken.png" in out.stderr and "next:" not in out.stdout  # index build cannot use codes.npy
@@ -129,12 +129,12 @@ def test_index_build_fashion_mnist_role(setup, tmp_path):
 def test_bad_inputs_exit_2(setup, tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00" * 64)
-    assert_user_error(cli("encode", tmp_path / "none.onnx", setup["images"]), "model file not found")
-    assert_user_error(cli("encode", garbage, setup["images"]), "not a loadable ONNX model")
-    assert_user_error(cli("encode", setup["model"], tmp_path / "missing.png", "--out", tmp_path / "c.npy"), "none of the 1")
+    assert_user_error(cli("encode", "--model", tmp_path / "none.onnx", setup["images"]), "model file not found")
+    assert_user_error(cli("encode", "--model", garbage, setup["images"]), "not a loadable ONNX model")
+    assert_user_error(cli("encode", "--model", setup["model"], tmp_path / "missing.png", "--out", tmp_path / "c.npy"), "none of the 1")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_user_error(cli("encode", setup["model"], empty), "no image files")
+    assert_user_error(cli("encode", "--model", setup["model"], empty), "no image files")
     assert_user_error(cli("index", "build", "-m", setup["model"], "--role", "bogus"), "unknown role")
     assert_user_error(cli("index", "info", garbage), "not a sadh index file")
     assert_user_error(cli("search", "--index", garbage, setup["images"]), "not a sadh index file")
@@ -146,11 +146,11 @@ def test_outputs_that_collide_or_replace_inputs_are_refused(setup, tmp_path):
     shutil.copy(setup["model"], model)
     before = model.read_bytes()
     # the file list defaults to OUT with .txt: the same file as --out c.txt
-    assert_user_error(cli("encode", model, image, "--out", tmp_path / "c.txt"), "same file")
-    assert_user_error(cli("encode", model, image, "--out", tmp_path / "c.npy", "--paths-out", tmp_path / "c.npy"), "same file")
+    assert_user_error(cli("encode", "-m", model, image, "--out", tmp_path / "c.txt"), "same file")
+    assert_user_error(cli("encode", "-m", model, image, "--out", tmp_path / "c.npy", "--paths-out", tmp_path / "c.npy"), "same file")
     assert_user_error(cli("index", "build", "-m", model, "--out", model), "is also --model")
     assert model.read_bytes() == before
     assert_user_error(cli("index", "build", "-m", model, "--out", tmp_path), "it is a folder, not a file")
-    assert_user_error(cli("encode", model, image, "--out", model / "c.npy"), "is a file, not a folder")
+    assert_user_error(cli("encode", "-m", model, image, "--out", model / "c.npy"), "is a file, not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 

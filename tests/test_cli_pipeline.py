@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 
+import cv2
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.retriever import Sidecar, sidecar_path
-from sadh.train.checkpoint import save_checkpoint
+from sadh.train.checkpoint import load_checkpoint, save_checkpoint
 from sadh.train.config import TrainConfig
 from cli_run import assert_user_error, cli
 
@@ -84,3 +85,31 @@ def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
 def test_pipeline_out_must_be_a_folder(tmp_path):
     (tmp_path / "list.txt").write_text("a.jpg 1 0\n")
     assert_user_error(cli("pipeline", "--quick", "--out", tmp_path / "list.txt"), "it is a file, not a folder")
+
+
+@pytest.mark.slow
+def test_pipeline_takes_the_training_and_dataset_options(tmp_path, fashion_mnist):
+    """A list-file dataset with its image root and class names, another method, input size and seed reach every stage."""
+    images, cls = tmp_path / "images", fashion_mnist.labels.argmax(1)
+    images.mkdir()
+    lines = []
+    for c in range(fashion_mnist.num_classes):
+        for j, i in enumerate(np.flatnonzero(cls == c)[:60]):
+            cv2.imwrite(str(images / f"{c}_{j}.png"), fashion_mnist.image(i))
+            lines.append(" ".join([f"{c}_{j}.png", *(str(int(c == d)) for d in range(fashion_mnist.num_classes))]))
+    (tmp_path / "all.txt").write_text("\n".join(lines) + "\n")
+    names = [f"kind {c}" for c in range(fashion_mnist.num_classes)]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    run = tmp_path / "run"
+    out = cli(
+        "pipeline", "--quick", "--data", tmp_path / "all.txt", "--image-root", images, "--class-names", tmp_path / "names.txt",
+        "--method", "csq", "--input-size", "32", "--seed", "3", "--out", run,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    cfg = TrainConfig.from_dict(load_checkpoint(run / "train" / "best.pt", ("config",))["config"])
+    assert (cfg.method, cfg.input_size, cfg.split_seed, cfg.image_root) == ("csq", 32, 3, str(images))
+    encoder = Encoder(run / "export" / "best.int8-cpu.onnx")
+    assert encoder.class_names == names and encoder.preprocess.input_size == 32
+    side = Sidecar.load(sidecar_path(run / "index" / "int8-cpu.sidx"))
+    assert side.dataset["data"] == str(tmp_path / "all.txt") and side.dataset["class_names"] == str(tmp_path / "names.txt")
+    assert "all.txt, csq, small_cnn, 32 bits, mAP@all" in json.loads((run / "report" / "summary.json").read_text())["title"]

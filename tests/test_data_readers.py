@@ -205,3 +205,19 @@ def test_resolver_multilabel_list_sizes(tmp_path: Path) -> None:
 def test_resolver_unknown(tmp_path: Path) -> None:
     with pytest.raises(SadhError, match="unknown dataset"):
         load_dataset(str(tmp_path / "nothing-here"))
+
+
+def test_resolver_refuses_options_the_dataset_does_not_read(tmp_path: Path) -> None:
+    names = [f"c{k % 2}/{k}.png" for k in range(6)]
+    _write_images(tmp_path / "folder", names)
+    (tmp_path / "all.txt").write_text("".join(f"folder/{n} {1 - k % 2} {k % 2}\n" for k, n in enumerate(names)))
+    (tmp_path / "names.txt").write_text("a\nb\n")
+    with pytest.raises(SadhError, match=r"^--class-names does not apply to fashion-mnist: its only dataset option is --data-dir$"):
+        load_dataset("fashion-mnist", class_names_file=tmp_path / "names.txt")
+    with pytest.raises(SadhError, match=r"^--image-root and --class-names do not apply to .*folder: a class-folder dataset takes no"):
+        load_dataset(str(tmp_path / "folder"), image_root=tmp_path, class_names_file=tmp_path / "names.txt")
+    with pytest.raises(SadhError, match=r"^--data-dir does not apply to .*all.txt: list files take --image-root and --class-names$"):
+        load_dataset(str(tmp_path / "all.txt"), data_dir=tmp_path)
+    data, _ = load_dataset(str(tmp_path / "all.txt"), image_root=tmp_path, class_names_file=tmp_path / "names.txt",
+                           sizes=SplitSizes(query_per_class=1, train_per_class=1))
+    assert data.class_names == ["a", "b"] and len(data) == 6

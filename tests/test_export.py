@@ -22,6 +22,7 @@ from sadh.export.samples import checkpoint_dataset, model_inputs, spread
 from sadh.export.torch_ref import torch_codes
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split
+from sadh.sdk.data.fashion_mnist import find_fashion_mnist
 from sadh.sdk.errors import SadhError
 from sadh.train.checkpoint import load_model, save_checkpoint
 from sadh.train.config import TrainConfig
@@ -220,8 +221,9 @@ def test_spread_is_deterministic_and_covers_the_range() -> None:
 
 def test_cli_export_prints_table_trtexec_and_next_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sadh.export.api.tensorrt_version", lambda: None)  # the no-TensorRT path, even where it is installed
-    names = tmp_path / "class names.txt"
-    ckpt = write_checkpoint(tmp_path / "best.pt", config=TrainConfig(backbone="small_cnn", bits=BITS, class_names=str(names)).to_dict())
+    data_dir = tmp_path / "fashion mnist"  # a data option with a space, which the hint must quote
+    data_dir.symlink_to(find_fashion_mnist()["train_images"].parent)
+    ckpt = write_checkpoint(tmp_path / "best.pt", config=TrainConfig(backbone="small_cnn", bits=BITS, data_dir=str(data_dir)).to_dict())
     out_dir = tmp_path / "out dir"
     result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out_dir), "--engine", "--batch-max", "16"])
     assert result.exit_code == 0, result.output
@@ -230,7 +232,7 @@ def test_cli_export_prints_table_trtexec_and_next_step(tmp_path: Path, monkeypat
     assert "--maxShapes=images:16x3x28x28" in result.output
     (line,) = [line for line in result.output.splitlines() if line.startswith("next: ")]
     assert shlex.split(line[len("next: "):]) == [
-        "sadh-cli", "index", "build", "--model", str(out_dir / "best.onnx"), "--class-names", str(names), "--out", "index.sidx",
+        "sadh-cli", "index", "build", "--model", str(out_dir / "best.onnx"), "--data-dir", str(data_dir), "--out", "index.sidx",
     ]
     saved = Split.load(out_dir / "best.split.npz")  # the training split, beside the models for eval / index build
     data, split = checkpoint_dataset(ckpt)

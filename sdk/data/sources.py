@@ -16,6 +16,11 @@ from .mosaic import make_mosaic_dataset
 from .splits import Split, split_by_size, split_per_class
 
 BUILTIN = ("fashion-mnist", "fashion-mnist-mosaic")
+OPTIONS_OF = {  # kind of --data: the dataset options it reads, and what to say when given others
+    "builtin": (("--data-dir",), "its only dataset option is --data-dir"),
+    "list": (("--image-root", "--class-names"), "list files take --image-root and --class-names"),
+    "folder": ((), "a class-folder dataset takes no other dataset option"),
+}
 LIST_SPLIT_FILES = {"query": "test.txt", "train": "train.txt", "database": "database.txt"}
 
 
@@ -91,17 +96,23 @@ def _read_dataset(
     seed: int,
 ) -> tuple[LabeledImages, Split | None]:
     """The dataset `spec` names and the split it comes with (None: it has none, a default one is needed)."""
+    path = Path(spec)
+    lists = path.is_dir() and all((path / f).is_file() for f in LIST_SPLIT_FILES.values())
+    kind = "builtin" if spec in BUILTIN else "list" if path.is_file() or lists else "folder" if path.is_dir() else None
+    given = {"--data-dir": data_dir, "--image-root": image_root, "--class-names": class_names_file}
+    unused = [name for name, value in given.items() if value is not None and kind and name not in OPTIONS_OF[kind][0]]
+    if unused:
+        raise SadhError(f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {spec}: {OPTIONS_OF[kind][1]}")
     if spec == "fashion-mnist":
         return load_fashion_mnist(data_dir), None
     if spec == "fashion-mnist-mosaic":
         return make_mosaic_dataset(
             load_fashion_mnist(data_dir), sizes.query_total, sizes.train_total, sizes.database_total or 20000, seed=seed
         )
-    path = Path(spec)
     if path.is_file():
         names = _read_class_names(class_names_file)
         return read_list_file(path, image_root, names), None
-    if path.is_dir() and all((path / f).is_file() for f in LIST_SPLIT_FILES.values()):
+    if lists:
         data, split = _concat_lists(path, image_root)
         names = _read_class_names(class_names_file)
         if names is not None:
