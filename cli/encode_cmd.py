@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
+from .chunks import Encoded, encode_in_chunks, job_key, partial_path
 from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, warn
-
-PROGRESS_CHUNK = 1024  # dataset items encoded between progress updates
-
 
 def expand_images(inputs: list[Path]) -> list[Path]:
     """Files as given, folders expanded to their image files (recursively, sorted); SadhError if none."""
@@ -40,31 +37,26 @@ def open_encoder(model: Path, batch: int = 64):
     return Encoder(model, max_batch=batch)
 
 
-def encode_items(encoder, data, index: np.ndarray, what: str = "images") -> tuple[np.ndarray, np.ndarray]:
-    """Encode dataset items `index` with a progress bar: (packed codes, the indices that were encoded).
+def encode_items(encoder, data, index: np.ndarray, what: str = "images", partial: Path | None = None) -> Encoded:
+    """Encode dataset items `index` with a progress bar (ids: the dataset indices encoded), resumable through `partial`.
 
     Unreadable files of path-based sets are reported (one line each) and left out.
     """
-    from rich.progress import Progress
-
     index = np.asarray(index, dtype=np.int64)
-    codes, kept, failures = [], [], []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"encoding {len(index)} {what}", total=len(index))
-        for start in range(0, len(index), PROGRESS_CHUNK):
-            part = index[start : start + PROGRESS_CHUNK]
-            if data.images is not None:
-                codes.append(encoder.encode(data.images[part]))
-                kept.append(part)
-            else:
-                got, failed = encoder.encode_files([data.paths[i] for i in part])
-                bad = {path for path, _ in failed}
-                failures += failed
-                codes.append(got)
-                kept.append(np.array([i for i in part if data.paths[i] not in bad], np.int64))
-            progress.advance(task, len(part))
-    report_failures(failures, len(index))
-    return np.concatenate(codes), np.concatenate(kept)
+
+    def encode_chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+        part = index[start:stop]
+        if data.images is not None:
+            return encoder.encode(data.images[part]), part, []
+        codes, failed = encoder.encode_files([data.paths[i] for i in part])
+        bad = {path for path, _ in failed}
+        return codes, np.array([i for i in part if data.paths[i] not in bad], np.int64), failed
+
+    items = (data.paths[i] for i in index) if data.images is None else (f"{data.name}[{i}]" for i in index)
+    key = job_key(encoder.path, items) if partial is not None else ""
+    result = encode_in_chunks(len(index), encoder.bits // 8, encode_chunk, what, partial, key)
+    report_failures(result.failures, len(index))
+    return result
 
 
 def report_failures(failures: list[tuple[str, str]], total: int) -> set[str]:
@@ -83,13 +75,6 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def timed(fn: Callable, *args, **kwargs):
-    """(result of fn(*args, **kwargs), seconds it took)."""
-    t0 = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - t0
 
 
 def register(app: typer.Typer) -> None:
@@ -111,11 +96,19 @@ def register(app: typer.Typer) -> None:
         listing_name = "--paths-out" if paths_out else "the file list (default: OUT with .txt)"
         check_outputs({"--out": out, listing_name: listing}, [("--model", model), *(("an input image", f) for f in files)])
         encoder = open_encoder(model, batch)
-        (codes, failures), seconds = timed(encoder.encode_files, files)
-        bad = report_failures(failures, len(files))
-        save_npy(out, codes)
-        atomic_write_text(listing, "".join(f"{p}\n" for p in map(str, files) if p not in bad))
+
+        def encode_chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+            codes, failed = encoder.encode_files(files[start:stop])
+            bad = {path for path, _ in failed}
+            return codes, np.array([i for i in range(start, stop) if str(files[i]) not in bad], np.int64), failed
+
+        partial = partial_path(out)
+        result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial, job_key(model, map(str, files)))
+        report_failures(result.failures, len(files))
+        save_npy(out, result.codes)
+        atomic_write_text(listing, "".join(f"{files[i]}\n" for i in result.ids))
+        speed = "all resumed" if result.ms_per_item is None else f"{result.ms_per_item:.1f} ms/image"
         typer.echo(
-            f"wrote {out}: {len(codes)} codes of {encoder.bits} bits ({codes.nbytes} bytes) and {listing}; "
-            f"{len(failures)} skipped; {seconds:.2f} s ({1000 * seconds / len(files):.1f} ms/image, {encoder.precision})"
+            f"wrote {out}: {len(result.codes)} codes of {encoder.bits} bits ({result.codes.nbytes} bytes) and {listing}; "
+            f"{len(result.failures)} skipped; {result.seconds:.2f} s ({speed}, {encoder.precision})"
         )

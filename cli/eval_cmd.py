@@ -12,6 +12,7 @@ import typer
 from ..sdk.data import database_subset
 from ..sdk.errors import SadhError
 from ..sdk.grid import CAPTION_CHARS, encode_png, retrieval_grid
+from .chunks import partial_path
 from .options import (
     BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, data_options, load_for_model, model_split_path,
     next_hint,
@@ -24,6 +25,7 @@ METRICS_NAME = "metrics.json"
 PR_NAME = "pr_curve.png"
 PAN_NAME = "precision_at_n.png"
 GRID_NAME = "retrieval_grid.png"
+DATABASE_CODES_NAME = "database"  # its partial folder (database.partial) keeps encoded chunks until the database is done
 PRECISION_NS = np.array([1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
 
 
@@ -91,14 +93,14 @@ def evaluate(
     from ..sdk.atomic import atomic_write_text
     from ..sdk.index import HammingIndex
     from ..sdk.metrics import default_topk
-    from .encode_cmd import encode_items, timed
+    from .encode_cmd import encode_items
     from .plots import plot_pr_curve, plot_precision_at_n
 
-    (q_codes, q_idx), seconds = timed(encode_items, encoder, data, q_idx, "queries")
-    encoded = len(q_idx)
+    queries = encode_items(encoder, data, q_idx, "queries")
+    q_codes, q_idx, seconds, encoded = queries.codes, queries.ids, queries.seconds, queries.encoded
     if db_codes is None:
-        (db_codes, db_idx), t_db = timed(encode_items, encoder, data, db_idx, "database images")
-        seconds, encoded = seconds + t_db, encoded + len(db_idx)
+        database = encode_items(encoder, data, db_idx, "database images", partial_path(out_dir / DATABASE_CODES_NAME))
+        db_codes, db_idx, seconds, encoded = database.codes, database.ids, seconds + database.seconds, encoded + database.encoded
     q_labels, db_labels = data.labels[q_idx], data.labels[db_idx]
     index = HammingIndex(encoder.bits)
     index.add(db_codes)

@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
+from .chunks import Encoded, partial_path
 from .options import (
     BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, data_options, load_for_model, make_console, model_split_path, next_hint,
 )
@@ -34,13 +35,15 @@ def dataset_spec(opts: DataOptions, role: str) -> dict:
     return {**spec, "role": role}
 
 
-def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | None) -> tuple[object, float]:
-    """Encode items `index` of `data`, write the index (ids = dataset indices) and its sidecar; return (index, seconds)."""
+def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | None) -> tuple[object, Encoded]:
+    """Encode items `index` of `data` (resumable: OUT.partial), write the index (ids = dataset indices) and its sidecar;
+    return (index, what was encoded)."""
     from ..sdk.index import HammingIndex
     from ..sdk.retriever import Sidecar, sidecar_path
-    from .encode_cmd import encode_items, timed
+    from .encode_cmd import encode_items
 
-    (codes, ids), seconds = timed(encode_items, encoder, data, index)
+    encoded = encode_items(encoder, data, index, partial=partial_path(out))
+    codes, ids = encoded.codes, encoded.ids
     hindex = HammingIndex(encoder.bits)
     hindex.add(codes, ids)
     hindex.save(out)
@@ -52,7 +55,7 @@ def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | Non
         dataset=dataset,
         model=str(encoder.path.resolve()),
     ).save(sidecar_path(out))
-    return hindex, seconds
+    return hindex, encoded
 
 
 def register(app: typer.Typer) -> None:
@@ -79,11 +82,11 @@ def register(app: typer.Typer) -> None:
         encoder = open_encoder(model, batch)
         data, split, used = load_for_model(opts, encoder)
         index = role_indices(split, len(data), role)
-        hindex, seconds = build_index(encoder, data, index, out, dataset_spec(used, role))
+        hindex, encoded = build_index(encoder, data, index, out, dataset_spec(used, role))
+        speed = "all resumed" if encoded.ms_per_item is None else f"{encoded.ms_per_item:.2f} ms/image"
         typer.echo(
             f"wrote {out}: {len(hindex)} codes of {hindex.bits} bits from {data.name} ({role}), "
-            f"{out.stat().st_size / 1e6:.2f} MB, {seconds:.1f} s ({1000 * seconds / max(1, len(index)):.2f} ms/image); "
-            f"sidecar {sidecar_path(out)}"
+            f"{out.stat().st_size / 1e6:.2f} MB, {encoded.seconds:.1f} s ({speed}); sidecar {sidecar_path(out)}"
         )
         next_hint("sadh-cli", "search", "--index", out, "--model", model, "IMAGE_OR_FOLDER", "-k", "10")
 

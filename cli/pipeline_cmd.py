@@ -141,9 +141,9 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
         if precision in INDEXED_PRECISIONS:
             console.print(f"[bold]3/4 indexing[/] {len(index_items)} database images with the {precision} model")
             index_path = out / INDEX_NAME / f"{precision}.sidx"
-            hindex, seconds = build_index(encoder, dataset, index_items, index_path, dataset_spec(opts, "database"))
+            hindex, encoded = build_index(encoder, dataset, index_items, index_path, dataset_spec(opts, "database"))
             db_codes = codes_of(hindex, eval_db)
-            row.update(index=str(index_path), index_ms_per_image=1000 * seconds / len(index_items))
+            row.update(index=str(index_path), index_ms_per_image=encoded.ms_per_item)
         console.print(f"[bold]4/4 evaluating[/] {precision}: {len(split.query)} queries x {len(eval_db)} database")
         metrics = evaluate(encoder, dataset, split.query, eval_db, out / REPORT_NAME / precision, None, db_codes)
         row.update({k: metrics[k] for k in ("map", "map_tie_aware", "encode_ms_per_image", "search_us_per_query", "topk")})
