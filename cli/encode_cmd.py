@@ -12,6 +12,7 @@ from ..sdk.errors import SadhError
 from .chunks import Encoded, encode_in_chunks, job_key, partial_path
 from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, warn
 
+
 def expand_images(inputs: list[Path]) -> list[Path]:
     """Files as given, folders expanded to their image files (recursively, sorted); SadhError if none."""
     from ..sdk.data.imagefolder import IMAGE_SUFFIXES
