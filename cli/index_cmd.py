@@ -1,9 +1,12 @@
-"""`sadh-cli index build|info`: encode a dataset split into a Hamming index file plus its JSON sidecar."""
+"""`sadh-cli index build|add|remove|info`: a Hamming index file plus its JSON sidecar, built from a dataset split and
+kept up to date with new image files (a camera enrolling items) or removed ids."""
 from __future__ import annotations
 
 import dataclasses
+import filecmp
 import os
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import typer
@@ -12,6 +15,7 @@ from ..sdk.errors import SadhError
 from .chunks import Encoded, partial_path
 from .options import (
     BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, data_options, load_for_model, make_console, model_split_path, next_hint,
+    warn,
 )
 
 ROLES = ("database", "query", "train", "all")
@@ -33,6 +37,29 @@ def dataset_spec(opts: DataOptions, role: str) -> dict:
     """The dataset options (JSON-able) plus the role, so a sidecar can name its items without paths."""
     spec = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()}
     return {**spec, "role": role}
+
+
+def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: int = 64):
+    """The encoder that searches or adds to `index`: `model`, else the one its sidecar names; SadhError if the bits differ."""
+    from .encode_cmd import open_encoder
+
+    if model is None:
+        if side is None or not side.model:
+            raise SadhError(f"{index}: no sidecar names the model; pass --model")
+        model = Path(side.model)
+    encoder = open_encoder(model, batch)
+    if encoder.bits != bits:
+        raise SadhError(f"{index} holds {bits}-bit codes but {model} makes {encoder.bits}-bit codes")
+    return encoder
+
+
+def save_index(hindex, side, index: Path) -> None:
+    """Write the index, then its sidecar (which records the new index file's digest), each atomically."""
+    from ..sdk.retriever import sidecar_path
+
+    hindex.save(index)
+    if side is not None:
+        side.save(sidecar_path(index))
 
 
 def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | None) -> tuple[object, Encoded]:
@@ -60,7 +87,7 @@ def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | Non
 
 def register(app: typer.Typer) -> None:
     """Add the `index` command group to the app."""
-    group = typer.Typer(help="Build and inspect Hamming index files.", no_args_is_help=True)
+    group = typer.Typer(help="Build, update and inspect Hamming index files.", no_args_is_help=True)
     app.add_typer(group, name="index")
 
     @group.command("build")
@@ -89,6 +116,67 @@ def register(app: typer.Typer) -> None:
             f"{out.stat().st_size / 1e6:.2f} MB, {encoded.seconds:.1f} s ({speed}); sidecar {sidecar_path(out)}"
         )
         next_hint("sadh-cli", "search", "--index", out, "--model", model, "IMAGE_OR_FOLDER", "-k", "10")
+
+    @group.command("add")
+    def add(
+        images: List[Path] = typer.Argument(..., help="Image files and/or folders to add."),
+        index: Path = typer.Option(..., "--index", "-i", help="Index file to add to (rewritten with its sidecar)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Exported model (default: the one the index was built with)."),
+        label: List[str] = typer.Option([], "--label", "-l", help="Class name of the added images; repeat for several (default: none)."),
+        batch: int = BATCH_OPTION,
+    ) -> None:
+        """Encode image files and add them to an index and its sidecar; their ids follow the largest id."""
+        from ..sdk.index import HammingIndex
+        from ..sdk.retriever import Sidecar, sidecar_path
+        from .encode_cmd import expand_images, report_failures
+
+        hindex = HammingIndex.load(index)
+        side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
+        if side is not None and side.paths is None:
+            raise SadhError(f"{index} indexes items of the dataset {side.dataset}, not files; add files to an index built from image files")
+        if label and side is None:
+            raise SadhError(f"{index} has no sidecar to record labels in; add without --label")
+        unknown = [name for name in label if side is not None and name not in side.class_names]
+        if unknown:
+            raise SadhError(f"unknown class {unknown[0]!r}: the index's classes are {', '.join(side.class_names)}")
+        classes = sorted({side.class_names.index(name) for name in label}) if side is not None else []
+        encoder = index_encoder(index, hindex.bits, side, model, batch)
+        built_with = Path(side.model) if side is not None and side.model else None
+        if model is not None and built_with is not None and built_with.is_file() and not filecmp.cmp(model, built_with, shallow=False):
+            warn(f"{model} is not the model file that built {index} ({built_with}): its codes must come from the same network")
+        files = expand_images(images)
+        codes, failures = encoder.encode_files(files)
+        bad = report_failures(failures, len(files))
+        added = [os.path.abspath(f) for f in map(str, files) if f not in bad]
+        ids = hindex.add(codes)
+        if side is not None:
+            side = dataclasses.replace(
+                side, ids=side.ids + ids.tolist(), labels=side.labels + [classes] * len(ids), paths=side.paths + added, index_digest=None
+            )
+        save_index(hindex, side, index)
+        typer.echo(f"added {len(ids)} images to {index} as ids {ids[0]}..{ids[-1]}; it holds {len(hindex)} codes")
+
+    @group.command("remove")
+    def remove(
+        ids: List[int] = typer.Argument(..., help="Ids to remove, as `sadh-cli search` prints them."),
+        index: Path = typer.Option(..., "--index", "-i", help="Index file to remove from (rewritten with its sidecar)."),
+    ) -> None:
+        """Remove ids from an index and its sidecar (an id that is not there removes nothing)."""
+        from ..sdk.index import HammingIndex
+        from ..sdk.retriever import Sidecar, sidecar_path
+
+        hindex = HammingIndex.load(index)
+        side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
+        removed = hindex.remove(np.array(ids, np.int64))
+        if side is not None:
+            gone = set(ids)
+            keep = [r for r, i in enumerate(side.ids) if i not in gone]
+            side = dataclasses.replace(
+                side, ids=[side.ids[r] for r in keep], labels=[side.labels[r] for r in keep],
+                paths=None if side.paths is None else [side.paths[r] for r in keep], index_digest=None,
+            )
+        save_index(hindex, side, index)
+        typer.echo(f"removed {removed} ids from {index}; it holds {len(hindex)} codes")
 
     @group.command("info")
     def info(index: Path = typer.Argument(..., help="Index file (.sidx).")) -> None:

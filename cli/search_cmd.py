@@ -6,8 +6,6 @@ from typing import List, Optional
 
 import typer
 
-from ..sdk.errors import SadhError
-
 
 def register(app: typer.Typer) -> None:
     """Add the `search` command to the app."""
@@ -30,18 +28,13 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from ..sdk.retriever import Sidecar, load_index, sidecar_path
-        from .encode_cmd import expand_images, open_encoder, report_failures
+        from .encode_cmd import expand_images, report_failures
+        from .index_cmd import index_encoder
         from .options import make_console
 
         hindex = load_index(index, "mih" if mih else "flat")
         side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
-        if model is None:
-            if side is None or not side.model:
-                raise SadhError(f"{index}: no sidecar names the model; pass --model")
-            model = Path(side.model)
-        encoder = open_encoder(model)
-        if encoder.bits != hindex.bits:
-            raise SadhError(f"{index} holds {hindex.bits}-bit codes but {model} makes {encoder.bits}-bit codes")
+        encoder = index_encoder(index, hindex.bits, side, model)
         files = expand_images(images)
         codes, failures = encoder.encode_files(files)
         bad = report_failures(failures, len(files))

@@ -154,3 +154,49 @@ def test_outputs_that_collide_or_replace_inputs_are_refused(setup, tmp_path):
     assert_user_error(cli("encode", "-m", model, image, "--out", model / "c.npy"), "is a file, not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
+
+
+def test_index_add_and_remove_keep_index_and_sidecar_together(setup, tmp_path):
+    index = tmp_path / "db.sidx"
+    split = ["--query-per-class", "1", "--train-per-class", "1"]
+    assert cli("index", "build", "-m", setup["model"], "--data", setup["images"], *split, "--out", index).returncode == 0
+    before = Sidecar.load(sidecar_path(index))
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in ("Bag", "Shirt"):  # two query images (not in the index): the camera enrols them
+        shutil.copy(next(p for p in sorted((setup["images"] / name).iterdir()) if str(p) not in before.paths), new / f"{name}.png")
+    (new / "broken.png").write_bytes(b"not a png")
+    out = cli("index", "add", new, "--index", index, "--label", "Shirt", "-l", "Bag")
+    assert out.returncode == 0, out.stderr
+    first = max(before.ids) + 1
+    assert f"added 2 images to {index} as ids {first}..{first + 1}; it holds {len(before.ids) + 2} codes" in out.stdout
+    assert "broken.png" in out.stderr
+    side = Sidecar.load(sidecar_path(index))  # refused if it did not match the rewritten index
+    assert side.ids == before.ids + [first, first + 1] and side.paths[-2:] == [str(new / "Bag.png"), str(new / "Shirt.png")]
+    assert side.label_names(first) == ["Bag", "Shirt"]
+    found = cli("search", "--index", index, new / "Shirt.png", "-k", "100")  # the tiny model's codes tie: find its row
+    (row,) = [r for r in table_rows(found.stdout) if r[1] == str(first + 1)]
+    assert row[2:4] == ["0", "Bag,Shirt"]
+
+    gone = cli("index", "remove", str(first + 1), str(before.ids[3]), "--index", index)
+    assert gone.returncode == 0, gone.stderr
+    assert f"removed 2 ids from {index}; it holds {len(before.ids)} codes" in gone.stdout
+    side, hindex = Sidecar.load(sidecar_path(index)), HammingIndex.load(index)
+    assert side.ids == hindex.ids.tolist() == [i for i in before.ids if i != before.ids[3]] + [first]
+    assert side.paths[-1] == str(new / "Bag.png") and before.paths[3] not in side.paths
+    np.testing.assert_array_equal(hindex.codes[-1], Encoder(setup["model"]).encode_files([new / "Bag.png"])[0][0])
+
+    kept = index.read_bytes(), sidecar_path(index).read_text()
+    assert_user_error(cli("index", "remove", str(first + 1), "--index", index), f"id {first + 1} is not in the index; nothing was removed")
+    assert_user_error(cli("index", "add", new / "Bag.png", "--index", index, "--label", "Hat"), "unknown class 'Hat': the index's classes are")
+    other = tmp_path / "other.onnx"
+    export_tiny(other, bits=16)
+    assert_user_error(cli("index", "add", new / "Bag.png", "--index", index, "-m", other), "holds 32-bit codes but")
+    assert (index.read_bytes(), sidecar_path(index).read_text()) == kept  # refused changes leave both files as they were
+
+
+def test_index_add_refuses_an_index_of_dataset_items(setup, tmp_path):
+    index = tmp_path / "fm.sidx"
+    assert cli("index", "build", "-m", setup["model"], "--role", "query", "--query-per-class", "1", "--out", index).returncode == 0
+    image = next((setup["images"] / "Bag").iterdir())
+    assert_user_error(cli("index", "add", image, "--index", index), "indexes items of the dataset")
