@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -36,6 +37,12 @@ class Encoded:
     failures: list[tuple[str, str]]
     seconds: float  # encoding time of this run
     encoded: int  # items this run encoded (chunks kept from an interrupted run are not counted)
+    partial: PartialChunks | None = None  # where the chunks are kept until the caller has written its output
+
+    def discard_partial(self) -> None:
+        """Delete the kept chunks: call once the output made from these codes is written."""
+        if self.partial is not None:
+            self.partial.remove()
 
     @property
     def ms_per_item(self) -> float | None:
@@ -48,15 +55,32 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def job_key(model: Path, items: Iterable[str]) -> str:
-    """A digest of the model file's bytes, the chunk size and the items (their names, in order)."""
+def job_key(model: Path, items: Iterable[bytes]) -> str:
+    """A digest of the model file's bytes, the chunk size and what identifies the items, in order."""
     h = hashlib.sha256(f"chunk {CHUNK}\n".encode())
     with open(model, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     for item in items:
-        h.update(f"\n{item}".encode())
+        h.update(len(item).to_bytes(8, "little"))
+        h.update(item)
     return h.hexdigest()
+
+
+def file_identities(paths: Iterable[str | os.PathLike]) -> Iterator[bytes]:
+    """Per file: its path, size and modification time (a file replaced in place is another item); missing: the path."""
+    for path in paths:
+        try:
+            st = os.stat(path)
+            yield f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()
+        except OSError:
+            yield f"{path}\0missing".encode()
+
+
+def pixel_blocks(images: np.ndarray, index: np.ndarray, rows: int = 4096) -> Iterator[bytes]:
+    """The pixels of images[index], block by block (in-memory sets: the same names can hold other pixels)."""
+    for start in range(0, len(index), rows):
+        yield np.ascontiguousarray(images[index[start : start + rows]]).tobytes()
 
 
 class PartialChunks:
@@ -116,7 +140,7 @@ def encode_in_chunks(
     total: int, nbytes: int, encode_chunk: ChunkEncoder, what: str, partial: Path | None = None, key: str = ""
 ) -> Encoded:
     """Encode items 0..total-1 chunk by chunk with a progress bar; with `partial`, finished chunks are kept there
-    and reused by the next run of the same job (`key`), and Ctrl-C says so."""
+    (until `Encoded.discard_partial`) and reused by the next run of the same job (`key`), and Ctrl-C says so."""
     from rich.progress import Progress
 
     store = PartialChunks(partial, key) if partial is not None else None
@@ -141,9 +165,9 @@ def encode_in_chunks(
                 raise
             done = min(len(parts) * CHUNK, total)
             raise KeyboardInterrupt(f"{done} of {total} {what} encoded are kept in {partial}; re-run the same command to continue") from None
-    if store is not None:
-        store.remove()
     if not parts:
-        return Encoded(np.zeros((0, nbytes), np.uint8), np.zeros(0, np.int64), [], seconds, encoded)
+        return Encoded(np.zeros((0, nbytes), np.uint8), np.zeros(0, np.int64), [], seconds, encoded, store)
     codes, ids, failures = zip(*parts)
-    return Encoded(np.concatenate(codes), np.concatenate(ids).astype(np.int64), [f for fs in failures for f in fs], seconds, encoded)
+    return Encoded(
+        np.concatenate(codes), np.concatenate(ids).astype(np.int64), [f for fs in failures for f in fs], seconds, encoded, store
+    )

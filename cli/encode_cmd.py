@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from ..sdk.errors import SadhError
-from .chunks import Encoded, encode_in_chunks, job_key, partial_path
+from .chunks import Encoded, encode_in_chunks, file_identities, job_key, partial_path, pixel_blocks
 from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, warn
 
 
@@ -53,8 +53,10 @@ def encode_items(encoder, data, index: np.ndarray, what: str = "images", partial
         bad = {path for path, _ in failed}
         return codes, np.array([i for i in part if data.paths[i] not in bad], np.int64), failed
 
-    items = (data.paths[i] for i in index) if data.images is None else (f"{data.name}[{i}]" for i in index)
-    key = job_key(encoder.path, items) if partial is not None else ""
+    key = ""
+    if partial is not None:
+        items = file_identities(data.paths[i] for i in index) if data.images is None else pixel_blocks(data.images, index)
+        key = job_key(encoder.path, items)
     result = encode_in_chunks(len(index), encoder.bits // 8, encode_chunk, what, partial, key)
     report_failures(result.failures, len(index))
     return result
@@ -104,10 +106,11 @@ def register(app: typer.Typer) -> None:
             return codes, np.array([i for i in range(start, stop) if str(files[i]) not in bad], np.int64), failed
 
         partial = partial_path(out)
-        result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial, job_key(model, map(str, files)))
+        result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial, job_key(model, file_identities(files)))
         report_failures(result.failures, len(files))
         save_npy(out, result.codes)
         atomic_write_text(listing, "".join(f"{files[i]}\n" for i in result.ids))
+        result.discard_partial()
         speed = "all resumed" if result.ms_per_item is None else f"{result.ms_per_item:.1f} ms/image"
         typer.echo(
             f"wrote {out}: {len(result.codes)} codes of {encoder.bits} bits ({result.codes.nbytes} bytes) and {listing}; "

@@ -98,6 +98,7 @@ def evaluate(
 
     queries = encode_items(encoder, data, q_idx, "queries")
     q_codes, q_idx, seconds, encoded = queries.codes, queries.ids, queries.seconds, queries.encoded
+    database = None
     if db_codes is None:
         database = encode_items(encoder, data, db_idx, "database images", partial_path(out_dir / DATABASE_CODES_NAME))
         db_codes, db_idx, seconds, encoded = database.codes, database.ids, seconds + database.seconds, encoded + database.encoded
@@ -133,6 +134,8 @@ def evaluate(
     plot_precision_at_n({encoder.precision: pan}, out_dir / PAN_NAME, title)
     write_grid(data, q_idx, db_idx, q_codes, index, out_dir / GRID_NAME)
     atomic_write_text(out_dir / METRICS_NAME, json.dumps(result, indent=1))
+    if database is not None:
+        database.discard_partial()
     return result
 
 

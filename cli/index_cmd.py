@@ -54,34 +54,38 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
 
 
 def save_index(hindex, side, index: Path) -> None:
-    """Write the index, then its sidecar (which records the new index file's digest), each atomically."""
+    """Write the index, then its sidecar (which records the new index file's digest), each atomically; a Ctrl-C
+    during the two writes takes effect after them, so the pair is never left out of step by an interrupt."""
+    from ..sdk.atomic import interrupts_deferred
     from ..sdk.retriever import sidecar_path
 
-    hindex.save(index)
-    if side is not None:
-        side.save(sidecar_path(index))
+    with interrupts_deferred():
+        hindex.save(index)
+        if side is not None:
+            side.save(sidecar_path(index))
 
 
 def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | None) -> tuple[object, Encoded]:
     """Encode items `index` of `data` (resumable: OUT.partial), write the index (ids = dataset indices) and its sidecar;
     return (index, what was encoded)."""
     from ..sdk.index import HammingIndex
-    from ..sdk.retriever import Sidecar, sidecar_path
+    from ..sdk.retriever import Sidecar
     from .encode_cmd import encode_items
 
     encoded = encode_items(encoder, data, index, partial=partial_path(out))
     codes, ids = encoded.codes, encoded.ids
     hindex = HammingIndex(encoder.bits)
     hindex.add(codes, ids)
-    hindex.save(out)
-    Sidecar(
+    side = Sidecar(
         ids=ids.tolist(),
         labels=[np.flatnonzero(data.labels[i]).tolist() for i in ids],
         class_names=list(data.class_names),
         paths=[os.path.abspath(data.paths[i]) for i in ids] if data.paths is not None else None,  # search works from any folder
         dataset=dataset,
         model=str(encoder.path.resolve()),
-    ).save(sidecar_path(out))
+    )
+    save_index(hindex, side, out)
+    encoded.discard_partial()
     return hindex, encoded
 
 
@@ -133,7 +137,11 @@ def register(app: typer.Typer) -> None:
         hindex = HammingIndex.load(index)
         side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
         if side is not None and side.paths is None:
-            raise SadhError(f"{index} indexes items of the dataset {side.dataset}, not files; add files to an index built from image files")
+            dataset = side.dataset or {}
+            raise SadhError(
+                f"{index} indexes items of {dataset.get('data', 'a dataset')} ({dataset.get('role', 'some role')}), not files; "
+                "add files to an index built from image files"
+            )
         if label and side is None:
             raise SadhError(f"{index} has no sidecar to record labels in; add without --label")
         unknown = [name for name in label if side is not None and name not in side.class_names]
@@ -145,9 +153,16 @@ def register(app: typer.Typer) -> None:
         if model is not None and built_with is not None and built_with.is_file() and not filecmp.cmp(model, built_with, shallow=False):
             warn(f"{model} is not the model file that built {index} ({built_with}): its codes must come from the same network")
         files = expand_images(images)
+        known = set(side.paths) if side is not None else set()
+        fresh = [f for f in dict.fromkeys(os.path.abspath(f) for f in files) if f not in known]  # each file once
+        if not fresh:
+            raise SadhError(f"nothing to add: every file given is already in {index}")
+        if len(fresh) < len(files):
+            warn(f"skipped {len(files) - len(fresh)} files already in {index} or given twice")
+        files = [Path(f) for f in fresh]
         codes, failures = encoder.encode_files(files)
         bad = report_failures(failures, len(files))
-        added = [os.path.abspath(f) for f in map(str, files) if f not in bad]
+        added = [f for f in map(str, files) if f not in bad]
         ids = hindex.add(codes)
         if side is not None:
             side = dataclasses.replace(
@@ -161,7 +176,7 @@ def register(app: typer.Typer) -> None:
         ids: List[int] = typer.Argument(..., help="Ids to remove, as `sadh-cli search` prints them."),
         index: Path = typer.Option(..., "--index", "-i", help="Index file to remove from (rewritten with its sidecar)."),
     ) -> None:
-        """Remove ids from an index and its sidecar (an id that is not there removes nothing)."""
+        """Remove ids from an index and its sidecar (an id that is not in the index refuses the whole removal)."""
         from ..sdk.index import HammingIndex
         from ..sdk.retriever import Sidecar, sidecar_path
 

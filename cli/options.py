@@ -45,6 +45,12 @@ class DataOptions:
             self.query_per_class, self.train_per_class,
         )
 
+    def check(self) -> None:
+        """SadhError for a dataset option that this dataset does not read (before slow work that loads it later)."""
+        from ..sdk.data.sources import check_dataset_options
+
+        check_dataset_options(self.data, self.data_dir, self.image_root, self.class_names)
+
     def inputs(self) -> list[tuple[str, Optional[Path]]]:
         """The files and folders these options read, as (option name, path) pairs for `check_outputs`."""
         data = None if self.data in BUILTIN else Path(self.data)
@@ -102,6 +108,11 @@ def make_console() -> Console:
 
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(width=PIPED_WIDTH if piped else None)
+
+
+def typed(ctx: typer.Context, param: str) -> bool:
+    """Whether parameter `param` of the running command was given on the command line (not a default)."""
+    return getattr(ctx.get_parameter_source(param), "name", "") == "COMMANDLINE"
 
 
 def warn(message: str) -> None:

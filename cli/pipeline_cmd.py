@@ -16,7 +16,7 @@ import typer
 
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
-    next_hint,
+    next_hint, typed, warn,
 )
 
 RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
@@ -104,6 +104,22 @@ def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, con
     return models
 
 
+def finished_index(path: Path, model: Path, dataset: dict, items) -> Any:
+    """The index at `path` if an earlier run finished it for these items with this model file (not older than it), else None."""
+    from ..sdk.errors import SadhError
+    from ..sdk.index import HammingIndex
+    from ..sdk.retriever import Sidecar, sidecar_path
+
+    if not (path.is_file() and sidecar_path(path).is_file()) or path.stat().st_mtime < model.stat().st_mtime:
+        return None
+    try:
+        side = Sidecar.load(sidecar_path(path))
+        same = side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [int(i) for i in items]
+        return HammingIndex.load(path) if same else None
+    except SadhError:  # damaged or stale: build it again
+        return None
+
+
 def summary_table(rows: list[dict[str, Any]], title: str):
     """A rich table: one row per precision."""
     from rich.table import Table
@@ -139,11 +155,16 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
         row: dict[str, Any] = {"name": f"ONNX {precision}", "model": str(models[precision]), "size_mb": models[precision].stat().st_size / 1e6}
         db_codes = None
         if precision in INDEXED_PRECISIONS:
-            console.print(f"[bold]3/4 indexing[/] {len(index_items)} database images with the {precision} model")
-            index_path = out / INDEX_NAME / f"{precision}.sidx"
-            hindex, encoded = build_index(encoder, dataset, index_items, index_path, dataset_spec(opts, "database"))
+            index_path, spec = out / INDEX_NAME / f"{precision}.sidx", dataset_spec(opts, "database")
+            hindex = finished_index(index_path, models[precision], spec, index_items)
+            if hindex is not None:
+                console.print(f"[yellow]reusing the index {index_path}[/]")
+                row.update(index=str(index_path), index_ms_per_image=None)
+            else:
+                console.print(f"[bold]3/4 indexing[/] {len(index_items)} database images with the {precision} model")
+                hindex, encoded = build_index(encoder, dataset, index_items, index_path, spec)
+                row.update(index=str(index_path), index_ms_per_image=encoded.ms_per_item)
             db_codes = codes_of(hindex, eval_db)
-            row.update(index=str(index_path), index_ms_per_image=encoded.ms_per_item)
         console.print(f"[bold]4/4 evaluating[/] {precision}: {len(split.query)} queries x {len(eval_db)} database")
         metrics = evaluate(encoder, dataset, split.query, eval_db, out / REPORT_NAME / precision, None, db_codes)
         row.update({k: metrics[k] for k in ("map", "map_tie_aware", "encode_ms_per_image", "search_us_per_query", "topk")})
@@ -172,6 +193,7 @@ def register(app: typer.Typer) -> None:
     @app.command("pipeline")
     @data_options
     def pipeline(
+        ctx: typer.Context,
         opts: DataOptions,
         out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o", help="Run folder (reused stages are picked up from here)."),
         method: str = METHOD_OPTION,
@@ -191,6 +213,10 @@ def register(app: typer.Typer) -> None:
         from .eval_cmd import map_name
 
         check_outputs({}, opts.inputs(), folders={"--out": out})  # before the slow torch import
+        opts.check()
+        overridden = [f"--{p.replace('_', '-')}" for p in ("query_per_class", "train_per_class", "database") if typed(ctx, p)]
+        if quick and overridden:
+            warn(f"--quick sets its own split sizes and database subset: {', '.join(overridden)} not used")
         from ..train.config import TrainConfig
 
         console = make_console()

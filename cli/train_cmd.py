@@ -13,6 +13,7 @@ from ..train.config import TrainConfig
 from . import is_main_process
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, next_hint,
+    typed,
 )
 
 CONFIG_NAMES = {"split_seed": "seed"}  # TrainConfig settings named differently on the command line
@@ -95,7 +96,7 @@ def register(app: typer.Typer) -> None:
         )
         given = {k: v for k, v in settings.items() if v is not None}
         # the settings typed on the command line: with --resume, those the saved run overrides are named
-        on_command_line = {p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+        on_command_line = {p for p in ctx.params if typed(ctx, p)}
         asked = {k for k in [*settings, "bits"] if CONFIG_NAMES.get(k, k) in on_command_line}
         configs = [TrainConfig(bits=b, **given) for b in parse_bits(bits)]
         if run_name and len(configs) > 1:

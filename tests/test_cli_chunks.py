@@ -39,7 +39,10 @@ def test_an_interrupted_encode_continues_and_gives_the_same_result(tmp_path, mon
     assert sorted(p.name for p in partial.iterdir()) == ["chunk-000000.npz", "chunk-000001.npz", "chunk-000002.npz", "job.txt"]
     calls: list[int] = []
     resumed = encode_in_chunks(45, NBYTES, fake_chunk(calls), "images", partial, "key")
-    assert calls == [30, 40] and resumed.encoded == 15 and not partial.exists()
+    assert calls == [30, 40] and resumed.encoded == 15
+    assert len(list(partial.glob("chunk-*.npz"))) == 5  # kept until the caller has written its output
+    resumed.discard_partial()
+    assert not partial.exists()
     np.testing.assert_array_equal(resumed.codes, whole.codes)
     np.testing.assert_array_equal(resumed.ids, whole.ids)
     assert resumed.failures == whole.failures and len(whole.failures) == 6 and whole.encoded == 45
@@ -52,7 +55,7 @@ def test_chunks_of_another_job_or_damaged_ones_are_encoded_again(tmp_path, monke
         encode_in_chunks(30, NBYTES, fake_chunk([], stop_at=2), "images", partial, "model A")
     (partial / "chunk-000001.npz").write_bytes(b"PK\x03\x04 truncated")  # a damaged chunk is redone, not trusted
     calls: list[int] = []
-    encode_in_chunks(30, NBYTES, fake_chunk(calls), "images", partial, "model A")
+    encode_in_chunks(30, NBYTES, fake_chunk(calls), "images", partial, "model A").discard_partial()
     assert calls == [10, 20]
     with pytest.raises(KeyboardInterrupt):
         encode_in_chunks(30, NBYTES, fake_chunk([], stop_at=2), "images", partial, "model A")
@@ -63,6 +66,32 @@ def test_chunks_of_another_job_or_damaged_ones_are_encoded_again(tmp_path, monke
     with pytest.raises(Exception, match="cannot keep partial results in .*file.partial: it is a file"):
         encode_in_chunks(30, NBYTES, fake_chunk([]), "images", tmp_path / "file.partial", "k")
     assert (tmp_path / "file.partial").read_text() == "mine"
+
+
+def test_a_kept_partial_is_not_reused_for_other_pixels_behind_the_same_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(chunks, "CHUNK", 100)
+    model, out = tmp_path / "m.onnx", tmp_path / "db.sidx"
+    export_tiny(model, bits=32)
+    args = ["index", "build", "-m", str(model), "--data", "fashion-mnist-mosaic", "--role", "query", "--out", str(out)]
+    encode, calls = Encoder.encode, []
+
+    def interrupted(self, images):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(images))
+        return encode(self, images)
+
+    def build(seed: str, target) -> HammingIndex:
+        result = CliRunner().invoke(app, [*args[:-1], str(target), "--seed", seed, "--query-per-class", "25"])
+        assert result.exit_code == 0, result.output
+        return HammingIndex.load(target)
+
+    monkeypatch.setattr(Encoder, "encode", interrupted)
+    first = CliRunner().invoke(app, [*args, "--seed", "0", "--query-per-class", "25"])
+    assert first.exit_code == 130 and len(list(partial_path(out).glob("chunk-*.npz"))) == 2
+    monkeypatch.setattr(Encoder, "encode", encode)
+    other_seed = build("1", out)  # other mosaics under the same dataset name and item numbers
+    np.testing.assert_array_equal(other_seed.codes, build("1", tmp_path / "fresh.sidx").codes)
 
 
 def test_index_build_interrupted_by_ctrl_c_continues_on_the_next_run(tmp_path, monkeypatch):

@@ -186,6 +186,8 @@ def test_index_add_and_remove_keep_index_and_sidecar_together(setup, tmp_path):
     assert side.paths[-1] == str(new / "Bag.png") and before.paths[3] not in side.paths
     np.testing.assert_array_equal(hindex.codes[-1], Encoder(setup["model"]).encode_files([new / "Bag.png"])[0][0])
 
+    again = cli("index", "add", new / "Bag.png", new / "Bag.png", "--index", index)  # enrolled already (Shirt was removed)
+    assert_user_error(again, "nothing to add: every file given is already in")
     kept = index.read_bytes(), sidecar_path(index).read_text()
     assert_user_error(cli("index", "remove", str(first + 1), "--index", index), f"id {first + 1} is not in the index; nothing was removed")
     assert_user_error(cli("index", "add", new / "Bag.png", "--index", index, "--label", "Hat"), "unknown class 'Hat': the index's classes are")
@@ -199,4 +201,4 @@ def test_index_add_refuses_an_index_of_dataset_items(setup, tmp_path):
     index = tmp_path / "fm.sidx"
     assert cli("index", "build", "-m", setup["model"], "--role", "query", "--query-per-class", "1", "--out", index).returncode == 0
     image = next((setup["images"] / "Bag").iterdir())
-    assert_user_error(cli("index", "add", image, "--index", index), "indexes items of the dataset")
+    assert_user_error(cli("index", "add", image, "--index", index), "indexes items of fashion-mnist (query), not files")

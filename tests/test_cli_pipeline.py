@@ -52,12 +52,20 @@ def test_pipeline_quick_end_to_end_and_resume(tmp_path, fashion_mnist):
     again = cli("pipeline", "--quick", "--out", run)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "reusing finished training" in again.stdout and "reusing the export" in again.stdout
+    assert "reusing the index" in again.stdout and "3/4 indexing" not in again.stdout
     rerun = {r["name"]: r for r in json.loads((run / "report" / "summary.json").read_text())["rows"]}
     assert rerun["ONNX fp32"]["map"] == rows["ONNX fp32"]["map"]
 
 
 def test_pipeline_bad_bits(tmp_path):
     assert_user_error(cli("pipeline", "--quick", "--bits", "12", "--out", tmp_path / "r"), "bits")
+
+
+def test_pipeline_refuses_a_dataset_option_its_data_does_not_read(tmp_path):
+    (tmp_path / "names.txt").write_text("a\n")
+    refused = cli("pipeline", "--quick", "--class-names", tmp_path / "names.txt", "--out", tmp_path / "r")
+    assert_user_error(refused, "--class-names does not apply to fashion-mnist: its only dataset option is --data-dir")
+    assert not (tmp_path / "r").exists()  # refused before any work
 
 
 def _quick_config(out, **settings) -> TrainConfig:
@@ -103,9 +111,10 @@ def test_pipeline_takes_the_training_and_dataset_options(tmp_path, fashion_mnist
     run = tmp_path / "run"
     out = cli(
         "pipeline", "--quick", "--data", tmp_path / "all.txt", "--image-root", images, "--class-names", tmp_path / "names.txt",
-        "--method", "csq", "--input-size", "32", "--seed", "3", "--out", run,
+        "--method", "csq", "--input-size", "32", "--seed", "3", "--query-per-class", "7", "--out", run,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "warning: --quick sets its own split sizes and database subset: --query-per-class not used" in out.stderr
     cfg = TrainConfig.from_dict(load_checkpoint(run / "train" / "best.pt", ("config",))["config"])
     assert (cfg.method, cfg.input_size, cfg.split_seed, cfg.image_root) == ("csq", 32, 3, str(images))
     encoder = Encoder(run / "export" / "best.int8-cpu.onnx")

@@ -13,6 +13,7 @@ from sadh.sdk.data import (
     SplitSizes,
     find_fashion_mnist,
     load_dataset,
+    load_dataset_split,
     load_fashion_mnist,
     read_idx,
     read_image,
@@ -21,6 +22,8 @@ from sadh.sdk.data import (
     write_list_file,
 )
 from sadh.sdk.errors import SadhError
+from sadh.train.config import TrainConfig
+from sadh.train.trainer import load_data
 
 
 IDX_TYPES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.float32): 0x0D}
@@ -221,3 +224,12 @@ def test_resolver_refuses_options_the_dataset_does_not_read(tmp_path: Path) -> N
     data, _ = load_dataset(str(tmp_path / "all.txt"), image_root=tmp_path, class_names_file=tmp_path / "names.txt",
                            sizes=SplitSizes(query_per_class=1, train_per_class=1))
     assert data.class_names == ["a", "b"] and len(data) == 6
+
+
+def test_saved_settings_with_options_the_dataset_does_not_read_still_load(tmp_path: Path) -> None:
+    """Runs saved before such options were refused (e.g. --class-names with fashion-mnist) still export and resume."""
+    (tmp_path / "names.txt").write_text("\n".join(f"n{i}" for i in range(10)) + "\n")
+    data, split = load_data(TrainConfig(class_names=str(tmp_path / "names.txt"), image_root=str(tmp_path)))
+    assert data.name == "fashion-mnist" and len(split.query) == 1000
+    with pytest.raises(SadhError, match="do not apply to fashion-mnist"):
+        load_dataset_split("fashion-mnist", image_root=tmp_path, class_names_file=tmp_path / "names.txt")

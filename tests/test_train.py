@@ -20,7 +20,8 @@ from sadh.sdk.preprocess import Preprocess, preprocess
 from sadh.train import distributed, trainer
 from sadh.train.augment import center_crop, normalize, random_crop_flip
 from sadh.train.cache import cache_images
-from sadh.train.checkpoint import interrupts_deferred, load_checkpoint, load_model, save_checkpoint
+from sadh.sdk.atomic import interrupts_deferred
+from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
 from sadh.train.model import ImageOutput, create_model

@@ -7,17 +7,14 @@ an EfficientNet-Lite0 best.pt shrinks from 107 to 24 MB). `load_model` rebuilds 
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 
-from ..sdk.atomic import atomic_open
+from ..sdk.atomic import atomic_open, interrupts_deferred
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import Preprocess
 from .config import TrainConfig, type_in_words, value_fits
@@ -47,24 +44,6 @@ class ModelInfo:
     method: str
     dataset: str
     best_map: float | None
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold a SIGINT (Ctrl-C) that arrives during the block until it ends, then deliver it to the previous handler
-    (by default: raise KeyboardInterrupt). Only in the main thread, and while SIGINT has a Python handler."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield
-        return
-    held: list[tuple[int, Any]] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held:
-        previous(*held[0])
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

@@ -60,10 +60,13 @@ class TrainResult:
 
 
 def load_data(cfg: TrainConfig) -> tuple[LabeledImages, Split]:
-    """The dataset and split a config names (a saved split file wins over the seeded default)."""
+    """The dataset and split a config names (a saved split file wins over the seeded default).
+
+    Not strict: a saved config may hold dataset options its dataset does not read, accepted (and ignored) before
+    they were refused on the command line; commands check what users type (`DataOptions.load`, `check()`)."""
     return load_dataset_split(
         cfg.data, cfg.data_dir, cfg.image_root, cfg.class_names, cfg.split, cfg.split_seed,
-        cfg.query_per_class, cfg.train_per_class,
+        cfg.query_per_class, cfg.train_per_class, strict=False,
     )
 
 

@@ -44,13 +44,15 @@ def load_dataset_split(
     seed: int = 0,
     query_per_class: int = 100,
     train_per_class: int = 500,
+    *,
+    strict: bool = True,
 ) -> tuple[LabeledImages, Split]:
     """`load_dataset` with per-class sizes (x10 in total for multi-label sets); a saved split file wins."""
     sizes = SplitSizes(query_per_class, train_per_class, query_per_class * 10, train_per_class * 10)
     if split_file is not None:  # no default split is built: its sizes need not fit the data
-        data, _ = _read_dataset(spec, data_dir, image_root, class_names_file, sizes, seed)
+        data, _ = _read_dataset(spec, data_dir, image_root, class_names_file, sizes, seed, strict)
         return data, Split.load(split_file, len(data))
-    data, split = load_dataset(spec, data_dir, image_root, class_names_file, sizes, seed)
+    data, split = load_dataset(spec, data_dir, image_root, class_names_file, sizes, seed, strict=strict)
     split.check_disjoint(len(data))
     return data, split
 
@@ -81,10 +83,36 @@ def load_dataset(
     class_names_file: str | os.PathLike | None = None,
     sizes: SplitSizes = SplitSizes(),
     seed: int = 0,
+    *,
+    strict: bool = True,
 ) -> tuple[LabeledImages, Split]:
-    """Load `spec` (a built-in name, a list file, a folder of test/train/database lists, or a class-folder tree)."""
-    data, split = _read_dataset(spec, data_dir, image_root, class_names_file, sizes, seed)
+    """Load `spec` (a built-in name, a list file, a folder of test/train/database lists, or a class-folder tree).
+
+    `strict`: SadhError for dataset options `spec` does not read (see `check_dataset_options`); False ignores them
+    (settings saved by runs made before they were refused)."""
+    data, split = _read_dataset(spec, data_dir, image_root, class_names_file, sizes, seed, strict)
     return data, split if split is not None else _default_split(data, sizes, seed)
+
+
+def _kind(spec: str) -> str | None:
+    """"builtin", "list" (a list file, or a folder of split lists), "folder" (class sub-folders), or None (unknown)."""
+    path = Path(spec)
+    if spec in BUILTIN:
+        return "builtin"
+    if path.is_file() or (path.is_dir() and all((path / f).is_file() for f in LIST_SPLIT_FILES.values())):
+        return "list"
+    return "folder" if path.is_dir() else None
+
+
+def check_dataset_options(
+    spec: str, data_dir: object = None, image_root: object = None, class_names_file: object = None
+) -> None:
+    """SadhError naming the dataset options (given: not None) that the dataset `spec` does not read."""
+    kind = _kind(spec)
+    given = {"--data-dir": data_dir, "--image-root": image_root, "--class-names": class_names_file}
+    unused = [name for name, value in given.items() if value is not None and kind and name not in OPTIONS_OF[kind][0]]
+    if unused:
+        raise SadhError(f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {spec}: {OPTIONS_OF[kind][1]}")
 
 
 def _read_dataset(
@@ -94,15 +122,12 @@ def _read_dataset(
     class_names_file: str | os.PathLike | None,
     sizes: SplitSizes,
     seed: int,
+    strict: bool = True,
 ) -> tuple[LabeledImages, Split | None]:
     """The dataset `spec` names and the split it comes with (None: it has none, a default one is needed)."""
-    path = Path(spec)
-    lists = path.is_dir() and all((path / f).is_file() for f in LIST_SPLIT_FILES.values())
-    kind = "builtin" if spec in BUILTIN else "list" if path.is_file() or lists else "folder" if path.is_dir() else None
-    given = {"--data-dir": data_dir, "--image-root": image_root, "--class-names": class_names_file}
-    unused = [name for name, value in given.items() if value is not None and kind and name not in OPTIONS_OF[kind][0]]
-    if unused:
-        raise SadhError(f"{' and '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {spec}: {OPTIONS_OF[kind][1]}")
+    path, kind = Path(spec), _kind(spec)
+    if strict:
+        check_dataset_options(spec, data_dir, image_root, class_names_file)
     if spec == "fashion-mnist":
         return load_fashion_mnist(data_dir), None
     if spec == "fashion-mnist-mosaic":
@@ -112,7 +137,7 @@ def _read_dataset(
     if path.is_file():
         names = _read_class_names(class_names_file)
         return read_list_file(path, image_root, names), None
-    if lists:
+    if kind == "list":
         data, split = _concat_lists(path, image_root)
         names = _read_class_names(class_names_file)
         if names is not None:
@@ -120,7 +145,7 @@ def _read_dataset(
                 raise SadhError(f"{class_names_file}: {len(names)} names for {data.num_classes} label columns")
             data.class_names = names
         return data, split
-    if path.is_dir():
+    if kind == "folder":
         return read_image_folder(path), None
     raise SadhError(
         f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)}, a list file, a folder with "
