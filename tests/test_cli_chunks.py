@@ -30,6 +30,21 @@ def fake_chunk(calls: list[int], stop_at: int | None = None):
     return encode_chunk
 
 
+def invoke_with_ctrl_c_after(calls: int, monkeypatch, args: list[str]):
+    """Run `sadh-cli ARGS` in process with a Ctrl-C at the encoder's call number `calls` + 1; the encoder is restored after."""
+    encode, done = Encoder.encode, []
+
+    def interrupted(self, images):
+        if len(done) == calls:
+            raise KeyboardInterrupt
+        done.append(len(images))
+        return encode(self, images)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Encoder, "encode", interrupted)
+        return CliRunner().invoke(app, args)
+
+
 def test_an_interrupted_encode_continues_and_gives_the_same_result(tmp_path, monkeypatch):
     monkeypatch.setattr(chunks, "CHUNK", 10)
     partial = tmp_path / "codes.npy.partial"
@@ -73,23 +88,14 @@ def test_a_kept_partial_is_not_reused_for_other_pixels_behind_the_same_names(tmp
     model, out = tmp_path / "m.onnx", tmp_path / "db.sidx"
     export_tiny(model, bits=32)
     args = ["index", "build", "-m", str(model), "--data", "fashion-mnist-mosaic", "--role", "query", "--out", str(out)]
-    encode, calls = Encoder.encode, []
-
-    def interrupted(self, images):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(len(images))
-        return encode(self, images)
 
     def build(seed: str, target) -> HammingIndex:
         result = CliRunner().invoke(app, [*args[:-1], str(target), "--seed", seed, "--query-per-class", "25"])
         assert result.exit_code == 0, result.output
         return HammingIndex.load(target)
 
-    monkeypatch.setattr(Encoder, "encode", interrupted)
-    first = CliRunner().invoke(app, [*args, "--seed", "0", "--query-per-class", "25"])
+    first = invoke_with_ctrl_c_after(2, monkeypatch, [*args, "--seed", "0", "--query-per-class", "25"])
     assert first.exit_code == 130 and len(list(partial_path(out).glob("chunk-*.npz"))) == 2
-    monkeypatch.setattr(Encoder, "encode", encode)
     other_seed = build("1", out)  # other mosaics under the same dataset name and item numbers
     np.testing.assert_array_equal(other_seed.codes, build("1", tmp_path / "fresh.sidx").codes)
 
@@ -99,20 +105,11 @@ def test_index_build_interrupted_by_ctrl_c_continues_on_the_next_run(tmp_path, m
     model, out = tmp_path / "m.onnx", tmp_path / "db.sidx"
     export_tiny(model, bits=32)
     args = ["index", "build", "-m", str(model), "--query-per-class", "5", "--train-per-class", "30", "--role", "train", "--out", str(out)]
-    encode, calls = Encoder.encode, []
 
-    def interrupted(self, images):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(len(images))
-        return encode(self, images)
-
-    monkeypatch.setattr(Encoder, "encode", interrupted)
-    first = CliRunner().invoke(app, args)
+    first = invoke_with_ctrl_c_after(2, monkeypatch, args)
     assert first.exit_code == 130
     assert f"interrupted; 200 of 300 images encoded are kept in {partial_path(out)}; re-run the same command" in first.output
     assert not out.exists() and len(list(partial_path(out).glob("chunk-*.npz"))) == 2
-    monkeypatch.setattr(Encoder, "encode", encode)
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     assert not partial_path(out).exists()
