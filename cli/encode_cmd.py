@@ -97,7 +97,10 @@ def register(app: typer.Typer) -> None:
         files = expand_images(images)
         listing = paths_out or out.with_suffix(".txt")
         listing_name = "--paths-out" if paths_out else "the file list (default: OUT with .txt)"
-        check_outputs({"--out": out, listing_name: listing}, [("--model", model), *(("an input image", f) for f in files)])
+        check_outputs(
+            {"--out": out, listing_name: listing}, [("--model", model), *(("an input image", f) for f in files)],
+            folders={"its partial folder": partial_path(out)},
+        )
         encoder = open_encoder(model, batch)
 
         def encode_chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:

@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
 
         reports = {f"--out/{name}": out / name for name in (METRICS_NAME, PR_NAME, PAN_NAME, GRID_NAME)}
         inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
-        check_outputs(reports, inputs, folders={"--out": out})
+        check_outputs(reports, inputs, folders={"--out": out, "its partial folder": partial_path(out / DATABASE_CODES_NAME)})
         encoder = open_encoder(model, batch)
         data, split, _ = load_for_model(opts, encoder)
         r = evaluate(encoder, data, split.query, database_subset(split.database, database, opts.seed), out, topk)

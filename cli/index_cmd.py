@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         from .encode_cmd import open_encoder
 
         inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
-        check_outputs({"--out": out, "its sidecar": sidecar_path(out)}, inputs)
+        check_outputs({"--out": out, "its sidecar": sidecar_path(out)}, inputs, folders={"its partial folder": partial_path(out)})
         check_role(role)  # before the data is loaded
         encoder = open_encoder(model, batch)
         data, split, used = load_for_model(opts, encoder)

@@ -152,6 +152,9 @@ def test_outputs_that_collide_or_replace_inputs_are_refused(setup, tmp_path):
     assert model.read_bytes() == before
     assert_user_error(cli("index", "build", "-m", model, "--out", tmp_path), "it is a folder, not a file")
     assert_user_error(cli("encode", "-m", model, image, "--out", model / "c.npy"), "is a file, not a folder")
+    (tmp_path / "i.sidx.partial").write_text("not a folder")
+    assert_user_error(cli("index", "build", "-m", model, "--out", tmp_path / "i.sidx"), "cannot write")
+    (tmp_path / "i.sidx.partial").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
