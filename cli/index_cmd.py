@@ -126,7 +126,9 @@ def register(app: typer.Typer) -> None:
         images: List[Path] = typer.Argument(..., help="Image files and/or folders to add."),
         index: Path = typer.Option(..., "--index", "-i", help="Index file to add to (rewritten with its sidecar)."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Exported model (default: the one the index was built with)."),
-        label: List[str] = typer.Option([], "--label", "-l", help="Class name of the added images; repeat for several (default: none)."),
+        label: List[str] = typer.Option(
+            [], "--label", "-l", help="Class name of the added images (a new name adds a class); repeat for several (default: none)."
+        ),
         batch: int = BATCH_OPTION,
     ) -> None:
         """Encode image files and add them to an index and its sidecar; their ids follow the largest id."""
@@ -144,10 +146,11 @@ def register(app: typer.Typer) -> None:
             )
         if label and side is None:
             raise SadhError(f"{index} has no sidecar to record labels in; add without --label")
-        unknown = [name for name in label if side is not None and name not in side.class_names]
-        if unknown:
-            raise SadhError(f"unknown class {unknown[0]!r}: the index's classes are {', '.join(side.class_names)}")
-        classes = sorted({side.class_names.index(name) for name in label}) if side is not None else []
+        new_classes = list(dict.fromkeys(name for name in label if name not in side.class_names)) if side is not None else []
+        if any(not name.strip() for name in label):
+            raise SadhError("--label takes a class name, got an empty one")
+        class_names = side.class_names + new_classes if side is not None else []
+        classes = sorted({class_names.index(name) for name in label})
         encoder = index_encoder(index, hindex.bits, side, model, batch)
         built_with = Path(side.model) if side is not None and side.model else None
         if model is not None and built_with is not None and built_with.is_file() and not filecmp.cmp(model, built_with, shallow=False):
@@ -166,10 +169,13 @@ def register(app: typer.Typer) -> None:
         ids = hindex.add(codes)
         if side is not None:
             side = dataclasses.replace(
-                side, ids=side.ids + ids.tolist(), labels=side.labels + [classes] * len(ids), paths=side.paths + added, index_digest=None
+                side, ids=side.ids + ids.tolist(), labels=side.labels + [classes] * len(ids), paths=side.paths + added,
+                class_names=class_names, index_digest=None,
             )
         save_index(hindex, side, index)
         typer.echo(f"added {len(ids)} images to {index} as ids {ids[0]}..{ids[-1]}; it holds {len(hindex)} codes")
+        if new_classes:
+            typer.echo(f"new classes in {index}: {', '.join(new_classes)} (known before: {', '.join(side.class_names[:-len(new_classes)])})")
 
     @group.command("remove")
     def remove(

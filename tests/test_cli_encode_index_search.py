@@ -189,11 +189,17 @@ def test_index_add_and_remove_keep_index_and_sidecar_together(setup, tmp_path):
     assert side.paths[-1] == str(new / "Bag.png") and before.paths[3] not in side.paths
     np.testing.assert_array_equal(hindex.codes[-1], Encoder(setup["model"]).encode_files([new / "Bag.png"])[0][0])
 
+    hat = cli("index", "add", new / "Shirt.png", "--index", index, "-l", "Hat", "-l", "Shirt", "-l", "Hat")  # a new class
+    assert hat.returncode == 0, hat.stderr
+    assert f"new classes in {index}: Hat (known before: {', '.join(before.class_names)})" in hat.stdout
+    side = Sidecar.load(sidecar_path(index))
+    assert side.class_names == before.class_names + ["Hat"] and side.label_names(side.ids[-1]) == ["Shirt", "Hat"]
+    assert cli("index", "remove", str(side.ids[-1]), "--index", index).returncode == 0
     again = cli("index", "add", new / "Bag.png", new / "Bag.png", "--index", index)  # enrolled already (Shirt was removed)
     assert_user_error(again, "nothing to add: every file given is already in")
     kept = index.read_bytes(), sidecar_path(index).read_text()
     assert_user_error(cli("index", "remove", str(first + 1), "--index", index), f"id {first + 1} is not in the index; nothing was removed")
-    assert_user_error(cli("index", "add", new / "Bag.png", "--index", index, "--label", "Hat"), "unknown class 'Hat': the index's classes are")
+    assert_user_error(cli("index", "add", new / "Shirt.png", "--index", index, "--label", " "), "--label takes a class name")
     other = tmp_path / "other.onnx"
     export_tiny(other, bits=16)
     assert_user_error(cli("index", "add", new / "Bag.png", "--index", index, "-m", other), "holds 32-bit codes but")
