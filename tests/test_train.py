@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from sadh.sdk.atomic import interrupts_deferred
 from sadh.sdk.data import LabeledImages
 from sadh.sdk.errors import SadhError
 from sadh.sdk.preprocess import Preprocess, preprocess
 from sadh.train import distributed, trainer
 from sadh.train.augment import center_crop, normalize, random_crop_flip
 from sadh.train.cache import cache_images
-from sadh.sdk.atomic import interrupts_deferred
 from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
@@ -101,6 +101,20 @@ def test_training_beats_untrained_network(tmp_path, fashion_mnist: LabeledImages
     best, last = (load_checkpoint(p, ()) for p in (result.best, result.last))
     assert set(last) - set(best) == {"optimizer", "scheduler", "scaler", "label_net"}  # best.pt: no resume-only state
     assert best["dictionaries"].keys() == last["dictionaries"].keys() and result.best.stat().st_size < result.last.stat().st_size
+
+
+@pytest.mark.parametrize("precision", [dict(amp="bf16", channels_last=True), dict(amp="fp16")])
+def test_the_gpu_precision_paths_train_on_cpu(tmp_path, fashion_mnist: LabeledImages, precision: dict) -> None:
+    """bf16 autocast with channels_last, and fp16 with gradient scaling (GPUs without bf16), run the same steps as fp32."""
+    data, split = tiny_split(fashion_mnist, query=2, train=4, database=4)  # 40 training images: one step per epoch
+    runs = {name: train(tiny_config(tmp_path / name, **settings), data, split) for name, settings in (("fp32", {}), ("amp", precision))}
+    losses = {name: [h["loss"] for h in r.history] for name, r in runs.items()}
+    assert np.allclose(losses["amp"], losses["fp32"], rtol=0.02), losses  # same data, seed and steps
+    assert losses["amp"] != losses["fp32"]  # ... in lower precision: autocast did run
+    scaler = load_checkpoint(runs["amp"].last, ("scaler",))["scaler"]
+    assert ("scale" in scaler) == (precision["amp"] == "fp16")  # the scaler is on exactly for fp16, and saved for resume
+    model, info = load_model(runs["amp"].best)
+    assert info.bits == 32 and all(torch.isfinite(p).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("check_every", [1, 3, 25])  # loss read-back every step, mid-epoch, once per epoch
