@@ -6,6 +6,7 @@ from importlib import metadata
 from typing import Optional
 
 import typer
+from tqdm import tqdm
 from typer.core import TyperGroup
 
 from ..sdk.errors import SadhError
@@ -26,9 +27,17 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:
+            _clear_progress_bars()
             if is_main_process():
                 typer.secho(f"interrupted; {str(e) or NEXT_AFTER_INTERRUPT}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
+
+
+def _clear_progress_bars() -> None:
+    """Close the tqdm bars a Ctrl-C left open (one that struck while a bar was being drawn, before its `with`), so the
+    interrupt line starts a line of its own instead of trailing a half-drawn bar."""
+    for bar in list(getattr(tqdm, "_instances", ())):  # tqdm's registry of live bars; it has no public accessor
+        bar.close()
 
 
 app = typer.Typer(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from tqdm import tqdm
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
@@ -141,6 +142,20 @@ def test_ctrl_c_is_one_line_exit_130_and_usage_errors_stay_exit_2(monkeypatch) -
     assert result.exit_code == 130
     assert result.output == "interrupted; files written so far are complete; re-run the command to finish\n"
     assert CliRunner().invoke(app, ["train", "--no-such-option"]).exit_code == 2
+
+
+def test_ctrl_c_while_a_bar_is_drawn_starts_the_interrupt_line_on_a_line_of_its_own(monkeypatch) -> None:
+    drawn = []  # the interrupted frame, kept alive by the traceback, holds the bar the same way
+
+    def interrupted_while_drawing(*args: object) -> None:
+        drawn.append(tqdm(total=3, desc="epoch 2/100", leave=False))  # drawn; Ctrl-C before a `with` closes it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sadh.cli.options.load_dataset_split", interrupted_while_drawing)
+    result = CliRunner().invoke(app, ["data", "info"])
+    lines = [line.strip() for line in result.output.replace("\r", "\n").splitlines() if line.strip()]
+    assert result.exit_code == 130 and lines[0].startswith("epoch 2/100:"), result.output
+    assert lines[-1] == "interrupted; files written so far are complete; re-run the command to finish", result.output
 
 
 @pytest.mark.parametrize("env, printed", [({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3", "LOCAL_RANK": "1"}, False),
