@@ -27,17 +27,27 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:
-            _clear_progress_bars()
+            fresh_line = _clear_progress_bars()
             if is_main_process():
-                typer.secho(f"interrupted; {str(e) or NEXT_AFTER_INTERRUPT}", fg=typer.colors.YELLOW, err=True)
+                typer.secho(f"{fresh_line}interrupted; {str(e) or NEXT_AFTER_INTERRUPT}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
 
 
-def _clear_progress_bars() -> None:
-    """Close the tqdm bars a Ctrl-C left open (one that struck while a bar was being drawn, before its `with`), so the
-    interrupt line starts a line of its own instead of trailing a half-drawn bar."""
-    for bar in list(getattr(tqdm, "_instances", ())):  # tqdm's registry of live bars; it has no public accessor
-        bar.close()
+def _clear_progress_bars() -> str:
+    """Close the tqdm bars a Ctrl-C left open and return what starts the interrupt line on a line of its own.
+
+    A Ctrl-C can strike while a bar is being drawn or closed, before its `with` could wipe it, leaving the bar's
+    text without a line end; a half-built bar may not even close. On a terminal the line is erased; in a log, where
+    a bar was live, the message goes on the next line."""
+    live = list(getattr(tqdm, "_instances", ()))  # tqdm's registry of live bars; it has no public accessor
+    for bar in live:
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - interrupted inside tqdm's constructor: nothing more to close
+            pass
+    if sys.stderr.isatty():
+        return "\r\x1b[K"
+    return "\n" if live else ""
 
 
 app = typer.Typer(

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sadh.sdk.data import load_fashion_mnist
@@ -20,22 +20,18 @@ WORLD = 2
 DEADLINE_S = 300
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+    # a file rendezvous, as torchrun's store would be: a port chosen ahead of time can be taken by then
+    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=WORLD)
     data, split = tiny_split(load_fashion_mnist(), query=5, train=16, database=20)
     result = train(tiny_config(out, epochs=2, batch_size=16), data, split)
     torch.save(result.model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
     distributed.teardown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_ranks_agree(tmp_path) -> None:
-    ctx = mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False)
+    ctx = mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=False)
     deadline = time.monotonic() + DEADLINE_S
     while not ctx.join(timeout=5):
         if time.monotonic() > deadline:

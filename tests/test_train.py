@@ -31,13 +31,6 @@ from cli_run import assert_user_error, cli
 from train_helpers import tiny_config, tiny_split
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_eval_preprocessing_matches_sdk(fashion_small: LabeledImages) -> None:
     rng = np.random.default_rng(0)
     colour = LabeledImages(
