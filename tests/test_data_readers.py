@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -183,6 +184,26 @@ def test_read_image_errors(tmp_path: Path) -> None:
         read_image(tmp_path / "empty.png")
     with pytest.raises(SadhError, match="nope.png: image file not found"):
         read_image(tmp_path / "nope.png")
+    png = bytearray(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
+    png[16:24] = struct.pack(">II", 50000, 50000)  # IHDR width, height: OpenCV raises instead of returning None
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    (tmp_path / "huge.png").write_bytes(bytes(png))
+    with pytest.raises(SadhError, match=r"^.*huge.png: image too large to decode \(over OpenCV's limit of 2\^30 pixels\)$"):
+        read_image(tmp_path / "huge.png")
+
+
+def test_text_files_from_windows_and_other_encodings(tmp_path: Path) -> None:
+    names = [f"img/{k}.png" for k in range(6)]
+    _write_images(tmp_path, names)
+    lines = "".join(f"{n} {1 - k % 2} {k % 2}\r\n" for k, n in enumerate(names))
+    (tmp_path / "list.txt").write_bytes(lines.encode("utf-8-sig"))  # Windows Notepad: a BOM and CRLF line ends
+    (tmp_path / "names.txt").write_bytes("cat\r\ndog\r\n".encode("utf-8-sig"))
+    sizes = SplitSizes(query_per_class=1, train_per_class=1)
+    data, _ = load_dataset(str(tmp_path / "list.txt"), class_names_file=tmp_path / "names.txt", sizes=sizes)
+    assert data.paths[0].endswith("img/0.png") and data.class_names == ["cat", "dog"]
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\ndog\n".encode("latin-1"))
+    with pytest.raises(SadhError, match=r"^.*latin1.txt: class names are not UTF-8 text$"):
+        load_dataset(str(tmp_path / "list.txt"), class_names_file=tmp_path / "latin1.txt", sizes=sizes)
 
 
 def test_resolver_list_folder_with_split(tmp_path: Path) -> None:

@@ -19,7 +19,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SadhError(f"{path}: is a directory, not an image file") from None
     except OSError as e:
         raise SadhError(f"{path}: cannot read image file ({e.strerror})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as e:  # OpenCV refuses a header it cannot honour (e.g. 50000 x 50000) by raising, not returning None
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            raise SadhError(f"{path}: image too large to decode (over OpenCV's limit of 2^30 pixels)") from None
+        raise SadhError(f"{path}: not a readable image (OpenCV: {e.err})") from None
     if image is None:
         raise SadhError(f"{path}: not a readable image (corrupt, empty or unsupported format)")
     if image.dtype != np.uint8:

@@ -20,7 +20,7 @@ def read_list_file(
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM (Windows Notepad) is not part of a path
     except OSError as e:
         raise SadhError(f"{path}: cannot read list file ({e.strerror})") from None
     except UnicodeDecodeError:

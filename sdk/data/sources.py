@@ -157,9 +157,11 @@ def _read_class_names(path: str | os.PathLike | None) -> list[str] | None:
     if path is None:
         return None
     try:
-        names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        names = [line.strip() for line in Path(path).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except OSError as e:
         raise SadhError(f"{path}: cannot read class names ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise SadhError(f"{path}: class names are not UTF-8 text") from None
     if not names:
         raise SadhError(f"{path}: no class names")
     return names
