@@ -15,6 +15,7 @@ from .options import MODEL_OPTION, check_outputs
 
 LATENCY_RUNS = 50
 THROUGHPUT_BATCH = 32
+MAX_FRAME_SIDE = 8192  # 8K cameras are 7680 x 4320; a batch of such frames is already 3 GB
 THROUGHPUT_RUNS = 5
 WARMUP = 3
 SEARCH_QUERIES = 200
@@ -102,8 +103,8 @@ def register(app: typer.Typer) -> None:
             w, h = (int(v) for v in frame.lower().split("x"))
         except ValueError:
             raise SadhError(f"bad --frame {frame!r}: use WxH, e.g. 640x480") from None
-        if min(w, h) < 1:
-            raise SadhError(f"bad --frame {frame!r}: sizes must be positive")
+        if not (1 <= w <= MAX_FRAME_SIDE and 1 <= h <= MAX_FRAME_SIDE):
+            raise SadhError(f"bad --frame {frame!r}: each side must be 1 to {MAX_FRAME_SIDE} pixels (a camera frame)")
         out = out or model.with_suffix(".bench.json")
         check_outputs({"--out": out}, [("--model", model), ("--index", index)])
         encoder = open_encoder(model, THROUGHPUT_BATCH)

@@ -7,7 +7,7 @@ from typing import Optional
 import cv2
 import typer
 
-from .options import DataOptions, check_outputs, data_options, make_console
+from .options import DataOptions, check_outputs, check_outputs_spare_images, data_options, make_console
 
 TILE = 96  # preview tile size in pixels; the label names go in a band below the tiles
 FONT, FONT_SCALE, LINE_HEIGHT = cv2.FONT_HERSHEY_PLAIN, 0.7, 12  # caption font, its scale, and pixels per line
@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
+        if out is not None:
+            check_outputs_spare_images({"--out": out}, data)
         table = Table(title=f"{data.name}: {len(data)} images, {data.num_classes} classes")
         table.add_column("role")
         table.add_column("items", justify="right")
@@ -40,7 +42,7 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         console.print("classes: " + ", ".join(data.class_names))
         if out is not None:
-            split.save(out)
+            split.made_for(data.labels).save(out)  # records its data: a later --split on other data is named
             console.print(f"split written to {out}")
 
     @group.command("preview")
@@ -58,6 +60,7 @@ def register(app: typer.Typer) -> None:
 
         check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
+        check_outputs_spare_images({"--out": out}, data)
         idx = split.train[:count]
         captions = [wrap_caption(", ".join(data.class_names[c] for c in np.flatnonzero(data.labels[i])), TILE - 4) for i in idx]
         band = max(len(lines) for lines in captions) * LINE_HEIGHT + 4

@@ -14,8 +14,8 @@ from ..sdk.errors import SadhError
 from ..sdk.grid import CAPTION_CHARS, encode_png, retrieval_grid
 from .chunks import partial_path
 from .options import (
-    BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, data_options, load_for_model, model_split_path,
-    next_hint,
+    BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options,
+    load_for_model, model_split_path, next_hint,
 )
 
 GRID_QUERIES = 8
@@ -162,6 +162,7 @@ def register(app: typer.Typer) -> None:
         check_outputs(reports, inputs, folders={"--out": out, "its partial folder": partial_path(out / DATABASE_CODES_NAME)})
         encoder = open_encoder(model, batch)
         data, split, _ = load_for_model(opts, encoder)
+        check_outputs_spare_images(reports, data)
         r = evaluate(encoder, data, split.query, database_subset(split.database, database, opts.seed), out, topk)
         typer.echo(
             f"{map_name(r['topk'], r['database'])} {r['map']:.4f} (tie-aware {r['map_tie_aware']:.4f}) on {r['queries']} queries x "

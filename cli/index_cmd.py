@@ -14,8 +14,8 @@ import typer
 from ..sdk.errors import SadhError
 from .chunks import Encoded, partial_path
 from .options import (
-    BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, data_options, load_for_model, make_console, model_split_path, next_hint,
-    warn,
+    BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options, load_for_model, make_console,
+    model_split_path, next_hint, warn,
 )
 
 ROLES = ("database", "query", "train", "all")
@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         check_role(role)  # before the data is loaded
         encoder = open_encoder(model, batch)
         data, split, used = load_for_model(opts, encoder)
+        check_outputs_spare_images({"--out": out, "its sidecar": sidecar_path(out)}, data)
         index = role_indices(split, len(data), role)
         hindex, encoded = build_index(encoder, data, index, out, dataset_spec(used, role))
         speed = "all resumed" if encoded.ms_per_item is None else f"{encoded.ms_per_item:.2f} ms/image"
@@ -179,7 +180,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("remove")
     def remove(
-        ids: List[int] = typer.Argument(..., help="Ids to remove, as `sadh-cli search` prints them."),
+        ids: List[int] = typer.Argument(..., min=-(2**63), max=2**63 - 1, help="Ids to remove, as `sadh-cli search` prints them."),
         index: Path = typer.Option(..., "--index", "-i", help="Index file to remove from (rewritten with its sidecar)."),
     ) -> None:
         """Remove ids from an index and its sidecar (an id that is not in the index refuses the whole removal)."""

@@ -39,11 +39,16 @@ class DataOptions:
     train_per_class: int = 500
 
     def load(self) -> tuple[LabeledImages, Split]:
-        """Load the dataset and its split (a saved `--split` file wins over the seeded default)."""
-        return load_dataset_split(
+        """Load the dataset and its split (a saved `--split` file wins over the seeded default; a warning when the file
+        records that it was made for data with other labels)."""
+        data, split = load_dataset_split(
             self.data, self.data_dir, self.image_root, self.class_names, self.split, self.seed,
             self.query_per_class, self.train_per_class,
         )
+        if split.fits(data.labels) is False:
+            warn(f"{self.split} was made for other data (its items had other labels); its query / train / database roles "
+                 f"may not be the ones it was made for")
+        return data, split
 
     def check(self) -> None:
         """SadhError for a dataset option that this dataset does not read (before slow work that loads it later)."""
@@ -76,9 +81,12 @@ class DataOptions:
 
 
     def config_settings(self) -> dict[str, Any]:
-        """These options as TrainConfig settings (the inverse of `from_config`; --seed seeds the split and training)."""
+        """These options as TrainConfig settings (the inverse of `from_config`; --seed seeds the split and training).
+
+        Paths are made absolute, so a run exports and resumes from any working folder."""
         return dict(
-            data=self.data, data_dir=_str(self.data_dir), image_root=_str(self.image_root), class_names=_str(self.class_names),
+            data=self.data if self.data in BUILTIN else _str(Path(self.data)),
+            data_dir=_str(self.data_dir), image_root=_str(self.image_root), class_names=_str(self.class_names),
             split=_str(self.split), split_seed=self.seed, seed=self.seed, query_per_class=self.query_per_class,
             train_per_class=self.train_per_class,
         )
@@ -89,7 +97,7 @@ def _path(value: Optional[str]) -> Optional[Path]:
 
 
 def _str(path: Optional[Path]) -> Optional[str]:
-    return None if path is None else str(path)
+    return None if path is None else os.path.abspath(path)
 
 
 def model_split_path(model: Path) -> Optional[Path]:
@@ -192,6 +200,15 @@ def check_outputs(
         if key in read:
             raise SadhError(f"{name} {path} is also {read[key]}: writing it would replace that input; choose another path")
         written[key] = name
+
+
+def check_outputs_spare_images(files: Mapping[str, Path], data: LabeledImages) -> None:
+    """Once a dataset (LabeledImages) is loaded: SadhError for an output file that is one of its image files."""
+    existing = {path.name: (name, path) for name, path in files.items() if path.is_file()}
+    for image in data.paths if existing and data.paths is not None else ():
+        hit = existing.get(os.path.basename(image))  # only files of the same name can be the same file
+        if hit and os.path.samefile(image, hit[1]):
+            raise SadhError(f"{hit[0]} {hit[1]} is an image of the dataset: writing it would replace that image; choose another path")
 
 
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")

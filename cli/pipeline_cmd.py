@@ -41,7 +41,9 @@ def finished_training(run_dir: Path, cfg) -> Trained | None:
     """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
     from ..sdk.errors import SadhError
     from ..train.checkpoint import checkpoint_config, load_checkpoint
+    from ..sdk.data import Split
     from ..train.config import setting_differences
+    from ..train.trainer import load_data
 
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     if not last.is_file():
@@ -49,6 +51,8 @@ def finished_training(run_dir: Path, cfg) -> Trained | None:
     state = load_checkpoint(last, ("epoch", "config", "best_map"))
     saved = checkpoint_config(state, last)
     differences = setting_differences(saved.to_dict(), cfg.to_dict())
+    if not differences and (run_dir / "split.npz").is_file() and Split.load(run_dir / "split.npz").fits(load_data(cfg)[0].labels) is False:
+        differences = [f"the labels of {cfg.data} changed since"]
     if differences:
         raise SadhError(
             f"{run_dir.parent} holds a pipeline run with other settings ({'; '.join(differences)}); "
@@ -104,8 +108,11 @@ def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, con
     return models
 
 
-def finished_index(path: Path, model: Path, dataset: dict, items) -> Any:
-    """The index at `path` if an earlier run finished it for these items with this model file (not older than it), else None."""
+def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any) -> Any:
+    """The index at `path` if an earlier run finished it for these items of `data` (LabeledImages), labelled as they are
+    now, with this model file (not older than it); else None."""
+    import numpy as np
+
     from ..sdk.errors import SadhError
     from ..sdk.index import HammingIndex
     from ..sdk.retriever import Sidecar, sidecar_path
@@ -114,7 +121,8 @@ def finished_index(path: Path, model: Path, dataset: dict, items) -> Any:
         return None
     try:
         side = Sidecar.load(sidecar_path(path))
-        same = side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [int(i) for i in items]
+        same = (side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [int(i) for i in items]
+                and side.labels == [np.flatnonzero(data.labels[i]).tolist() for i in items])
         return HammingIndex.load(path) if same else None
     except SadhError:  # damaged or stale: build it again
         return None
@@ -156,7 +164,7 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
         db_codes = None
         if precision in INDEXED_PRECISIONS:
             index_path, spec = out / INDEX_NAME / f"{precision}.sidx", dataset_spec(opts, "database")
-            hindex = finished_index(index_path, models[precision], spec, index_items)
+            hindex = finished_index(index_path, models[precision], spec, dataset, index_items)
             if hindex is not None:
                 console.print(f"[yellow]reusing the index {index_path}[/]")
                 row.update(index=str(index_path), index_ms_per_image=None)

@@ -28,6 +28,9 @@ def parse_bits(values: list[str]) -> list[int]:
                 out.append(int(part))
             except ValueError:
                 raise SadhError(f"--bits takes integers like 32 or 16,32,48,64, got {part!r}") from None
+    twice = sorted({b for b in out if out.count(b) > 1})
+    if twice:
+        raise SadhError(f"--bits names {', '.join(map(str, twice))} more than once; each bit length is one run")
     return out
 
 
@@ -102,14 +105,15 @@ def register(app: typer.Typer) -> None:
         if run_name and len(configs) > 1:
             raise SadhError("--run-name names one run; drop it to train several bit lengths")
         check_outputs({}, folders={"--out": out})
-        data, split = opts.load()
+        opts.check()
+        data, split = (None, None) if resume else opts.load()  # a resumed run loads the data it saved
         main = is_main_process()
         try:
             for cfg in configs:
                 result = train(cfg, data, split, asked)
                 if main:
                     shown = "n/a" if result.best_map is None else f"{result.best_map:.4f}"
-                    typer.echo(f"{cfg.bits} bits: best mAP {shown}; checkpoint {result.best} (last: {result.last})")
+                    typer.echo(f"{result.bits} bits: best mAP {shown}; checkpoint {result.best} (last: {result.last})")
                     next_hint("sadh-cli", "export", result.best, "--int8")
         except KeyboardInterrupt:
             again = sys.argv[1:] + ([] if resume else ["--resume"])

@@ -26,10 +26,13 @@ _FILE_MODE = 0o666 & ~_read_umask()  # read once at import: os.umask can only be
 def unwritable_reason(path: str | os.PathLike, folder: bool = False) -> str | None:
     """Why `path` cannot be written as a file (or used as an output folder), found without writing; None if it can."""
     target = Path(path)
-    if target.exists() and target.is_dir() != folder:
-        return "it is a folder, not a file" if target.is_dir() else "it is a file, not a folder"
-    start = target if folder else target.parent
-    nearest = next(p for p in (start, *start.parents) if p.exists())  # "." or "/" at the latest
+    try:
+        if target.exists() and target.is_dir() != folder:
+            return "it is a folder, not a file" if target.is_dir() else "it is a file, not a folder"
+        start = target if folder else target.parent
+        nearest = next(p for p in (start, *start.parents) if p.exists())  # "." or "/" at the latest
+    except OSError as e:  # e.g. a name longer than the file system allows
+        return (e.strerror or str(e)).lower()
     if not nearest.is_dir():
         return f"{nearest} is a file, not a folder"
     if not os.access(nearest, os.W_OK | os.X_OK):

@@ -20,7 +20,7 @@ from . import metadata as md
 from .codes import pack_codes
 from .data.images import read_image
 from .engine_meta import ENGINE_SUFFIX
-from .errors import SadhError
+from .errors import ModelError, SadhError
 from .index import check_bits
 from .preprocess import Preprocess, as_frames, preprocess
 
@@ -183,7 +183,7 @@ class Encoder:
         results = [np.concatenate(rows) for rows in zip(*parts)]
         for name, out in zip(outputs, results):
             if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
-                raise SadhError(f"{self.path}: non-finite model outputs (NaN or inf in {name!r}); re-export or retrain the model")
+                raise ModelError(f"{self.path}: non-finite model outputs (NaN or inf in {name!r}); re-export or retrain the model")
         return results
 
     def encode(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
@@ -195,7 +195,7 @@ class Encoder:
         else:
             packed = pack_codes(self._continuous(images))
         if packed.shape[1] != self._bits // 8:
-            raise SadhError(f"{self.path}: the model outputs {packed.shape[1] * 8}-bit codes but its metadata says {self._bits}")
+            raise ModelError(f"{self.path}: the model outputs {packed.shape[1] * 8}-bit codes but its metadata says {self._bits}")
         return packed
 
     def _continuous(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
@@ -226,9 +226,12 @@ class Encoder:
         return np.concatenate(codes), failures
 
     def _encode_or_isolate(self, batch: list[tuple[str, np.ndarray]], failures: list[tuple[str, str]]) -> np.ndarray:
-        """Encode decoded files; if the batch fails, encode them one by one and record the failing ones."""
+        """Encode decoded files; if the batch fails for its inputs, encode them one by one and record the failing ones
+        (a ModelError is raised: it would fail every file)."""
         try:
             return self.encode([frame for _, frame in batch])
+        except ModelError:
+            raise
         except SadhError:
             pass
         codes = [np.zeros((0, self._bits // 8), np.uint8)]

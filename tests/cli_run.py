@@ -6,16 +6,16 @@ import subprocess
 import sys
 
 
-def cli(*args: object, columns: int | None = 300) -> subprocess.CompletedProcess:
+def cli(*args: object, columns: int | None = 300, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """Run `sadh-cli ARGS` in a subprocess (so exit codes and stderr are the real ones) with no terminal, as in CI.
 
-    COLUMNS is `columns`, or unset with None (rich then picks its width for a pipe itself).
+    COLUMNS is `columns`, or unset with None (rich then picks its width for a pipe itself); `cwd` the working folder.
     """
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     if columns is not None:
         env["COLUMNS"] = str(columns)
     return subprocess.run(
-        [sys.executable, "-m", "sadh.cli.app", *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env
+        [sys.executable, "-m", "sadh.cli.app", *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, cwd=cwd
     )
 
 

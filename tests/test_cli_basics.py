@@ -15,7 +15,7 @@ from sadh.cli.app import app
 from sadh.cli.data_cmd import LINE_HEIGHT, TILE, text_width, wrap_caption
 from sadh.cli.options import DataOptions, model_split_path, next_hint
 
-from cli_run import cli
+from cli_run import assert_user_error, cli
 
 COMMANDS = ["pipeline", "data", "train", "export", "encode", "index", "search", "eval", "bench"]
 
@@ -101,6 +101,27 @@ def test_data_output_paths_are_checked_before_loading(tmp_path: Path) -> None:
         out = cli(*args)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert (tmp_path / "list.txt").read_text() == "a.jpg 1 0\n"
+
+
+def test_outputs_never_replace_a_dataset_image_and_a_split_for_other_data_is_named(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    (tmp_path / "img").mkdir()
+    for k in range(12):
+        cv2.imwrite(str(tmp_path / "img" / f"{k}.png"), np.full((8, 8, 3), 20 * k, np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"img/{k}.png {k % 2} {1 - k % 2}\n" for k in range(12)))
+    data = ["--data", str(tmp_path / "list.txt"), "--query-per-class", "1", "--train-per-class", "2"]
+    before = (tmp_path / "img" / "3.png").read_bytes()
+    for command in (["info", "--out"], ["preview", "-o"]):
+        out = cli("data", *command, str(tmp_path / "img" / "3.png"), *data)
+        assert_user_error(out, "img/3.png is an image of the dataset: writing it would replace that image")
+    assert (tmp_path / "img" / "3.png").read_bytes() == before
+    assert cli("data", "info", *data, "--out", str(tmp_path / "split.npz")).returncode == 0
+    assert "warning" not in cli("data", "info", *data, "--split", str(tmp_path / "split.npz")).stderr
+    (tmp_path / "list.txt").write_text("".join(f"img/{k}.png {1 - k % 2} {k % 2}\n" for k in range(12)))  # relabelled
+    out = cli("data", "info", *data, "--split", str(tmp_path / "split.npz"))
+    assert out.returncode == 0 and f"warning: {tmp_path / 'split.npz'} was made for other data" in out.stderr, out.stderr
 
 
 def test_train_help_shows_real_defaults() -> None:

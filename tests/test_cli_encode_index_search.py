@@ -199,6 +199,8 @@ def test_index_add_and_remove_keep_index_and_sidecar_together(setup, tmp_path):
     assert_user_error(again, "nothing to add: every file given is already in")
     kept = index.read_bytes(), sidecar_path(index).read_text()
     assert_user_error(cli("index", "remove", str(first + 1), "--index", index), f"id {first + 1} is not in the index; nothing was removed")
+    too_big = cli("index", "remove", "9" * 23, "--index", index)
+    assert too_big.returncode == 2 and "less than or equal to 9223372036854775807" in too_big.stderr and "Traceback" not in too_big.stderr, too_big.stderr
     assert_user_error(cli("index", "add", new / "Shirt.png", "--index", index, "--label", " "), "--label takes a class name")
     other = tmp_path / "other.onnx"
     export_tiny(other, bits=16)

@@ -8,7 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sadh.cli.pipeline_cmd import QUICK_TRAIN, TRAIN_NAME, finished_training
+from sadh.cli.index_cmd import save_index
+from sadh.cli.pipeline_cmd import QUICK_TRAIN, TRAIN_NAME, finished_index, finished_training
+from sadh.sdk.data import LabeledImages, Split
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.index import HammingIndex
@@ -88,6 +90,33 @@ def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     differ = "bits 32 there, 16 now; data fashion-mnist there, fashion-mnist-mosaic now.*another --out"
     with pytest.raises(SadhError, match=differ):
         finished_training(run_dir, _quick_config(tmp_path / "run", bits=16, data="fashion-mnist-mosaic"))
+
+
+def test_a_finished_run_on_data_whose_labels_changed_is_not_reused(tmp_path, fashion_mnist):
+    _finished_run(tmp_path)
+    run_dir, cfg = tmp_path / TRAIN_NAME, _quick_config(tmp_path)
+    split = Split(np.arange(2), np.arange(2, 4), np.arange(4, 6))
+    split.made_for(fashion_mnist.labels).save(run_dir / "split.npz")  # as train() records it
+    assert finished_training(run_dir, cfg).best_map == 0.5
+    edited = fashion_mnist.labels.copy()
+    edited[7] = np.roll(edited[7], 1)  # one item relabelled
+    split.made_for(edited).save(run_dir / "split.npz")
+    with pytest.raises(SadhError, match="other settings \\(the labels of fashion-mnist changed since\\).*another --out"):
+        finished_training(run_dir, cfg)
+
+
+def test_a_finished_index_is_reused_only_for_the_same_labels(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model")
+    data = LabeledImages(labels=np.eye(3, dtype=np.uint8)[[0, 1, 2, 0]], class_names=["a", "b", "c"],
+                         images=np.zeros((4, 8, 8), np.uint8))
+    items, spec = np.array([1, 3]), {"data": "d", "role": "database"}
+    index, path = HammingIndex(8), tmp_path / "db.sidx"
+    index.add(np.array([[1], [2]], np.uint8), ids=items)
+    save_index(index, Sidecar(items.tolist(), [[1], [0]], data.class_names, dataset=spec, model=str(model.resolve())), path)
+    assert len(finished_index(path, model, spec, data, items)) == 2
+    data.labels[3] = [0, 0, 1]  # relabelled since the index was built
+    assert finished_index(path, model, spec, data, items) is None
 
 
 def test_pipeline_out_must_be_a_folder(tmp_path):

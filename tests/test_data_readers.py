@@ -226,6 +226,15 @@ def test_resolver_multilabel_list_sizes(tmp_path: Path) -> None:
     split.check_disjoint(len(data))
 
 
+def test_a_multi_label_set_too_small_for_its_totals_says_why(tmp_path: Path) -> None:
+    names = [f"i/{k}.png" for k in range(12)]
+    _write_images(tmp_path, names)
+    (tmp_path / "all.txt").write_text("".join(f"{n} {int(k % 3 == 0)} {int(k % 3 == 1)}\n" for k, n in enumerate(names)))  # some unlabelled
+    with pytest.raises(SadhError, match=r"^cannot split 12 items into 20 queries and 60 training items with a database left "
+                                         r"\(items with no label or several make this a multi-label set.*--split FILE$"):
+        load_dataset(str(tmp_path / "all.txt"), sizes=SplitSizes(query_per_class=2, train_per_class=6, query_total=20, train_total=60))
+
+
 def test_resolver_unknown(tmp_path: Path) -> None:
     with pytest.raises(SadhError, match="unknown dataset"):
         load_dataset(str(tmp_path / "nothing-here"))

@@ -157,6 +157,9 @@ def test_non_finite_model_outputs_raise(models, tmp_path, kind):
         enc.encode(np.zeros((28, 28), np.uint8))  # the packed output alone would be all-zero codes
     with pytest.raises(SadhError, match="non-finite model outputs"):
         enc.encode_continuous(np.zeros((28, 28), np.uint8))
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((28, 28), np.uint8))
+    with pytest.raises(SadhError, match="non-finite model outputs"):  # the model's fault, not an unreadable file to skip
+        enc.encode_files([tmp_path / "a.png"])
 
 
 def test_metadata_must_fit_the_graph_input(models, tmp_path):

@@ -87,3 +87,23 @@ def test_resume_says_what_it_does(tmp_path, fashion_mnist: LabeledImages, capsys
     assert f"{run} is finished (epoch 2 of 2); nothing left to train" in capsys.readouterr().out
     with pytest.raises(SadhError, match=f"{run}: the run has already trained 2 epochs"):
         train(replace(longer, epochs=1), data, split, asked={"epochs"})
+
+
+def test_a_resumed_run_trains_on_its_own_data(tmp_path, fashion_mnist: LabeledImages, monkeypatch) -> None:
+    torch.set_num_threads(1)
+    data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
+    cfg = tiny_config(tmp_path, method="dpsh", schedule="constant", epochs=1, query_per_class=3)
+    train(cfg, data, split)
+    loaded = []
+
+    def load_saved(c: TrainConfig):
+        loaded.append(c)
+        return data, split
+
+    monkeypatch.setattr(trainer, "load_data", load_saved)
+    other, other_split = tiny_split(fashion_mnist, query=1, train=4, database=4)
+    resumed = train(replace(cfg, epochs=2, resume=True, query_per_class=7), other, other_split, asked={"epochs", "query_per_class"})
+    assert [c.query_per_class for c in loaded] == [3]  # the caller's data was for other settings: the run's own is loaded
+    assert resumed.history[1]["step"] == 2 * resumed.history[0]["step"]
+    train(replace(cfg, epochs=3, resume=True), data, split, asked={"epochs"})
+    assert len(loaded) == 1  # the same data settings: the caller's data is used

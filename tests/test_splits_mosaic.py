@@ -75,6 +75,8 @@ GOOD = {"query": np.array([0, 1]), "train": np.array([2, 3]), "database": np.arr
     "raw, message",
     [
         (b"", "not a sadh split file"),
+        (b"img/a.png 1 0\n", r"not a sadh split file \(not an \.npz archive\)$"),  # a list file: no advice to unpickle it
+        (b"SADHIDX\x01" + bytes(56), r"not a sadh split file \(not an \.npz archive\)$"),  # an index file
         (_npz(**GOOD)[:-40], "not a sadh split file"),
         (_npy(np.arange(6)), r"not a sadh split file \(a single array"),
         (_npz(query=GOOD["query"]), r"no train/database array"),
@@ -114,7 +116,7 @@ def test_split_errors(fashion_small) -> None:
         split_per_class(fashion_small.labels, 10, 10)
     with pytest.raises(SadhError, match=r"class 0 \(T-shirt/top\) has 20 items.*--split FILE"):
         split_per_class(fashion_small.labels, 10, 10, class_names=fashion_small.class_names)
-    with pytest.raises(SadhError, match="cannot split 10 items"):
+    with pytest.raises(SadhError, match=r"^cannot split 10 items into 5 queries and 6 training items with a database left$"):
         split_by_size(10, 5, 6)
     with pytest.raises(SadhError, match="the train split is empty"):
         Split(np.arange(3), np.arange(0), np.arange(3, 5))

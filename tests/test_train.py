@@ -10,6 +10,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -322,6 +323,34 @@ def test_cli_ctrl_c_names_the_resume_command(tmp_path) -> None:
     assert lines[-1] == f"interrupted; continue with: {shlex.join(['sadh-cli', *args, '--resume'])}", err
     assert "Traceback" not in err
     assert load_checkpoint(run_dir / "last.pt", trainer.RESUME_KEYS)["epoch"] >= 1
+
+
+def test_cli_resume_trains_on_the_runs_own_data_and_paths_are_kept_absolute(tmp_path, fashion_mnist: LabeledImages) -> None:
+    cls = fashion_mnist.labels.argmax(1)
+    (tmp_path / "img").mkdir()
+    for name, classes in (("two.txt", 2), ("three.txt", 3)):
+        rows = [(c, i) for c in range(classes) for i in np.flatnonzero(cls == c)[:16]]
+        for c, i in rows:
+            cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), fashion_mnist.image(i))
+        (tmp_path / name).write_text("".join(f"img/{i}.png {' '.join(str(int(c == d)) for d in range(classes))}\n" for c, i in rows))
+    common = ["--train-per-class", "8", "--query-per-class", "2", "--recipe", "reference", "--batch-size", "4", "--threads", "1",
+              "--input-size", "28", "--run-name", "r", "--out", "runs"]
+    first = cli("train", "--data", "two.txt", "--bits", "16", "--epochs", "1", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    cfg = TrainConfig.from_dict(load_checkpoint(tmp_path / "runs" / "r" / "last.pt", ("config",))["config"])
+    assert cfg.data == str(tmp_path / "two.txt")  # absolute: export and resume work from any folder
+    # other data (3 classes) typed with --resume: the run continues on its own data, and says so
+    again = cli("train", "--data", tmp_path / "three.txt", "--epochs", "2", "--resume", *common, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"ignored: data {tmp_path / 'two.txt'} there, {tmp_path / 'three.txt'} now" in again.stdout
+    assert "16 bits: best mAP" in again.stdout  # the run's bits, not the default --bits
+    log = [json.loads(line) for line in (tmp_path / "runs" / "r" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2] and log[1]["step"] == 2 * log[0]["step"] == 2 * 16 // 4
+
+
+def test_cli_refuses_a_bit_length_given_twice() -> None:
+    refused = cli("train", "--bits", "16,32", "--bits", "16", "--data", "no-such-list.txt")  # refused before any data loads
+    assert_user_error(refused, "--bits names 16 more than once; each bit length is one run")
 
 
 def test_sadh_targets_stay_float32_under_autocast(tmp_path) -> None:

@@ -24,6 +24,8 @@ OPTIMIZERS = ("adamw", "adam", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 # settings that change how a run executes, not what it computes (a resumed run takes them from the new call)
+# the settings that choose the images and their split (what `trainer.load_data` reads)
+DATA_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split", "split_seed", "query_per_class", "train_per_class")
 EXECUTION_SETTINGS = frozenset(
     {"out", "run_name", "cache_dir", "workers", "resume", "progress", "device", "threads", "compile", "channels_last", "eval_batch_size"}
 )

@@ -32,7 +32,7 @@ from .backbones import backbone_entry
 from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
 from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, without_training_state
-from .config import TrainConfig, resume_config
+from .config import DATA_SETTINGS, TrainConfig, resume_config
 from .dictionary import Dictionaries, build_dictionaries
 from .evaluate import encode_cached
 from .label_stage import train_label_net
@@ -52,6 +52,7 @@ class TrainResult:
     """Where a finished run lives and how well it did."""
 
     run_dir: Path
+    bits: int
     best: Path
     last: Path
     best_map: float | None
@@ -177,7 +178,7 @@ def train(
     run_dir = Path(cfg.out) / cfg.name
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     main = info.is_main and cfg.progress
-    state = None
+    state, requested = None, cfg
     if cfg.resume and last_path.is_file():
         state = load_checkpoint(last_path, RESUME_KEYS)
         saved, done = checkpoint_config(state, last_path), int(state["epoch"])
@@ -204,8 +205,8 @@ def train(
         torch.backends.cudnn.benchmark = True  # (the losses' similarity matmuls run in float32 on purpose, outside autocast)
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
 
-    # data
-    if data is None or split is None:
+    # data: what the caller loaded for `requested`, unless the resumed run names other data (it trains on its own)
+    if data is None or split is None or any(getattr(cfg, k) != getattr(requested, k) for k in DATA_SETTINGS):
         data, split = load_data(cfg)
     check_labels(data, split, None if state is None else int(state["num_classes"]))
 
@@ -268,7 +269,7 @@ def train(
         )
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        split.save(run_dir / "split.npz")
+        split.made_for(data.labels).save(run_dir / "split.npz")  # records the labels: a reuse can tell edited data
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {
@@ -368,4 +369,4 @@ def train(
                 rate = entry["images_per_s"]
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {entry['loss']:.4f}, {rate:.0f} img/s{shown}")
         distributed.barrier(info)
-    return TrainResult(run_dir, best_path, last_path, best_map, history, model)
+    return TrainResult(run_dir, cfg.bits, best_path, last_path, best_map, history, model)

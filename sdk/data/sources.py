@@ -72,7 +72,13 @@ def _concat_lists(root: Path, image_root: str | os.PathLike | None) -> tuple[Lab
 
 def _default_split(data: LabeledImages, sizes: SplitSizes, seed: int) -> Split:
     if data.multi_label:
-        return split_by_size(len(data), sizes.query_total, sizes.train_total, sizes.database_total, seed)
+        try:
+            return split_by_size(len(data), sizes.query_total, sizes.train_total, sizes.database_total, seed)
+        except SadhError as e:
+            raise SadhError(
+                f"{e} (items with no label or several make this a multi-label set, split in totals of 10 x --query-per-class "
+                "queries and 10 x --train-per-class training items): lower them, or pass a saved split with --split FILE"
+            ) from None
     return split_per_class(data.labels, sizes.query_per_class, sizes.train_per_class, seed, data.class_names)
 
 

@@ -15,6 +15,7 @@ from ..atomic import atomic_write_bytes
 from ..errors import SadhError
 
 SPLIT_NAMES = ("query", "train", "database")
+NPZ_MAGIC, NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"  # a zip archive (.npz); a single .npy array
 FINGERPRINT = "fingerprint"  # the optional array of a split file that names the data it was made for
 
 
@@ -74,6 +75,10 @@ class Split:
     def load(cls, path: str | os.PathLike, n_items: int | None = None) -> "Split":
         """Read a split written by `save` (no pickle); with `n_items`, also `check_disjoint(n_items)`."""
         try:
+            with open(path, "rb") as f:
+                magic = f.read(len(NPY_MAGIC))
+            if not magic.startswith(NPZ_MAGIC) and magic != NPY_MAGIC:  # else numpy's refusal suggests unpickling it
+                raise ValueError("not an .npz archive")
             loaded = np.load(path, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError("a single array, not an .npz archive")
@@ -131,6 +136,8 @@ def split_by_size(
 ) -> Split:
     """Random split for multi-label sets: n_query queries, n_train training, n_database (default: the rest)."""
     rest = n_items - n_query - n_train
+    if n_database is None and rest < 1:
+        raise SadhError(f"cannot split {n_items} items into {n_query} queries and {n_train} training items with a database left")
     if n_database is None:
         n_database = rest
     if min(n_query, n_train, n_database) < 1 or n_database > rest:
