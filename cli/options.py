@@ -38,14 +38,14 @@ class DataOptions:
     query_per_class: int = 100
     train_per_class: int = 500
 
-    def load(self) -> tuple[LabeledImages, Split]:
-        """Load the dataset and its split (a saved `--split` file wins over the seeded default; a warning when the file
-        records that it was made for data with other labels)."""
+    def load(self, warn_other_data: bool = True) -> tuple[LabeledImages, Split]:
+        """Load the dataset and its split (a saved `--split` file wins over the seeded default; a warning, unless
+        `warn_other_data` is False, when the file records that it was made for data with other labels)."""
         data, split = load_dataset_split(
             self.data, self.data_dir, self.image_root, self.class_names, self.split, self.seed,
             self.query_per_class, self.train_per_class,
         )
-        if split.fits(data.labels) is False:
+        if warn_other_data and split.fits(data.labels) is False:
             warn(f"{self.split} was made for other data (its items had other labels); its query / train / database roles "
                  f"may not be the ones it was made for")
         return data, split
@@ -90,6 +90,9 @@ class DataOptions:
             split=_str(self.split), split_seed=self.seed, seed=self.seed, query_per_class=self.query_per_class,
             train_per_class=self.train_per_class,
         )
+
+
+PATH_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split")  # the TrainConfig settings that may name files
 
 
 def _path(value: Optional[str]) -> Optional[Path]:
@@ -147,7 +150,7 @@ def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Spli
         loaded, reason = None, f"no training split beside {encoder.path} (sadh-cli export writes one)"
         if saved is not None:
             try:
-                loaded = dataclasses.replace(opts, split=saved).load()
+                loaded = dataclasses.replace(opts, split=saved).load(warn_other_data=False)  # checked below
             except SadhError as e:
                 reason = f"the model's training split does not fit this data ({e})"
         # a split file older than fingerprints (fits() is None) is matched by the dataset name alone

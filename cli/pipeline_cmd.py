@@ -15,8 +15,8 @@ from typing import Any, Optional
 import typer
 
 from .options import (
-    BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
-    next_hint, typed, warn,
+    BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, PATH_SETTINGS, DataOptions, check_outputs, data_options,
+    make_console, next_hint, typed, warn,
 )
 
 RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
@@ -39,9 +39,9 @@ class Trained:
 
 def finished_training(run_dir: Path, cfg) -> Trained | None:
     """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
+    from ..sdk.data import Split
     from ..sdk.errors import SadhError
     from ..train.checkpoint import checkpoint_config, load_checkpoint
-    from ..sdk.data import Split
     from ..train.config import setting_differences
     from ..train.trainer import load_data
 
@@ -50,7 +50,9 @@ def finished_training(run_dir: Path, cfg) -> Trained | None:
         return None
     state = load_checkpoint(last, ("epoch", "config", "best_map"))
     saved = checkpoint_config(state, last)
-    differences = setting_differences(saved.to_dict(), cfg.to_dict())
+    # runs saved before paths were stored absolute: their relative paths are read from here, as a resume would read them
+    absolute = {k: v for k, v in DataOptions.from_config(saved).config_settings().items() if k in PATH_SETTINGS}
+    differences = setting_differences({**saved.to_dict(), **absolute}, cfg.to_dict())
     if not differences and (run_dir / "split.npz").is_file() and Split.load(run_dir / "split.npz").fits(load_data(cfg)[0].labels) is False:
         differences = [f"the labels of {cfg.data} changed since"]
     if differences:

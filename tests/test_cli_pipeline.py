@@ -75,9 +75,9 @@ def _quick_config(out, **settings) -> TrainConfig:
     return TrainConfig(**{"bits": 32, "data": "fashion-mnist", **settings}, out=str(out), run_name=TRAIN_NAME, **QUICK_TRAIN)
 
 
-def _finished_run(out) -> None:
+def _finished_run(out, **settings) -> None:
     """A finished quick run's last.pt and best.pt in OUT/train (no weights: only what the reuse check reads)."""
-    state = {"epoch": QUICK_TRAIN["epochs"], "config": _quick_config(out).to_dict(), "best_map": 0.5}
+    state = {"epoch": QUICK_TRAIN["epochs"], "config": _quick_config(out, **settings).to_dict(), "best_map": 0.5}
     for name in ("last.pt", "best.pt"):
         save_checkpoint(out / TRAIN_NAME / name, state)
 
@@ -90,6 +90,15 @@ def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     differ = "bits 32 there, 16 now; data fashion-mnist there, fashion-mnist-mosaic now.*another --out"
     with pytest.raises(SadhError, match=differ):
         finished_training(run_dir, _quick_config(tmp_path / "run", bits=16, data="fashion-mnist-mosaic"))
+
+
+def test_a_run_saved_with_a_relative_data_path_is_reused_from_its_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _finished_run(tmp_path, data="lists/all.txt", class_names="lists/names.txt")  # as runs were saved before this change
+    now = _quick_config(tmp_path, data=str(tmp_path / "lists" / "all.txt"), class_names=str(tmp_path / "lists" / "names.txt"))
+    assert finished_training(tmp_path / TRAIN_NAME, now).best_map == 0.5
+    with pytest.raises(SadhError, match="data .*lists/all.txt there, .*other.txt now"):
+        finished_training(tmp_path / TRAIN_NAME, _quick_config(tmp_path, data=str(tmp_path / "other.txt"), class_names=now.class_names))
 
 
 def test_a_finished_run_on_data_whose_labels_changed_is_not_reused(tmp_path, fashion_mnist):
