@@ -112,7 +112,7 @@ def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, con
 
 def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any) -> Any:
     """The index at `path` if an earlier run finished it for these items of `data` (LabeledImages), labelled as they are
-    now, with this model file (not older than it); else None."""
+    now, with this model file (not older than it); else None. Items the index skipped must still be unreadable."""
     import numpy as np
 
     from ..sdk.errors import SadhError
@@ -123,11 +123,25 @@ def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any
         return None
     try:
         side = Sidecar.load(sidecar_path(path))
-        same = (side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [int(i) for i in items]
-                and side.labels == [np.flatnonzero(data.labels[i]).tolist() for i in items])
+        held = set(side.ids)
+        ids = [int(i) for i in items]
+        same = (side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [i for i in ids if i in held]
+                and side.labels == [np.flatnonzero(data.labels[i]).tolist() for i in side.ids]
+                and not any(readable(data, i) for i in ids if i not in held))
         return HammingIndex.load(path) if same else None
     except SadhError:  # damaged or stale: build it again
         return None
+
+
+def readable(data: Any, i: int) -> bool:
+    """Whether item i of `data` (LabeledImages) can be read now."""
+    from ..sdk.errors import SadhError
+
+    try:
+        data.image(i)
+    except SadhError:
+        return False
+    return True
 
 
 def summary_table(rows: list[dict[str, Any]], title: str):

@@ -128,6 +128,22 @@ def test_a_finished_index_is_reused_only_for_the_same_labels(tmp_path):
     assert finished_index(path, model, spec, data, items) is None
 
 
+def test_a_finished_index_that_skipped_unreadable_files_is_reused_while_they_stay_unreadable(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model")
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.full((8, 8), k, np.uint8))
+    (tmp_path / "1.png").write_bytes(b"not a png")
+    data = LabeledImages(labels=np.eye(2, dtype=np.uint8)[[0, 1, 0]], class_names=["a", "b"],
+                         paths=[str(tmp_path / f"{k}.png") for k in range(3)])
+    spec, path, index = {"data": "d", "role": "database"}, tmp_path / "db.sidx", HammingIndex(8)
+    index.add(np.array([[1], [2]], np.uint8), ids=np.array([0, 2]))  # item 1 was skipped
+    save_index(index, Sidecar([0, 2], [[0], [0]], data.class_names, dataset=spec, model=str(model.resolve())), path)
+    assert len(finished_index(path, model, spec, data, np.arange(3))) == 2
+    cv2.imwrite(str(tmp_path / "1.png"), np.zeros((8, 8), np.uint8))  # repaired: it must be encoded now
+    assert finished_index(path, model, spec, data, np.arange(3)) is None
+
+
 def test_pipeline_out_must_be_a_folder(tmp_path):
     (tmp_path / "list.txt").write_text("a.jpg 1 0\n")
     assert_user_error(cli("pipeline", "--quick", "--out", tmp_path / "list.txt"), "it is a file, not a folder")
