@@ -37,8 +37,8 @@ def _clear_progress_bars() -> str:
     """Close the tqdm bars a Ctrl-C left open and return what starts the interrupt line on a line of its own.
 
     A Ctrl-C can strike while a bar is being drawn or closed, before its `with` could wipe it, leaving the bar's
-    text without a line end; a half-built bar may not even close. On a terminal the line is erased; in a log, where
-    a bar was live, the message goes on the next line."""
+    text without a line end; a half-built bar may not even close. On a terminal the line is erased; in a log, once any
+    bar was drawn, the message goes on the next line."""
     live = list(getattr(tqdm, "_instances", ()))  # tqdm's registry of live bars; it has no public accessor
     for bar in live:
         try:
@@ -47,7 +47,7 @@ def _clear_progress_bars() -> str:
             pass
     if sys.stderr.isatty():
         return "\r\x1b[K"
-    return "\n" if live else ""
+    return "\n" if live or "_lock" in vars(tqdm) else ""  # tqdm makes its lock with the first bar: one may be mid-close
 
 
 app = typer.Typer(

@@ -92,9 +92,6 @@ class DataOptions:
         )
 
 
-PATH_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split")  # the TrainConfig settings that may name files
-
-
 def _path(value: Optional[str]) -> Optional[Path]:
     return None if value is None else Path(value)
 
@@ -206,12 +203,22 @@ def check_outputs(
 
 
 def check_outputs_spare_images(files: Mapping[str, Path], data: LabeledImages) -> None:
-    """Once a dataset (LabeledImages) is loaded: SadhError for an output file that is one of its image files."""
-    existing = {path.name: (name, path) for name, path in files.items() if path.is_file()}
+    """Once a dataset (LabeledImages) is loaded: SadhError for an output file that is one of its image files (compared
+    by inode, so links and case-insensitive names count; ~2 s per million images, only when an output exists)."""
+    existing = {_inode(path): (name, path) for name, path in files.items() if path.is_file()}
     for image in data.paths if existing and data.paths is not None else ():
-        hit = existing.get(os.path.basename(image))  # only files of the same name can be the same file
-        if hit and os.path.samefile(image, hit[1]):
+        hit = existing.get(_inode(image))
+        if hit:
             raise SadhError(f"{hit[0]} {hit[1]} is an image of the dataset: writing it would replace that image; choose another path")
+
+
+def _inode(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(device, inode) of the file `path` leads to, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")

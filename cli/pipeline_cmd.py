@@ -15,8 +15,8 @@ from typing import Any, Optional
 import typer
 
 from .options import (
-    BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, PATH_SETTINGS, DataOptions, check_outputs, data_options,
-    make_console, next_hint, typed, warn,
+    BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
+    next_hint, typed, warn,
 )
 
 RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
@@ -39,27 +39,24 @@ class Trained:
 
 def finished_training(run_dir: Path, cfg) -> Trained | None:
     """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
-    from ..sdk.data import Split
     from ..sdk.errors import SadhError
     from ..train.checkpoint import checkpoint_config, load_checkpoint
-    from ..train.config import setting_differences
-    from ..train.trainer import load_data
+    from ..train.config import setting_differences, with_absolute_paths
+    from ..train.trainer import RUN_SPLIT, load_data, run_split
 
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     if not last.is_file():
         return None
     state = load_checkpoint(last, ("epoch", "config", "best_map"))
-    saved = checkpoint_config(state, last)
-    # runs saved before paths were stored absolute: their relative paths are read from here, as a resume would read them
-    absolute = {k: v for k, v in DataOptions.from_config(saved).config_settings().items() if k in PATH_SETTINGS}
-    differences = setting_differences({**saved.to_dict(), **absolute}, cfg.to_dict())
-    if not differences and (run_dir / "split.npz").is_file() and Split.load(run_dir / "split.npz").fits(load_data(cfg)[0].labels) is False:
-        differences = [f"the labels of {cfg.data} changed since"]
+    saved = with_absolute_paths(checkpoint_config(state, last))
+    differences = setting_differences(saved.to_dict(), cfg.to_dict())
     if differences:
         raise SadhError(
             f"{run_dir.parent} holds a pipeline run with other settings ({'; '.join(differences)}); "
             f"pass another --out for this run, or delete {run_dir.parent} to start over"
         )
+    if (run_dir / RUN_SPLIT).is_file():
+        run_split(run_dir, load_data(cfg)[0])  # SadhError if the data's labels changed since
     if not best.is_file() or state["epoch"] < saved.epochs:
         return None
     return Trained(run_dir, best, state["best_map"])

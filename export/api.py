@@ -117,8 +117,12 @@ def export_model(
         fp32 = export_onnx(model, info, staging / f"{stem}.onnx", packed=packed, opset=opset)
         fp32_path = add(staging / f"{stem}.onnx", "fp32", t, parity_threshold)
         t = time.perf_counter()
-        # beside the models: eval / index build use it by default for the data it records it was made for
-        split.made_for(data.labels).save(staging / f"{stem}{md.SPLIT_SUFFIX}")
+        # beside the models: eval / index build use it by default for the data it records it was made for (the labels
+        # the run trained on, when it recorded them: data edited since is then not mistaken for the training data)
+        if split.fits(data.labels) is False:
+            log(f"warning: the labels of {data.name} changed since the run was trained; eval and index build will not "
+                "take its training split for this data")
+        (split if split.fingerprint is not None else split.made_for(data.labels)).save(staging / f"{stem}{md.SPLIT_SUFFIX}")
         add(staging / f"{stem}{md.SPLIT_SUFFIX}", "split", t, None)
         if fp16:
             t = time.perf_counter()

@@ -10,11 +10,9 @@ from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import Preprocess, preprocess
 from ..train.checkpoint import load_checkpoint
-from ..train.config import TrainConfig
-from ..train.trainer import load_data
+from ..train.config import DATA_SETTINGS, TrainConfig
+from ..train.trainer import RUN_SPLIT, load_data
 
-DATA_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split", "split_seed", "query_per_class", "train_per_class")
-SPLIT_FILE = "split.npz"  # written by the trainer into the run folder, beside best.pt / last.pt
 
 
 def checkpoint_data_config(checkpoint: Path) -> TrainConfig:
@@ -22,7 +20,7 @@ def checkpoint_data_config(checkpoint: Path) -> TrainConfig:
     state = load_checkpoint(checkpoint, keys=("config",))
     saved = state["config"] if isinstance(state["config"], dict) else {}
     # only the data settings: the rest of an older run's config need not validate under today's TrainConfig
-    saved_split = checkpoint.parent / SPLIT_FILE
+    saved_split = checkpoint.parent / RUN_SPLIT
     try:
         cfg = replace(TrainConfig(), **{k: saved[k] for k in DATA_SETTINGS if k in saved})
     except SadhError as e:

@@ -238,6 +238,8 @@ class Encoder:
         for path, frame in batch:
             try:
                 codes.append(self.encode(frame))
+            except ModelError:
+                raise
             except SadhError as e:
                 failures.append((path, f"{path}: {e}"))
         return np.concatenate(codes)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import metadata as md
 from .engine_meta import check_engine_meta, check_engine_shapes, current_gpu_name, read_engine_meta
-from .errors import SadhError
+from .errors import ModelError, SadhError
 
 INSTALL_HINT = "install the `gpu` extra (tensorrt, cuda-python) on a CUDA machine, or use the .onnx model"
 
@@ -36,10 +36,10 @@ def _import_trt():
 
 
 def _check(result):
-    """Unwrap a cuda-python (error, value...) tuple; raise SadhError on a CUDA error."""
+    """Unwrap a cuda-python (error, value...) tuple; raise ModelError (no input would fare better) on a CUDA error."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
-        raise SadhError(f"CUDA error {err}")
+        raise ModelError(f"CUDA error {err}")
     return values[0] if len(values) == 1 else values
 
 
@@ -93,7 +93,7 @@ class TrtRunner:
                 for name, ptr in device.items():
                     self._context.set_tensor_address(name, int(ptr))
                 if not self._context.execute_async_v3(self._stream):
-                    raise SadhError("TensorRT execution failed")
+                    raise ModelError("TensorRT execution failed")
                 for name in self.output_names:
                     _check(cudart.cudaMemcpyAsync(host[name].ctypes.data, device[name], host[name].nbytes, d2h, self._stream))
                 _check(cudart.cudaStreamSynchronize(self._stream))

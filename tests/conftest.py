@@ -1,24 +1,23 @@
 """Shared fixtures: real Fashion-MNIST (from the Debian package) and small subsets of it."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+import torch  # (the torch-free runtime is checked in subprocesses)
 
 from sadh.sdk.data import LabeledImages, load_fashion_mnist
 
 
 @pytest.fixture(autouse=True)
 def _restore_torch_settings():
-    """Undo what `train()` sets process-wide (thread count, deterministic algorithms), so no test sees another's."""
-    torch = sys.modules.get("torch")  # tests of the torch-free runtime never import it
+    """Undo what `train()` sets process-wide (threads, deterministic algorithms, cuDNN flags): no test sees another's."""
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled()) if torch else None
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     yield
-    if saved:
-        torch.set_num_threads(saved[0])
-        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+    torch.set_num_threads(saved[0])
+    torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[3:]
 
 
 @pytest.fixture(scope="session")

@@ -210,6 +210,17 @@ def test_dataset_comes_from_the_checkpoint_data_settings_only(tmp_path: Path) ->
     np.testing.assert_array_equal(np.bincount(data.labels[split.query].argmax(1)), np.full(10, 50))
 
 
+def test_the_exported_split_keeps_the_labels_the_run_trained_on(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "run" / "best.pt")
+    trained_on = np.eye(10, dtype=np.uint8)[np.arange(70000) % 10]  # labels the data had then, not now
+    run_split = Split(np.arange(100), np.arange(100, 300), np.arange(300, 600)).made_for(trained_on)
+    run_split.save(tmp_path / "run" / "split.npz")
+    lines: list[str] = []
+    result = export_model(ckpt, tmp_path / "out", parity_images=16, log=lines.append)
+    assert any(line.startswith("warning: the labels of fashion-mnist changed since the run was trained") for line in lines)
+    assert Split.load(result.path("split")).fingerprint == run_split.fingerprint  # so eval / index build notice it too
+
+
 def test_spread_is_deterministic_and_covers_the_range() -> None:
     index = np.arange(100, 200)
     picked = spread(index, 5)

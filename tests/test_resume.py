@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +108,19 @@ def test_a_resumed_run_trains_on_its_own_data(tmp_path, fashion_mnist: LabeledIm
     assert resumed.history[1]["step"] == 2 * resumed.history[0]["step"]
     train(replace(cfg, epochs=3, resume=True), data, split, asked={"epochs"})
     assert len(loaded) == 1  # the same data settings: the caller's data is used
+
+
+def test_a_resumed_run_refuses_data_whose_labels_changed(tmp_path, fashion_mnist: LabeledImages) -> None:
+    torch.set_num_threads(1)
+    data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
+    cfg = tiny_config(tmp_path, method="dpsh", schedule="constant", epochs=1)
+    train(cfg, data, split)
+    saved = (tmp_path / "run" / trainer.RUN_SPLIT).read_bytes()
+    labels = data.labels.copy()
+    labels[split.train[0]] = np.roll(labels[split.train[0]], 1)  # one training item relabelled since
+    edited = replace(data, labels=labels)
+    with pytest.raises(SadhError, match=f"^{tmp_path / 'run'} was trained on .* before its labels changed; start a new run"):
+        train(replace(cfg, epochs=2, resume=True), edited, split, asked={"epochs"})
+    assert (tmp_path / "run" / trainer.RUN_SPLIT).read_bytes() == saved  # the record of the labels it trained on is kept
+    resumed = train(replace(cfg, epochs=2, resume=True), data, split, asked={"epochs"})
+    assert [e["epoch"] for e in resumed.history] == [1, 2]

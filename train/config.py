@@ -13,19 +13,22 @@ Anything set explicitly (e.g. ``--lr``) wins over the recipe.
 from __future__ import annotations
 
 import json
+import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Iterable, Optional, Union
 
+from ..sdk.data import BUILTIN
 from ..sdk.errors import SadhError
 
 METHODS = ("sadh", "dpsh", "csq")
 OPTIMIZERS = ("adamw", "adam", "rmsprop")
 SCHEDULES = ("cosine", "constant")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-# settings that change how a run executes, not what it computes (a resumed run takes them from the new call)
-# the settings that choose the images and their split (what `trainer.load_data` reads)
+# the settings that choose the images and their split (what `trainer.load_data` reads); those of them that name files
 DATA_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split", "split_seed", "query_per_class", "train_per_class")
+PATH_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split")
+# settings that change how a run executes, not what it computes (a resumed run takes them from the new call)
 EXECUTION_SETTINGS = frozenset(
     {"out", "run_name", "cache_dir", "workers", "resume", "progress", "device", "threads", "compile", "channels_last", "eval_batch_size"}
 )
@@ -192,6 +195,15 @@ def setting_differences(saved: dict[str, Any], asked: dict[str, Any]) -> list[st
         for k in asked
         if k not in EXECUTION_SETTINGS and k in saved and saved[k] != asked[k]
     ]
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its file settings made absolute from the working folder (runs saved before paths were stored absolute
+    are read as a resume from the folder they were started in reads them; built-in dataset names stay as they are)."""
+    paths = {k: getattr(cfg, k) for k in PATH_SETTINGS if getattr(cfg, k) is not None}
+    if paths.get("data") in BUILTIN:
+        del paths["data"]
+    return replace(cfg, **{k: os.path.abspath(v) for k, v in paths.items()})
 
 
 def resume_config(saved: TrainConfig, cfg: TrainConfig, asked: Iterable[str], done: int) -> tuple[TrainConfig, list[str]]:

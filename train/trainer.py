@@ -32,7 +32,7 @@ from .backbones import backbone_entry
 from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
 from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, without_training_state
-from .config import DATA_SETTINGS, TrainConfig, resume_config
+from .config import DATA_SETTINGS, TrainConfig, resume_config, with_absolute_paths
 from .dictionary import Dictionaries, build_dictionaries
 from .evaluate import encode_cached
 from .label_stage import train_label_net
@@ -41,6 +41,7 @@ from .losses import SadhWeights, fp32_region, sadh_loss
 from .model import ImageHashNet, ImageOutput, LabelNet, create_model
 
 LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+RUN_SPLIT = "split.npz"  # in the run folder: the split the run trains on, recording the labels it was made for
 CHECK_EVERY = 25  # training steps between loss read-backs (the NaN check and the progress bar)
 RESUME_KEYS = (
     "model", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "best_map", "history", "num_classes"
@@ -69,6 +70,20 @@ def load_data(cfg: TrainConfig) -> tuple[LabeledImages, Split]:
         cfg.data, cfg.data_dir, cfg.image_root, cfg.class_names, cfg.split, cfg.split_seed,
         cfg.query_per_class, cfg.train_per_class, strict=False,
     )
+
+
+def run_split(run_dir: Path, data: LabeledImages) -> Split | None:
+    """The split the run in `run_dir` trains on (None: it saved none); SadhError when `data`'s labels changed since."""
+    path = run_dir / RUN_SPLIT
+    if not path.is_file():
+        return None
+    try:
+        split = Split.load(path, len(data))  # its indices must fit the data's size
+    except SadhError as e:
+        raise SadhError(f"{e}; the run's data changed since it started: start a new run in another folder") from None
+    if split.fits(data.labels) is False:
+        raise SadhError(f"{run_dir} was trained on {data.name} before its labels changed; start a new run in another folder")
+    return split
 
 
 def resolve_preprocess(cfg: TrainConfig, model: ImageHashNet) -> Preprocess:
@@ -173,7 +188,9 @@ def train(
     """Train one model as `cfg` says (under torchrun: one DDP rank of it); checkpoints go to {out}/{name}/.
 
     With `cfg.resume` the saved run continues (see `resume_config`); `asked` names the settings the caller chose
-    (None: all), and those the saved run overrides are reported in one line."""
+    (None: all), and those the saved run overrides are reported in one line. A resumed run trains on its own data and
+    saved split: `data` / `split` are used only when its data settings are the caller's, and data whose labels changed
+    since the run started is refused."""
     info = distributed.setup(cfg.device)
     run_dir = Path(cfg.out) / cfg.name
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -181,7 +198,7 @@ def train(
     state, requested = None, cfg
     if cfg.resume and last_path.is_file():
         state = load_checkpoint(last_path, RESUME_KEYS)
-        saved, done = checkpoint_config(state, last_path), int(state["epoch"])
+        saved, done = with_absolute_paths(checkpoint_config(state, last_path)), int(state["epoch"])
         try:
             cfg, ignored = resume_config(saved, cfg, cfg.to_dict() if asked is None else asked, done)
         except SadhError as e:
@@ -205,9 +222,12 @@ def train(
         torch.backends.cudnn.benchmark = True  # (the losses' similarity matmuls run in float32 on purpose, outside autocast)
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
 
-    # data: what the caller loaded for `requested`, unless the resumed run names other data (it trains on its own)
+    # data: what the caller loaded for `requested`, unless the resumed run names other data (it trains on its own);
+    # a resumed run keeps the split it saved, and refuses data whose labels changed since
     if data is None or split is None or any(getattr(cfg, k) != getattr(requested, k) for k in DATA_SETTINGS):
         data, split = load_data(cfg)
+    if state is not None:
+        split = run_split(run_dir, data) or split
     check_labels(data, split, None if state is None else int(state["num_classes"]))
 
     # model
@@ -267,9 +287,9 @@ def train(
             device_ids=[info.device.index] if info.device.type == "cuda" else None,
             find_unused_parameters=cfg.method != "sadh",
         )
-    if info.is_main:
+    if info.is_main and state is None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        split.made_for(data.labels).save(run_dir / "split.npz")  # records the labels: a reuse can tell edited data
+        split.made_for(data.labels).save(run_dir / RUN_SPLIT)  # records the labels: a resume or reuse can tell edited data
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {
