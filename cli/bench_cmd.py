@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
             hindex = HammingIndex.load(index)
             if hindex.bits != encoder.bits:
                 raise SadhError(f"{index} holds {hindex.bits}-bit codes but {model} makes {encoder.bits}-bit codes")
+            if not len(hindex):
+                raise SadhError(f"{index} holds no codes, so there is no search to time; add some, or leave out --index")
         else:
             hindex = HammingIndex(encoder.bits)
             hindex.add(np.random.default_rng(0).integers(0, 256, (db_size, encoder.bits // 8), dtype=np.uint8))

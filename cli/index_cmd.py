@@ -47,6 +47,8 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
         if side is None or not side.model:
             raise SadhError(f"{index}: no sidecar names the model; pass --model")
         model = Path(side.model)
+        if not model.is_file():
+            raise SadhError(f"{index}: the model its sidecar names, {model}, is not there (moved?); pass --model")
     encoder = open_encoder(model, batch)
     if encoder.bits != bits:
         raise SadhError(f"{index} holds {bits}-bit codes but {model} makes {encoder.bits}-bit codes")

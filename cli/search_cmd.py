@@ -30,9 +30,11 @@ def register(app: typer.Typer) -> None:
         from ..sdk.retriever import Sidecar, load_index, sidecar_path
         from .encode_cmd import expand_images, report_failures
         from .index_cmd import index_encoder
-        from .options import make_console
+        from .options import make_console, warn
 
         hindex = load_index(index, "mih" if mih else "flat")
+        if not len(hindex):
+            warn(f"{index} holds no codes: every search comes back empty (sadh-cli index add / index build fill it)")
         side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
         encoder = index_encoder(index, hindex.bits, side, model)
         files = expand_images(images)

@@ -9,6 +9,7 @@ Uses only the torch-free runtime (`sadh.sdk`): Encoder + a Hamming index (flat, 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -20,7 +21,10 @@ from sadh.sdk.retriever import Retriever, Sidecar, load_index, sidecar_path
 
 
 def open_capture(source: str) -> cv2.VideoCapture:
-    """A VideoCapture on a camera index ("0") or a video file path; SadhError if it does not open."""
+    """A VideoCapture on a camera index ("0"), a video file path or a stream URL; SadhError if it does not open."""
+    if not source.isdigit() and "://" not in source and not os.path.isfile(source):
+        raise SadhError(f"cannot open video {source!r}: no such file")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our one-line error instead of OpenCV's warnings
     capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not capture.isOpened():
         raise SadhError(f"cannot open camera or video {source!r}")
@@ -66,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except SadhError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C is how a camera loop is stopped
+        print("interrupted", file=sys.stderr)
+        return 130
     print(f"{count} frames", file=sys.stderr)
     return 0
 

@@ -11,7 +11,7 @@ import numpy as np
 from .errors import SadhError
 
 
-def _array(x: np.ndarray, what: str) -> np.ndarray:
+def as_array(x: np.ndarray, what: str) -> np.ndarray:
     """np.asarray(x), with a ragged sequence (rows of different lengths) as a SadhError."""
     try:
         return np.asarray(x)
@@ -36,7 +36,7 @@ def _as_bits(x: np.ndarray) -> np.ndarray:
 
 def pack_codes(x: np.ndarray) -> np.ndarray:
     """Pack codes (n, bits) of ±1 floats (sign: > 0 → 1), {0,1} ints or bools into uint8 (n, bits/8)."""
-    x = _array(x, "codes")
+    x = as_array(x, "codes")
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
@@ -48,7 +48,7 @@ def pack_codes(x: np.ndarray) -> np.ndarray:
 
 def check_packed(packed: np.ndarray, nbytes: int | None = None, what: str = "codes") -> np.ndarray:
     """Return `packed` as a C-contiguous uint8 (n, nbytes) array (1-D means one code) or raise SadhError."""
-    packed = _array(packed, f"packed {what}")
+    packed = as_array(packed, f"packed {what}")
     if packed.dtype != np.uint8:
         raise SadhError(f"packed {what} must be uint8 (use pack_codes), got dtype {packed.dtype}")
     if packed.ndim == 1:

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .codes import pack_codes
+from .codes import as_array, pack_codes
 from .errors import SadhError
 from .index import to_planes
 
@@ -46,7 +46,7 @@ class MAPResult:
 
 def _packed(codes: np.ndarray, what: str) -> np.ndarray:
     """uint8 codes are taken as packed; others are packed with pack_codes."""
-    codes = np.asarray(codes)
+    codes = as_array(codes, what)
     if codes.dtype == np.uint8:
         if codes.ndim != 2 or codes.shape[1] == 0:
             raise SadhError(f"packed {what} must be 2-D uint8 (n, bits/8), got shape {codes.shape}")
@@ -59,10 +59,7 @@ def _packed(codes: np.ndarray, what: str) -> np.ndarray:
 def _labels(labels: np.ndarray, n: int | None, what: str) -> np.ndarray:
     """Validate multi-hot labels (n, classes; any n when None) of 0/1 ints or floats, or bools; return them as bool."""
     rows = "n" if n is None else f"n={n}"
-    try:
-        labels = np.asarray(labels)
-    except ValueError:
-        raise SadhError(f"{what} must be multi-hot ({rows}, classes), got a ragged sequence") from None
+    labels = as_array(labels, what)
     if labels.ndim != 2 or (n is not None and labels.shape[0] != n) or labels.shape[1] == 0:
         raise SadhError(f"{what} must be multi-hot ({rows}, classes), got shape {labels.shape}")
     if labels.dtype == np.bool_:

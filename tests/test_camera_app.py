@@ -1,6 +1,7 @@
 """examples/camera_app.py on a real MJPG video made of indexed items: every frame finds its own item at distance 0."""
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -84,4 +85,23 @@ def test_camera_app_bad_source(tmp_path):
         [sys.executable, str(APP), str(tmp_path / "nope.avi"), "--model", str(model), "--index", str(tmp_path / "empty.sidx")],
         capture_output=True, text=True, timeout=60,
     )
-    assert out.returncode == 2 and out.stderr.startswith("error: cannot open camera or video")
+    assert out.returncode == 2 and out.stderr == f"error: cannot open video {str(tmp_path / 'nope.avi')!r}: no such file\n"
+    (tmp_path / "fake.avi").write_bytes(b"not a video")
+    out = subprocess.run(
+        [sys.executable, str(APP), str(tmp_path / "fake.avi"), "--model", str(model), "--index", str(tmp_path / "empty.sidx")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2 and out.stderr == f"error: cannot open camera or video {str(tmp_path / 'fake.avi')!r}\n", out.stderr
+
+
+def test_camera_app_ctrl_c_is_one_line(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("camera_app", APP)
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+
+    def interrupted(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app, "run", interrupted)
+    assert app.main(["0", "--model", "m.onnx", "--index", "db.sidx"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

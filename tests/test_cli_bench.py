@@ -32,6 +32,8 @@ def test_bench_bad_input(tmp_path):
     assert_user_error(cli("bench", "-m", model, "--frame", "big"), "bad --frame")
     assert_user_error(cli("bench", "-m", model, "--frame", "100000x100000"), "each side must be 1 to 8192 pixels")
     assert_user_error(cli("bench", "-m", model, "--out", tmp_path / ("x" * 300 + ".json")), "file name too long")
+    HammingIndex(16).save(tmp_path / "empty.sidx")
+    assert_user_error(cli("bench", "-m", model, "-i", tmp_path / "empty.sidx"), "holds no codes, so there is no search to time")
     HammingIndex(32).save(tmp_path / "i32.sidx")
     assert_user_error(cli("bench", "-m", model, "-i", tmp_path / "i32.sidx"), "32-bit codes")
     before = model.read_bytes()

@@ -138,6 +138,15 @@ def test_bad_inputs_exit_2(setup, tmp_path):
     assert_user_error(cli("index", "build", "-m", setup["model"], "--role", "bogus"), "unknown role")
     assert_user_error(cli("index", "info", garbage), "not a sadh index file")
     assert_user_error(cli("search", "--index", garbage, setup["images"]), "not a sadh index file")
+    shirt = next((setup["images"] / "Shirt").iterdir())
+    HammingIndex(32).save(tmp_path / "empty.sidx")
+    searched = cli("search", "--index", tmp_path / "empty.sidx", "--model", setup["model"], shirt)
+    assert searched.returncode == 0 and f"warning: {tmp_path / 'empty.sidx'} holds no codes" in searched.stderr, searched.stderr
+    moved, one = tmp_path / "moved.sidx", HammingIndex(32)
+    one.add(np.zeros((1, 4), np.uint8))
+    one.save(moved)
+    Sidecar(ids=[0], labels=[[0]], class_names=["a"], model=str(tmp_path / "gone.onnx")).save(sidecar_path(moved))
+    assert_user_error(cli("search", "--index", moved, shirt), f"the model its sidecar names, {tmp_path / 'gone.onnx'}, is not there")
 
 
 def test_outputs_that_collide_or_replace_inputs_are_refused(setup, tmp_path):

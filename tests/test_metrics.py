@@ -147,6 +147,8 @@ def test_bad_inputs():
         (lambda: mean_average_precision(q, db[:0], ql, dl[:0]), "empty"),
         (lambda: precision_at_n(q, db, ql, dl, [6]), "exceeds"),
         (lambda: precision_at_n(q, db, ql, dl, [0]), "ns"),
+        (lambda: mean_average_precision([[1, -1], [1]], db, ql, dl), "query codes must be an array of equal-length rows, got a ragged"),
+        (lambda: mean_average_precision(q, db, [[1, 0], [1]], dl), "query labels must be an array of equal-length rows"),
     ]
     for fn, match in cases:
         with pytest.raises(SadhError, match=match):

@@ -69,6 +69,9 @@ def test_cache_on_disk_is_reused_and_invalidated(tmp_path, fashion_small: Labele
     files = list((tmp_path / "cache").glob("*.npy"))
     assert len(files) == 1 and np.array_equal(first, cache_images(fashion_small, np.arange(4), 32))
     assert np.array_equal(cache_images(data, np.arange(4), 32, tmp_path / "cache"), first)
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(SadhError, match="cannot write .*a file: it is a file, not a folder"):
+        cache_images(data, np.arange(4), 32, tmp_path / "a file")
     cv2.imwrite(paths[0], fashion_small.images[5])
     changed = cache_images(data, np.arange(4), 32, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2 and not np.array_equal(changed[0], first[0])
@@ -135,8 +138,11 @@ def test_checkpoint_errors(tmp_path) -> None:
     with pytest.raises(SadhError, match="not found"):
         load_model(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(SadhError, match="not a readable sadh checkpoint"):
+    with pytest.raises(SadhError, match=r"junk.pt: not a readable sadh checkpoint \(truncated, damaged or not a torch file\)$"):
         load_model(tmp_path / "junk.pt")
+    torch.save({"obj": SimpleNamespace(x=1)}, tmp_path / "objects.pt")  # would need unpickling: never advise enabling it
+    with pytest.raises(SadhError, match=r"objects.pt: .*\(it holds pickled Python objects, which sadh never loads"):
+        load_model(tmp_path / "objects.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(SadhError, match="not a sadh checkpoint"):
         load_model(tmp_path / "foreign.pt")

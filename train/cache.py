@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..sdk.atomic import make_folder
 from ..sdk.data import LabeledImages
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import fit_square
@@ -65,7 +66,7 @@ def cache_images(
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in data.name)
     path = Path(cache_dir) / f"{safe}-r{resize_size}-{fingerprint(data, index, resize_size)}.npy"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
@@ -79,8 +80,8 @@ def cache_images(
             raise
     try:
         cached = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise SadhError(f"{path}: unreadable image cache ({e}); delete it to rebuild") from None
+    except (OSError, ValueError):  # (numpy's words for a damaged file would suggest unpickling it)
+        raise SadhError(f"{path}: unreadable image cache (damaged or not a .npy array); delete it to rebuild") from None
     if cached.shape != shape or cached.dtype != np.uint8:
         raise SadhError(f"{path}: image cache has shape {cached.shape}, expected {shape}; delete it to rebuild")
     return cached

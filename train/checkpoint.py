@@ -18,6 +18,7 @@ from ..sdk.atomic import atomic_open, interrupts_deferred
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import Preprocess
 from .config import TrainConfig, type_in_words, value_fits
+from .backbones.weights import torch_file_problem
 from .model import ImageHashNet, create_model
 
 FORMAT = "sadh-checkpoint-1"
@@ -66,8 +67,7 @@ def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign or pickled-object files all land here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SadhError(f"{path}: not a readable sadh checkpoint ({first[:200]})") from None
+        raise SadhError(f"{path}: not a readable sadh checkpoint ({torch_file_problem(path, e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SadhError(f"{path}: not a sadh checkpoint (expected format {FORMAT!r})")
     missing = [k for k in keys if k not in state]

@@ -1,5 +1,6 @@
 """Load a backbone state dict from a file (torch.load(weights_only=True) or .safetensors), strictly."""
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -8,6 +9,15 @@ from torch import Tensor, nn
 from sadh.sdk.errors import SadhError
 
 SHOWN_KEYS = 4
+
+
+def torch_file_problem(path: Path, exc: Exception) -> str:
+    """What a `torch.load(weights_only=True)` failure of `path` means, in words that never advise unpickling it."""
+    if not zipfile.is_zipfile(path):  # torch files are zip archives
+        return "truncated, damaged or not a torch file"
+    if "Weights only load failed" in str(exc):
+        return "it holds pickled Python objects, which sadh never loads (only tensors and plain data)"
+    return "a damaged torch file"
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -23,7 +33,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is a user error
-        raise SadhError(f"cannot read backbone weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        problem = "damaged or not a safetensors file" if path.suffix == ".safetensors" else torch_file_problem(path, exc)
+        raise SadhError(f"cannot read backbone weights {path}: {problem}") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise SadhError(f"{path} is not a plain state dict of tensors")
     return state
