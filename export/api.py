@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..sdk import metadata as md
-from ..sdk.atomic import make_folder, unwritable_reason
+from ..sdk.atomic import interrupts_deferred, make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
@@ -28,6 +28,9 @@ from .tensorrt_build import BatchProfile, build_engine, source_onnx, tensorrt_ve
 
 PARITY_IMAGES = 256
 QDQ_TOOLS = ("onnxruntime", "modelopt")  # who writes the TensorRT-bound Q/DQ model
+# the files an export of STEM writes (STEM + suffix): a re-export removes those it does not rewrite
+EXPORT_SUFFIXES = (".onnx", ".fp16.onnx", f".{TENSORRT_FLAVOUR.precision}.onnx", f".{CPU_FLAVOUR.precision}.onnx", ".calib.json",
+                   md.SPLIT_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -97,18 +100,17 @@ def export_model(
     reference = torch_codes(model, val)
     stem = checkpoint.stem
     result = ExportResult(info)
+    passed: list[tuple[Path, str, float, Parity | None]] = []
 
     def add(staged: Path, precision: str, started: float, threshold: float | None) -> Path:
-        """Parity-check a model written to the staging folder, then move it into `out_dir` (a rejected one never is)."""
+        """Parity-check a file written to the staging folder (a rejected one stops the export before any file moves)."""
         seconds, parity = time.perf_counter() - started, None
         if threshold is not None:
             parity = compare_codes(reference, run_codes(cpu_session(staged), val))
             log(f"{staged.name}: parity {parity.summary()}")
             require_parity(parity, threshold, staged.name)
-        path = out_dir / staged.name
-        os.replace(staged, path)
-        result.artifacts.append(Artifact(path, precision, path.stat().st_size, seconds, parity))
-        return path
+        passed.append((staged, precision, seconds, parity))
+        return staged
 
     make_folder(out_dir)
     with tempfile.TemporaryDirectory(prefix=".sadh-export-", dir=out_dir) as tmp:  # same file system: os.replace is atomic
@@ -144,9 +146,27 @@ def export_model(
                     check_qdq(quantized, staged.name)
                 add(staged, flavour.precision, t, int8_threshold)
             add(cache, "calib", time.perf_counter(), None)
+        _publish(passed, out_dir, stem, result, log)
     if engine:
         _engines(result, out_dir, stem, fp16, int8, batch, log)
     return result
+
+
+def _publish(
+    passed: list[tuple[Path, str, float, Parity | None]], out_dir: Path, stem: str, result: ExportResult, log: Callable[[str], None]
+) -> None:
+    """Move every staged file into `out_dir` once all passed, and remove the ONNX files, calibration cache and split an
+    earlier export of `stem` left that this one did not rewrite: they belong to another model. Ctrl-C waits for it."""
+    with interrupts_deferred():
+        for staged, precision, seconds, parity in passed:
+            path = out_dir / staged.name
+            os.replace(staged, path)
+            result.artifacts.append(Artifact(path, precision, path.stat().st_size, seconds, parity))
+        written = {staged.name for staged, *_ in passed}
+        for name in (f"{stem}{suffix}" for suffix in EXPORT_SUFFIXES):
+            if name not in written and (out_dir / name).is_file():
+                (out_dir / name).unlink()
+                log(f"removed {name}: left by an earlier export, it belongs to another model")
 
 
 def _engines(

@@ -150,14 +150,19 @@ def test_parity_check_fails_on_non_finite_codes() -> None:
 
 def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "m.pt")
-    earlier = {name: f"good {name}".encode() for name in ("m.int8-qdq.onnx", "m.int8-cpu.onnx", "m.calib.json")}
+    earlier = {name: f"good {name}".encode() for name in ("m.onnx", "m.split.npz", "m.int8-qdq.onnx", "m.int8-cpu.onnx", "m.calib.json")}
     for name, content in earlier.items():
         (tmp_path / name).write_bytes(content)
     with pytest.raises(SadhError, match="int8-qdq.onnx fails the parity check"):
         export_model(ckpt, tmp_path, int8=True, calib_images=20, parity_images=16, int8_threshold=1.0)
-    for name, content in earlier.items():  # a rejected model never replaces the earlier one
+    for name, content in earlier.items():  # nothing moves unless every model passes: the earlier set stays whole
         assert (tmp_path / name).read_bytes() == content, name
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", "m.onnx", "m.split.npz", *earlier])  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", *earlier])  # no staging folder left
+    lines: list[str] = []
+    export_model(ckpt, tmp_path, parity_images=16, log=lines.append)  # FP32 only: the earlier INT8 files are another model's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt", "m.split.npz"]
+    assert (tmp_path / "m.onnx").read_bytes() != earlier["m.onnx"]
+    assert "removed m.int8-cpu.onnx: left by an earlier export, it belongs to another model" in lines
 
 
 class Erfinv(torch.nn.Module):
