@@ -26,6 +26,7 @@ from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
 from sadh.train.model import ImageOutput, create_model
+from sadh.train import memory
 from sadh.train.trainer import check_labels, train
 
 from cli_run import assert_user_error, cli
@@ -371,3 +372,22 @@ def test_sadh_targets_stay_float32_under_autocast(tmp_path) -> None:
         mixed, _ = loss_fn(out, y)
     assert float(mixed) == pytest.approx(float(plain), rel=1e-6)
 
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_training(monkeypatch) -> None:
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    inplace = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True))
+    assert memory.activation_bytes(inplace, 10, 2) == 2 * 4 * 10 * 10 * 4  # the in-place ReLU adds nothing
+    assert memory.activation_bytes(torch.nn.Sequential(conv, torch.nn.ReLU()), 10, 2) == 2 * 2 * 4 * 10 * 10 * 4
+    small = create_model("small_cnn", 16, 10)
+    assert memory.activation_bytes(small, 56, 8) == 2 * memory.activation_bytes(small, 56, 4)
+    memory.check_training_fits(small, "small_cnn", 28, 64, torch.device("cpu"), half=False)  # fits this machine
+    with pytest.raises(SadhError, match="input_size must be at least 1, got 0"):  # not "the default" in disguise
+        TrainConfig(input_size=0)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 10**9)
+    need = memory.STEP_FACTOR * memory.activation_bytes(small, 1000, 18) / 1e9
+    with pytest.raises(SadhError, match=rf"^a training batch of 18 images at 1000 px needs at least {need:.1f} GB for small_cnn's "
+                                        r"activations, but cpu has 1.0 GB free: lower --input-size or --batch-size$"):
+        memory.check_training_fits(small, "small_cnn", 1000, 18, torch.device("cpu"), half=False)
+    with pytest.raises(SadhError, match=r"^--input-size 28 does not fit efficientnet_lite0 \(.*Kernel size can't be greater"):
+        memory.check_training_fits(create_model("efficientnet_lite0", 16, 10), "efficientnet_lite0", 28, 4, torch.device("cpu"), False)

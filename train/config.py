@@ -141,8 +141,9 @@ class TrainConfig:
         for name in ("lr", "label_lr"):
             if not float(getattr(self, name)) > 0:
                 raise SadhError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.topk is not None and self.topk < 1:
-            raise SadhError(f"topk must be at least 1, got {self.topk}")
+        for name in ("topk", "input_size", "resize_size"):  # None: the default
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise SadhError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.label_margin != "auto" and not (
             isinstance(self.label_margin, (int, float)) and not isinstance(self.label_margin, bool) and 0 < self.label_margin < 1
         ):

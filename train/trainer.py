@@ -38,6 +38,7 @@ from .evaluate import encode_cached
 from .label_stage import train_label_net
 from .loader import BatchLoader
 from .losses import SadhWeights, fp32_region, sadh_loss
+from .memory import check_training_fits
 from .model import ImageHashNet, ImageOutput, LabelNet, create_model
 
 LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -240,6 +241,8 @@ def train(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     pre = resolve_preprocess(cfg, model)
+    half = autocast_dtype(cfg.amp, info.device) is not None
+    check_training_fits(model, cfg.backbone, pre.input_size, min(cfg.batch_size, len(split.train)), info.device, half)
 
     # images, decoded once at the training resolution
     cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
