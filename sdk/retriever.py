@@ -192,9 +192,11 @@ class Retriever:
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike, providers: Sequence[str] | None = None, mmap: bool = False, index_kind: str | None = None
+        cls, directory: str | os.PathLike, providers: Sequence[str] | None = None, mmap: bool = False, index_kind: str | None = None,
+        model: str | os.PathLike | None = None,
     ) -> "Retriever":
-        """Open a folder written by `save` (the model is opened from the path recorded there).
+        """Open a folder written by `save`: its index, and `model`, else the model at the path recorded there, else one
+        of that file name in the folder (so the folder can be copied to a device together with its model).
 
         `index_kind` "flat" or "mih" picks the index class; None: the kind the manifest recorded ("flat" when
         it recorded none, as folders saved before kinds were recorded).
@@ -202,16 +204,25 @@ class Retriever:
         manifest_path = Path(directory) / MANIFEST_NAME
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            model, index_name = manifest["model"], manifest["index"]
+            recorded, index_name, bits = manifest["model"], manifest["index"], manifest["bits"]
         except FileNotFoundError:
             raise SadhError(f"{directory}: no {MANIFEST_NAME} (not a saved retriever folder)") from None
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SadhError(f"{manifest_path}: not a sadh retriever manifest ({e})") from None
         if manifest.get("format") != FORMAT:
             raise SadhError(f"{manifest_path}: unsupported retriever format {manifest.get('format')!r} (expected {FORMAT})")
+        wrong = [f"{k} must be {kind.__name__}" for k, v, kind in (("model", recorded, str), ("index", index_name, str), ("bits", bits, int))
+                 if not isinstance(v, kind) or isinstance(v, bool)]
+        if wrong:
+            raise SadhError(f"{manifest_path}: bad manifest fields: {'; '.join(wrong)}")
+        if model is None:
+            beside = Path(directory) / Path(recorded).name
+            model = recorded if Path(recorded).is_file() or not beside.is_file() else beside
         if index_kind is None:
             index_kind = manifest.get("index_kind", "flat")
             if not isinstance(index_kind, str) or index_kind not in INDEX_KINDS:
                 raise SadhError(f"{manifest_path}: unknown index_kind {index_kind!r} (expected {KIND_CHOICES})")
         index = load_index(Path(directory) / index_name, index_kind, mmap=mmap)  # before the model: a bad kind fails fast
+        if index.bits != bits:
+            raise SadhError(f"{manifest_path}: records {bits}-bit codes but its index holds {index.bits}-bit codes")
         return cls(Encoder(model, providers), index)

@@ -54,6 +54,26 @@ def test_retriever_errors(encoder, tmp_path):
     (tmp_path / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(SadhError, match="not a sadh retriever manifest"):
         Retriever.load(tmp_path)
+    Retriever(encoder).save(tmp_path / "r")
+    manifest = json.loads((tmp_path / "r" / MANIFEST_NAME).read_text())
+    for bad, words in (({"model": 5}, "model must be str"), ({"index": None, "bits": "32"}, "index must be str; bits must be int"),
+                       ({"bits": 16}, "records 16-bit codes but its index holds 32-bit codes")):
+        (tmp_path / "r" / MANIFEST_NAME).write_text(json.dumps({**manifest, **bad}))
+        with pytest.raises(SadhError, match=f"{MANIFEST_NAME}: .*{words}"):
+            Retriever.load(tmp_path / "r")
+
+
+def test_a_saved_retriever_finds_its_model_when_it_moved(encoder, tmp_path):
+    model = tmp_path / "models" / "model.onnx"
+    model.parent.mkdir()
+    model.write_bytes(encoder.path.read_bytes())
+    Retriever(Encoder(model)).save(tmp_path / "r")
+    model.rename(tmp_path / "elsewhere.onnx")
+    with pytest.raises(SadhError, match="model.onnx: model file not found"):
+        Retriever.load(tmp_path / "r")
+    assert Retriever.load(tmp_path / "r", model=tmp_path / "elsewhere.onnx").encoder.path == tmp_path / "elsewhere.onnx"
+    (tmp_path / "elsewhere.onnx").rename(tmp_path / "r" / "model.onnx")  # copied to a device together with its folder
+    assert Retriever.load(tmp_path / "r").encoder.path == tmp_path / "r" / "model.onnx"
 
 
 @pytest.mark.parametrize("probing", ["mih-only", "default"])
