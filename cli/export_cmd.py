@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         parity_threshold: float = typer.Option(0.999, min=0, max=1, help="Least fraction of identical sign bits, FP32."),
         fp16_threshold: float = typer.Option(0.99, min=0, max=1, help="Least fraction of identical sign bits, FP16."),
         int8_threshold: float = typer.Option(0.90, min=0, max=1, help="Least fraction of identical sign bits, INT8."),
+        image_root: Optional[Path] = typer.Option(
+            None, help="Where the training list files' images are now, if they moved since training (default: as trained)."
+        ),
         run_eval: bool = typer.Option(False, "--eval", help="Then report mAP and CPU speed of every exported model."),
         eval_queries: int = typer.Option(500, min=1, help="--eval: queries (evenly spread over the query split)."),
         eval_database: int = typer.Option(2000, *EVAL_DATABASE_NAMES, min=1, help="--eval: database items (a subsample, for speed)."),
@@ -44,13 +47,14 @@ def register(app: typer.Typer) -> None:
         """Export a checkpoint; prints each file with its precision, size, time and parity against torch."""
         from ..export.api import export_model
         from ..export.report import report_export
-        from ..export.samples import checkpoint_data_config
+        from ..export.samples import checkpoint_data_config, checkpoint_dataset
         from ..export.tensorrt_build import BatchProfile
 
         console = make_console()
         out_dir = out if out is not None else checkpoint.parent
+        data = checkpoint_dataset(checkpoint, image_root) if image_root is not None else None
         result = export_model(
-            checkpoint, out_dir, fp16=fp16, int8=int8, engine=engine,
+            checkpoint, out_dir, fp16=fp16, int8=int8, engine=engine, data=data,
             calib_images=calib_images, calib_method=calib_method, qdq_tool=qdq_tool,
             parity_threshold=parity_threshold, fp16_threshold=fp16_threshold, int8_threshold=int8_threshold,
             batch=BatchProfile(batch_min, batch_opt, batch_max), log=lambda line: console.print(line, style="dim", markup=False, highlight=False),
@@ -62,10 +66,11 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  {command}", soft_wrap=True, highlight=False)
         models = {a.precision: a.path for a in result.artifacts if a.precision in ONNX_PRECISIONS}
         if run_eval:
-            console.print(report_table(report_export(checkpoint, models, queries=eval_queries, database=eval_database)))
+            console.print(report_table(report_export(checkpoint, models, data, queries=eval_queries, database=eval_database)))
         runtime = models.get("int8-cpu", models["fp32"])
-        data = dataclasses.replace(DataOptions.from_config(checkpoint_data_config(checkpoint)), split=None)  # its split is beside it
-        next_hint("sadh-cli", "index", "build", "--model", runtime, *data.args(), "--out", "index.sidx")
+        trained = dataclasses.replace(DataOptions.from_config(checkpoint_data_config(checkpoint)), split=None)  # its split is beside it
+        trained = trained if image_root is None else dataclasses.replace(trained, image_root=image_root)
+        next_hint("sadh-cli", "index", "build", "--model", runtime, *trained.args(), "--out", "index.sidx")
 
 
 def artifact_table(result: ExportResult) -> Table:

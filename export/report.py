@@ -84,8 +84,10 @@ def accuracy_and_speed(
     return rows
 
 
-def report_export(checkpoint: Path, models: dict[str, Path], **kwargs: Any) -> list[ReportRow]:
-    """accuracy_and_speed for a checkpoint's exported models, on the checkpoint's own dataset and split."""
+def report_export(
+    checkpoint: Path, models: dict[str, Path], data: tuple[LabeledImages, Split] | None = None, **kwargs: Any
+) -> list[ReportRow]:
+    """accuracy_and_speed for a checkpoint's exported models, on the checkpoint's own dataset and split (or `data`)."""
     model, info = load_model(checkpoint)
-    data, split = checkpoint_dataset(checkpoint)
+    data, split = data if data is not None else checkpoint_dataset(checkpoint)
     return accuracy_and_speed(model, info.preprocess, models, data, split, **kwargs)

@@ -28,13 +28,17 @@ def checkpoint_data_config(checkpoint: Path) -> TrainConfig:
     return replace(cfg, split=str(saved_split)) if cfg.split is None and saved_split.is_file() else cfg
 
 
-def checkpoint_dataset(checkpoint: Path) -> tuple[LabeledImages, Split]:
-    """The dataset and split a checkpoint was trained on (see `checkpoint_data_config`)."""
+def checkpoint_dataset(checkpoint: Path, image_root: Path | None = None) -> tuple[LabeledImages, Split]:
+    """The dataset and split a checkpoint was trained on (see `checkpoint_data_config`); `image_root`: where its list
+    files' images are now, when they moved since training."""
     cfg = checkpoint_data_config(checkpoint)
+    if image_root is not None:
+        cfg = replace(cfg, image_root=str(image_root))
     try:
         return load_data(cfg)
     except SadhError as e:
-        raise SadhError(f"{checkpoint}: cannot load its dataset {cfg.data!r} for parity/calibration images ({e})") from None
+        hint = "; if its images moved, pass --image-root" if image_root is None else ""
+        raise SadhError(f"{checkpoint}: cannot load its dataset {cfg.data!r} for parity/calibration images ({e}){hint}") from None
 
 
 def spread(index: np.ndarray, n: int) -> np.ndarray:

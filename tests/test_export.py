@@ -6,6 +6,7 @@ import shlex
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -28,6 +29,7 @@ from sadh.train.checkpoint import load_model, save_checkpoint
 from sadh.train.config import TrainConfig
 from sadh.sdk.preprocess import Preprocess
 from sadh.train.model import create_model
+from cli_run import cli
 
 BITS = 32
 
@@ -224,6 +226,23 @@ def test_the_exported_split_keeps_the_labels_the_run_trained_on(tmp_path: Path) 
     result = export_model(ckpt, tmp_path / "out", parity_images=16, log=lines.append)
     assert any(line.startswith("warning: the labels of fashion-mnist changed since the run was trained") for line in lines)
     assert Split.load(result.path("split")).fingerprint == run_split.fingerprint  # so eval / index build notice it too
+
+
+def test_export_finds_images_that_moved_since_training(tmp_path: Path, fashion_small) -> None:
+    (tmp_path / "old").mkdir()
+    cls = fashion_small.labels.argmax(1)
+    rows = [(c, i) for c in range(10) for i in np.flatnonzero(cls == c)[:4]]
+    for c, i in rows:
+        cv2.imwrite(str(tmp_path / "old" / f"{i}.png"), fashion_small.image(i))
+    (tmp_path / "all.txt").write_text("".join(f"{i}.png {' '.join(str(int(c == d)) for d in range(10))}\n" for c, i in rows))
+    config = TrainConfig(data=str(tmp_path / "all.txt"), image_root=str(tmp_path / "old"), query_per_class=1, train_per_class=2)
+    ckpt = write_checkpoint(tmp_path / "run" / "best.pt", config=config.to_dict())
+    (tmp_path / "old").rename(tmp_path / "new")
+    with pytest.raises(SadhError, match=r"cannot load its dataset .*does not exist\); if its images moved, pass --image-root$"):
+        checkpoint_dataset(ckpt)
+    out = cli("export", ckpt, "--image-root", tmp_path / "new", "-o", tmp_path / "out")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "out" / "best.onnx").is_file() and f"--image-root {tmp_path / 'new'}" in out.stdout
 
 
 def test_spread_is_deterministic_and_covers_the_range() -> None:
