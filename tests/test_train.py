@@ -138,6 +138,8 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, fashion_mnist: Label
 def test_checkpoint_errors(tmp_path) -> None:
     with pytest.raises(SadhError, match="not found"):
         load_model(tmp_path / "missing.pt")
+    with pytest.raises(SadhError, match=f"^{tmp_path} is a folder; pass a checkpoint file in it, e.g. {tmp_path / 'best.pt'}$"):
+        load_model(tmp_path)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SadhError, match=r"junk.pt: not a readable sadh checkpoint \(truncated, damaged or not a torch file\)$"):
         load_model(tmp_path / "junk.pt")

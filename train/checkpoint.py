@@ -62,6 +62,8 @@ def without_training_state(state: dict[str, Any]) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:
     """Read a checkpoint (weights_only) and check it is ours and has `keys`; anything else is a SadhError."""
     path = Path(path)
+    if path.is_dir():
+        raise SadhError(f"{path} is a folder; pass a checkpoint file in it, e.g. {path / 'best.pt'}")
     if not path.is_file():
         raise SadhError(f"checkpoint not found: {path}")
     try:
