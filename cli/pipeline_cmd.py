@@ -235,6 +235,8 @@ def register(app: typer.Typer) -> None:
 
         check_outputs({}, opts.inputs(), folders={"--out": out})  # before the slow torch import
         opts.check()
+        if opts.split is not None:
+            opts.load()  # the one-line warning when the split file was made for data with other labels
         overridden = [f"--{p.replace('_', '-')}" for p in ("query_per_class", "train_per_class", "database") if typed(ctx, p)]
         if quick and overridden:
             warn(f"--quick sets its own split sizes and database subset: {', '.join(overridden)} not used")

@@ -63,6 +63,13 @@ def test_pipeline_bad_bits(tmp_path):
     assert_user_error(cli("pipeline", "--quick", "--bits", "12", "--out", tmp_path / "r"), "bits")
 
 
+def test_pipeline_names_a_split_made_for_other_data(tmp_path):
+    other_labels = np.eye(10, dtype=np.uint8)[np.arange(70000) % 10]
+    Split(np.arange(10), np.arange(10, 20), np.arange(20, 40)).made_for(other_labels).save(tmp_path / "other.npz")
+    out = cli("pipeline", "--quick", "--split", tmp_path / "other.npz", "--bits", "12", "--out", tmp_path / "r")  # bits: stop there
+    assert f"warning: {tmp_path / 'other.npz'} was made for other data" in out.stderr, out.stderr
+
+
 def test_pipeline_refuses_a_dataset_option_its_data_does_not_read(tmp_path):
     (tmp_path / "names.txt").write_text("a\n")
     refused = cli("pipeline", "--quick", "--class-names", tmp_path / "names.txt", "--out", tmp_path / "r")
