@@ -1,7 +1,7 @@
 """Training benchmark: retrieval mAP of SADH vs DPSH vs CSQ on the same backbone, data and budget.
 
 Protocols (`--data`):
-* fashion-mnist: per class 100 queries and 500 training images, the rest (69,000) is the database; mAP@all.
+* fashion-mnist: per class 100 queries and 500 training images, the rest (64,000) is the database; mAP@all.
 * fashion-mnist-mosaic: the multi-label mosaic benchmark, 1,000 queries / 5,000 train / 20,000 database;
   mAP@1000 (the NUS-WIDE / MS-COCO mAP@5000 convention scaled to a 20,000-item database: ~5 % of it).
 Every run evaluates once, after its last epoch, against the whole database (no model selection on the
@@ -43,7 +43,7 @@ TOPK = {"fashion-mnist-mosaic": 1000}
 ALSO_TOPK = {"fashion-mnist-mosaic": (5000, None)}  # other cut-offs reported beside the main one (None: all)
 PROTOCOL = {
     "fashion-mnist": (
-        "fashion-mnist, per class 100 queries / 500 train / rest database (69,000); mAP@all with sign codes, "
+        "fashion-mnist, per class 100 queries / 500 train / rest database (64,000); mAP@all with sign codes, "
         "ties by database index; one evaluation, after the last epoch"
     ),
     "fashion-mnist-mosaic": (

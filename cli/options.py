@@ -57,10 +57,22 @@ class DataOptions:
         check_dataset_options(self.data, self.data_dir, self.image_root, self.class_names)
 
     def inputs(self) -> list[tuple[str, Optional[Path]]]:
-        """The files and folders these options read, as (option name, path) pairs for `check_outputs`."""
+        """The files and folders these options read, as (option name, path) pairs for `check_outputs`: the list files
+        of a --data folder and the IDX files of Fashion-MNIST included (its images are checked once loaded)."""
+        from ..sdk.data.fashion_mnist import find_fashion_mnist
+        from ..sdk.data.sources import LIST_SPLIT_FILES
+
         data = None if self.data in BUILTIN else Path(self.data)
+        found: list[tuple[str, Optional[Path]]] = []
+        if data is None:
+            try:
+                found = [("a Fashion-MNIST file", p) for p in find_fashion_mnist(self.data_dir).values()]
+            except SadhError:  # not there: loading it will say so
+                pass
+        elif data.is_dir():
+            found = [(f"--data's {name}", data / name) for name in LIST_SPLIT_FILES.values()]
         return [("--data", data), ("--data-dir", self.data_dir), ("--image-root", self.image_root),
-                ("--class-names", self.class_names), ("--split", self.split)]
+                ("--class-names", self.class_names), ("--split", self.split), *found]
 
     def args(self) -> list[str]:
         """The command-line options that give these settings (those that differ from the defaults)."""

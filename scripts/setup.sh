@@ -19,6 +19,18 @@ if [ ! -f "$DATA_DIR/train-images-idx3-ubyte.gz" ] && [ -z "${SADH_FASHION_MNIST
 fi
 
 PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" 2>/dev/null; then  # Debian/Ubuntu split venv out
+    if [ "$(id -u)" = 0 ]; then
+        echo "[setup] installing python3-venv (Debian/Ubuntu ship venv separately)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    else
+        echo "[setup] $PY cannot create virtual environments here. Run:" >&2
+        echo "          sudo apt-get install python3-venv" >&2
+        echo "        then re-run this script." >&2
+        exit 1
+    fi
+fi
 if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv with $($PY --version)"
     "$PY" -m venv .venv

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from sadh.cli.app import app
 from sadh.cli.data_cmd import LINE_HEIGHT, TILE, text_width, wrap_caption
 from sadh.cli.options import DataOptions, model_split_path, next_hint
+from sadh.sdk.data import find_fashion_mnist
 
 from cli_run import assert_user_error, cli
 
@@ -101,6 +103,16 @@ def test_data_output_paths_are_checked_before_loading(tmp_path: Path) -> None:
         out = cli(*args)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert (tmp_path / "list.txt").read_text() == "a.jpg 1 0\n"
+    (tmp_path / "lists").mkdir()
+    for name in ("train.txt", "test.txt", "database.txt"):
+        (tmp_path / "lists" / name).write_text("a.jpg 1 0\n")
+    out = cli("data", "info", "--data", str(tmp_path / "lists"), "--out", str(tmp_path / "lists" / "test.txt"))
+    assert_user_error(out, "is also --data's test.txt: writing it would replace that input")
+    shutil.copytree(find_fashion_mnist()["test_labels"].parent, tmp_path / "fm")
+    target = find_fashion_mnist(tmp_path / "fm")["test_labels"]
+    before = target.read_bytes()
+    assert_user_error(cli("data", "info", "--data-dir", str(tmp_path / "fm"), "--out", str(target)), "is also a Fashion-MNIST file")
+    assert target.read_bytes() == before
 
 
 def test_outputs_never_replace_a_dataset_image_and_a_split_for_other_data_is_named(tmp_path: Path) -> None:
