@@ -1,6 +1,7 @@
 """The `sadh-cli` Typer application: one module per command, imported lazily so --help stays fast."""
 from __future__ import annotations
 
+import signal
 import sys
 from importlib import metadata
 from typing import Optional
@@ -78,7 +79,9 @@ for module in (pipeline_cmd, data_cmd, train_cmd, export_cmd, encode_cmd, index_
 
 
 def main() -> None:
-    """Entry point of the `sadh-cli` console script: user errors print one line and exit with code 2."""
+    """Entry point of the `sadh-cli` console script: user errors print one line and exit with code 2; a SIGTERM (what
+    torchrun and job schedulers send) stops a command as Ctrl-C does, with its line, exit code 130 and clean files."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app()
     except SadhError as e:

@@ -10,7 +10,7 @@ import typer
 
 from ..sdk.errors import SadhError
 from .chunks import Encoded, encode_in_chunks, file_identities, job_key, partial_path, pixel_blocks
-from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, warn
+from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, warn, written_before_interrupt
 
 
 def expand_images(inputs: list[Path]) -> list[Path]:
@@ -111,9 +111,10 @@ def register(app: typer.Typer) -> None:
         partial = partial_path(out)
         result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial, job_key(model, file_identities(files)))
         report_failures(result.failures, len(files))
-        save_npy(out, result.codes)
-        atomic_write_text(listing, "".join(f"{files[i]}\n" for i in result.ids))
-        result.discard_partial()
+        with written_before_interrupt(f"{out} and {listing} were written completely"):  # never one new, one old
+            save_npy(out, result.codes)
+            atomic_write_text(listing, "".join(f"{files[i]}\n" for i in result.ids))
+            result.discard_partial()
         speed = "all resumed" if result.ms_per_item is None else f"{result.ms_per_item:.1f} ms/image"
         typer.echo(
             f"wrote {out}: {len(result.codes)} codes of {encoder.bits} bits ({result.codes.nbytes} bytes) and {listing}; "

@@ -15,7 +15,7 @@ from ..sdk.grid import CAPTION_CHARS, encode_png, retrieval_grid
 from .chunks import partial_path
 from .options import (
     BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options,
-    load_for_model, model_split_path, next_hint,
+    load_for_model, model_split_path, next_hint, written_before_interrupt,
 )
 
 GRID_QUERIES = 8
@@ -130,12 +130,13 @@ def evaluate(
         "search_k": min(SEARCH_K, len(db_idx)),
     }
     title = f"{data.name}, {encoder.bits} bits, {encoder.precision}"
-    plot_pr_curve({encoder.precision: pr}, out_dir / PR_NAME, title)
-    plot_precision_at_n({encoder.precision: pan}, out_dir / PAN_NAME, title)
-    write_grid(data, q_idx, db_idx, q_codes, index, out_dir / GRID_NAME)
-    atomic_write_text(out_dir / METRICS_NAME, json.dumps(result, indent=1))
-    if database is not None:
-        database.discard_partial()
+    with written_before_interrupt(f"the report in {out_dir} was written completely"):  # never half of it over another
+        plot_pr_curve({encoder.precision: pr}, out_dir / PR_NAME, title)
+        plot_precision_at_n({encoder.precision: pan}, out_dir / PAN_NAME, title)
+        write_grid(data, q_idx, db_idx, q_codes, index, out_dir / GRID_NAME)
+        atomic_write_text(out_dir / METRICS_NAME, json.dumps(result, indent=1))
+        if database is not None:
+            database.discard_partial()
     return result
 
 

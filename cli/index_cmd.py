@@ -11,11 +11,12 @@ from typing import List, Optional
 import numpy as np
 import typer
 
+from ..sdk.atomic import interrupts_deferred
 from ..sdk.errors import SadhError
 from .chunks import Encoded, partial_path
 from .options import (
     BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options, load_for_model, make_console,
-    model_split_path, next_hint, warn,
+    model_split_path, next_hint, warn, written_before_interrupt,
 )
 
 ROLES = ("database", "query", "train", "all")
@@ -58,7 +59,6 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
 def save_index(hindex, side, index: Path) -> None:
     """Write the index, then its sidecar (which records the new index file's digest), each atomically; a Ctrl-C
     during the two writes takes effect after them, so the pair is never left out of step by an interrupt."""
-    from ..sdk.atomic import interrupts_deferred
     from ..sdk.retriever import sidecar_path
 
     with interrupts_deferred():
@@ -86,8 +86,9 @@ def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | Non
         dataset=dataset,
         model=str(encoder.path.resolve()),
     )
-    save_index(hindex, side, out)
-    encoded.discard_partial()
+    with interrupts_deferred():  # a Ctrl-C while writing leaves no partial folder behind a finished index
+        save_index(hindex, side, out)
+        encoded.discard_partial()
     return hindex, encoded
 
 
@@ -175,10 +176,12 @@ def register(app: typer.Typer) -> None:
                 side, ids=side.ids + ids.tolist(), labels=side.labels + [classes] * len(ids), paths=side.paths + added,
                 class_names=class_names, index_digest=None,
             )
-        save_index(hindex, side, index)
-        typer.echo(f"added {len(ids)} images to {index} as ids {ids[0]}..{ids[-1]}; it holds {len(hindex)} codes")
-        if new_classes:
-            typer.echo(f"new classes in {index}: {', '.join(new_classes)} (known before: {', '.join(side.class_names[:-len(new_classes)])})")
+        with written_before_interrupt(f"{index} and its sidecar were written with the {len(ids)} images added"):
+            save_index(hindex, side, index)
+            typer.echo(f"added {len(ids)} images to {index} as ids {ids[0]}..{ids[-1]}; it holds {len(hindex)} codes")
+            if new_classes:
+                known = ", ".join(side.class_names[: -len(new_classes)])
+                typer.echo(f"new classes in {index}: {', '.join(new_classes)} (known before: {known})")
 
     @group.command("remove")
     def remove(
@@ -199,8 +202,9 @@ def register(app: typer.Typer) -> None:
                 side, ids=[side.ids[r] for r in keep], labels=[side.labels[r] for r in keep],
                 paths=None if side.paths is None else [side.paths[r] for r in keep], index_digest=None,
             )
-        save_index(hindex, side, index)
-        typer.echo(f"removed {removed} ids from {index}; it holds {len(hindex)} codes")
+        with written_before_interrupt(f"{index} and its sidecar were written with {removed} ids removed"):
+            save_index(hindex, side, index)
+            typer.echo(f"removed {removed} ids from {index}; it holds {len(hindex)} codes")
 
     @group.command("info")
     def info(index: Path = typer.Argument(..., help="Index file (.sidx).")) -> None:

@@ -1,6 +1,7 @@
 """Option groups shared by several commands, declared once (e.g. how to name a dataset)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -10,7 +11,7 @@ import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import typer
 
@@ -133,6 +134,19 @@ def make_console() -> Console:
 def typed(ctx: typer.Context, param: str) -> bool:
     """Whether parameter `param` of the running command was given on the command line (not a default)."""
     return getattr(ctx.get_parameter_source(param), "name", "") == "COMMANDLINE"
+
+
+@contextlib.contextmanager
+def written_before_interrupt(done: str) -> Iterator[None]:
+    """Run a block of writes with Ctrl-C / SIGTERM held; one that arrived meanwhile then stops the command, saying
+    `done` instead of asking for a re-run (the outputs are complete and consistent)."""
+    from ..sdk.atomic import interrupts_deferred
+
+    try:
+        with interrupts_deferred():
+            yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{done}; nothing to re-run") from None
 
 
 def warn(message: str) -> None:

@@ -93,17 +93,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold a SIGINT (Ctrl-C) that arrives during the block until it ends, then deliver it to the previous handler
-    (by default: raise KeyboardInterrupt). Only in the main thread, and while SIGINT has a Python handler."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+    """Hold a SIGINT (Ctrl-C) or SIGTERM that arrives during the block until it ends, then deliver it to its previous
+    handler (SIGINT by default: raise KeyboardInterrupt; `sadh-cli` handles SIGTERM the same way). Only in the main
+    thread, and for the signals that have a Python handler."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    deferred = [s for s, handler in previous.items() if callable(handler)]
     held: list[tuple[int, Any]] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    for s in deferred:
+        signal.signal(s, lambda signum, frame: held.append((signum, frame)))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s in deferred:
+            signal.signal(s, previous[s])
     if held:
-        previous(*held[0])
+        previous[held[0][0]](*held[0])

@@ -1,6 +1,8 @@
 """Shared fixtures: real Fashion-MNIST (from the Debian package) and small subsets of it."""
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch  # (the torch-free runtime is checked in subprocesses)
@@ -18,6 +20,16 @@ def _restore_torch_settings():
     torch.set_num_threads(saved[0])
     torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
     torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[3:]
+
+
+@pytest.fixture
+def python_sigint():
+    """SIGINT (and SIGTERM, as `sadh-cli` sets it) raising KeyboardInterrupt, as in a terminal (a background job
+    starts with SIGINT ignored)."""
+    previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,18 @@
 """`sadh-cli encode`, `index build|info` and `search` on a class-folder dataset and Fashion-MNIST, with a tiny model."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from typer.testing import CliRunner
+
+from sadh.cli.app import app
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.retriever import Sidecar, sidecar_path
@@ -222,3 +227,21 @@ def test_index_add_refuses_an_index_of_dataset_items(setup, tmp_path):
     assert cli("index", "build", "-m", setup["model"], "--role", "query", "--query-per-class", "1", "--out", index).returncode == 0
     image = next((setup["images"] / "Bag").iterdir())
     assert_user_error(cli("index", "add", image, "--index", index), "indexes items of fashion-mnist (query), not files")
+
+
+def test_ctrl_c_while_index_remove_writes_finishes_the_pair_and_says_so(tmp_path, monkeypatch, python_sigint):
+    path, index = tmp_path / "db.sidx", HammingIndex(32)
+    index.add(np.arange(12, dtype=np.uint8).reshape(3, 4))
+    index.save(path)
+    Sidecar(ids=[0, 1, 2], labels=[[0], [1], [0]], class_names=["a", "b"]).save(sidecar_path(path))
+    real_save = HammingIndex.save
+
+    def interrupted_save(self, target):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while the index is written
+        real_save(self, target)
+
+    monkeypatch.setattr(HammingIndex, "save", interrupted_save)
+    result = CliRunner().invoke(app, ["index", "remove", "1", "-i", str(path)])
+    assert result.exit_code == 130
+    assert result.output.splitlines()[-1] == f"interrupted; {path} and its sidecar were written with 1 ids removed; nothing to re-run"
+    assert HammingIndex.load(path).ids.tolist() == [0, 2] and Sidecar.load(sidecar_path(path)).ids == [0, 2]

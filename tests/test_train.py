@@ -279,22 +279,15 @@ def test_cli_trains_two_bit_lengths(tmp_path) -> None:
         assert load_model(best)[1].bits == bits
 
 
-@pytest.fixture
-def python_sigint():
-    """SIGINT raising KeyboardInterrupt, as in a terminal (a background job starts with SIGINT ignored)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
-def test_ctrl_c_waits_for_the_block_then_interrupts(python_sigint) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_waits_for_the_block_then_interrupts(python_sigint, signum: int) -> None:
     done = []
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
             time.sleep(0.05)  # the handler runs here, and must only note the signal
             done.append("block finished")
-    assert done == ["block finished"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert done == ["block finished"] and signal.getsignal(signum) is signal.default_int_handler
 
 
 def test_ctrl_c_during_a_checkpoint_write_keeps_the_file(tmp_path, monkeypatch, python_sigint) -> None:
@@ -313,7 +306,24 @@ def test_ctrl_c_during_a_checkpoint_write_keeps_the_file(tmp_path, monkeypatch, 
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
-def test_cli_ctrl_c_names_the_resume_command(tmp_path) -> None:
+def test_ctrl_c_during_the_best_checkpoint_write_still_ends_the_epoch(tmp_path, fashion_mnist, monkeypatch, python_sigint) -> None:
+    data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
+    real_save = trainer.save_checkpoint
+
+    def interrupted_save(path, state):
+        if path.name == "best.pt":
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while best.pt is written; last.pt and the log follow
+        real_save(path, state)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path, method="dpsh", epochs=2), data, split)
+    assert load_checkpoint(tmp_path / "run" / "last.pt", trainer.RESUME_KEYS)["epoch"] == 1  # not redone on --resume
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # SIGTERM: what torchrun and job schedulers send
+def test_cli_ctrl_c_names_the_resume_command(tmp_path, signum: int) -> None:
     out = tmp_path / "runs dir"
     args = ["train", "--epochs", "100", "--train-per-class", "6", "--query-per-class", "2", "--eval-database", "40",
             "--threads", "1", "--method", "dpsh", "--out", str(out)]
@@ -325,7 +335,7 @@ def test_cli_ctrl_c_names_the_resume_command(tmp_path) -> None:
     deadline = time.monotonic() + 120
     while not (run_dir / "log.jsonl").is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)  # the first epoch is done: the run is mid-way
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     lines = [line.strip() for line in err.replace("\r", "\n").splitlines() if line.strip()]

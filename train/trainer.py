@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..sdk.atomic import atomic_write_text
+from ..sdk.atomic import atomic_write_text, interrupts_deferred
 from ..sdk.data import LabeledImages, Split, database_subset, load_dataset_split
 from ..sdk.errors import SadhError
 from ..sdk.metrics import default_topk, mean_average_precision
@@ -382,11 +382,12 @@ def train(
             if improved:
                 best_map = entry["map"]
             ckpt = checkpoint(epoch + 1)
-            if improved:
-                save_checkpoint(best_path, without_training_state(ckpt))
-            save_checkpoint(last_path, ckpt)
-            with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
+            with interrupts_deferred():  # best.pt, last.pt and the log line are one step: a Ctrl-C waits for all three
+                if improved:
+                    save_checkpoint(best_path, without_training_state(ckpt))
+                save_checkpoint(last_path, ckpt)
+                with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(entry) + "\n")
             if cfg.progress:
                 shown = f", mAP {entry['map']:.4f}" if entry["map"] is not None else ""
                 rate = entry["images_per_s"]
