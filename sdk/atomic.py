@@ -4,6 +4,7 @@ A path that cannot be written (a folder, under a file, no permission) is a SadhE
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import signal
 import tempfile
@@ -56,6 +57,17 @@ def make_folder(path: str | os.PathLike) -> Path:
     with _write_errors(folder, folder=True):
         folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files `atomic_open` left for `path` when a process was killed (kill -9, power loss) while
+    writing it; only for a path no other process writes now. Returns what was deleted."""
+    target = Path(path)
+    stale = sorted(target.parent.glob(f".{glob.escape(target.name)}.*.tmp")) if target.parent.is_dir() else []
+    for p in stale:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale
 
 
 @contextlib.contextmanager

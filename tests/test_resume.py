@@ -110,6 +110,19 @@ def test_a_resumed_run_trains_on_its_own_data(tmp_path, fashion_mnist: LabeledIm
     assert len(loaded) == 1  # the same data settings: the caller's data is used
 
 
+def test_a_resumed_run_removes_the_temp_files_of_a_killed_one(tmp_path, fashion_mnist: LabeledImages) -> None:
+    torch.set_num_threads(1)
+    data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
+    cfg = tiny_config(tmp_path, method="dpsh", schedule="constant", epochs=1)
+    train(cfg, data, split)
+    killed = [tmp_path / "run" / ".last.pt.k9x1y2.tmp", tmp_path / "run" / ".best.pt.q8w7e6.tmp"]  # kill -9 mid-write
+    for p in killed:
+        p.write_bytes(b"half a checkpoint")
+    (tmp_path / "run" / "notes.tmp").write_text("the user's")
+    train(replace(cfg, epochs=2, resume=True), data, split, asked={"epochs"})
+    assert not any(p.exists() for p in killed) and (tmp_path / "run" / "notes.tmp").exists()
+
+
 def test_a_resumed_run_refuses_data_whose_labels_changed(tmp_path, fashion_mnist: LabeledImages) -> None:
     torch.set_num_threads(1)
     data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)

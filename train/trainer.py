@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..sdk.atomic import atomic_write_text, interrupts_deferred
+from ..sdk.atomic import atomic_write_text, interrupts_deferred, remove_stale_temps
 from ..sdk.data import LabeledImages, Split, database_subset, load_dataset_split
 from ..sdk.errors import SadhError
 from ..sdk.metrics import default_topk, mean_average_precision
@@ -215,6 +215,9 @@ def train(
         raise SadhError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out / run name")
     elif cfg.resume and main:
         tqdm.write(f"nothing to resume in {run_dir}; starting a new run")
+    if info.is_main:  # this process alone writes the run's checkpoints: temp files there are a killed run's
+        for path in (last_path, best_path):
+            remove_stale_temps(path)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if info.device.type == "cpu":
