@@ -43,6 +43,7 @@ class OrtRunner:
         """Open the ONNX model at `path` with `providers` (default: `default_providers()`)."""
         import onnxruntime as ort
 
+        self.path = path
         available = ort.get_available_providers()
         chosen = list(providers) if providers is not None else default_providers()
         missing = [p for p in chosen if p not in available]
@@ -66,8 +67,12 @@ class OrtRunner:
         self.providers = list(self.session.get_providers())
 
     def run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
-        """Run the model on a preprocessed batch; return the named outputs."""
-        return self.session.run(outputs, {md.INPUT_NAME: x.astype(self.input_dtype, copy=False)})
+        """Run the model on a preprocessed batch; return the named outputs (a failure is the model's: ModelError)."""
+        try:
+            return self.session.run(outputs, {md.INPUT_NAME: x.astype(self.input_dtype, copy=False)})
+        except Exception as e:  # onnxruntime raises its own pybind exception types; inputs here are always well formed
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{self.path}: onnxruntime could not run the model ({reason[:200]})") from None
 
 
 def open_runner(path: Path, providers: Sequence[str] | None) -> Any:

@@ -162,6 +162,18 @@ def test_non_finite_model_outputs_raise(models, tmp_path, kind):
         enc.encode_files([tmp_path / "a.png"])
 
 
+def test_a_model_onnxruntime_cannot_run_is_one_line_and_stops_encoding(models, tmp_path, monkeypatch):
+    enc = Encoder(models["codes"][0])
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((28, 28), np.uint8))
+
+    def fails(*args: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node")
+
+    monkeypatch.setattr(enc._runner.session, "run", fails)
+    with pytest.raises(SadhError, match=r"onnxruntime could not run the model \(\[ONNXRuntimeError\] : 6 : RUNTIME_EXCEPTION"):
+        enc.encode_files([tmp_path / "a.png"])
+
+
 def test_metadata_must_fit_the_graph_input(models, tmp_path):
     other = Preprocess(input_size=32, resize_size=36).to_json()
     with pytest.raises(SadhError, match=r"model input is \?x3x28x28 but .* says 32x32"):
