@@ -3,6 +3,7 @@ each parity-checked against torch on real validation images."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .torch_ref import torch_codes
 from .tensorrt_build import BatchProfile, build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256
+STAGING_PREFIX = ".sadh-export-"  # + the exporting process's id + "-" + random: the staging folder inside OUT
 QDQ_TOOLS = ("onnxruntime", "modelopt")  # who writes the TensorRT-bound Q/DQ model
 # the files an export of STEM writes (STEM + suffix): a re-export removes those it does not rewrite
 EXPORT_SUFFIXES = (".onnx", ".fp16.onnx", f".{TENSORRT_FLAVOUR.precision}.onnx", f".{CPU_FLAVOUR.precision}.onnx", ".calib.json",
@@ -113,7 +115,8 @@ def export_model(
         return staged
 
     make_folder(out_dir)
-    with tempfile.TemporaryDirectory(prefix=".sadh-export-", dir=out_dir) as tmp:  # same file system: os.replace is atomic
+    remove_stale_staging(out_dir, log)
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir) as tmp:  # same file system: os.replace is atomic
         staging = Path(tmp)
         t = time.perf_counter()
         fp32 = export_onnx(model, info, staging / f"{stem}.onnx", packed=packed, opset=opset)
@@ -150,6 +153,27 @@ def export_model(
     if engine:
         _engines(result, out_dir, stem, fp16, int8, batch, log)
     return result
+
+
+def remove_stale_staging(out_dir: Path, log: Callable[[str], None]) -> None:
+    """Delete the staging folders in `out_dir` of exports whose process is gone (killed with kill -9, power loss);
+    a running export's folder stays."""
+    for folder in sorted(out_dir.glob(f"{STAGING_PREFIX}*-*")):
+        pid = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            log(f"removed {folder.name}: the staging folder of an export that was killed")
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: no process can have this id
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _publish(

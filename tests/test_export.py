@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
-from sadh.export.api import ExportResult, export_model
+from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
 from sadh.export.onnx_export import export_onnx
 from sadh.export.ort_run import cpu_session, run_codes
 from sadh.export.parity import Parity, compare_codes, require_parity
@@ -165,6 +168,21 @@ def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt", "m.split.npz"]
     assert (tmp_path / "m.onnx").read_bytes() != earlier["m.onnx"]
     assert "removed m.int8-cpu.onnx: left by an earlier export, it belongs to another model" in lines
+
+
+def test_export_removes_staging_folders_of_killed_exports_only(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    killed = tmp_path / f"{STAGING_PREFIX}{int(gone.stdout)}-abc"  # its process has exited: left by kill -9
+    running = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-def"  # this process is alive: another export's folder
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "m.onnx").write_bytes(b"half written")
+    lines: list[str] = []
+    export_model(ckpt, tmp_path, parity_images=16, log=lines.append)
+    assert not killed.exists() and (running / "m.onnx").read_bytes() == b"half written"
+    assert f"removed {killed.name}: the staging folder of an export that was killed" in lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", "m.pt", "m.split.npz", running.name])
 
 
 class Erfinv(torch.nn.Module):
