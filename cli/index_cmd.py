@@ -41,7 +41,8 @@ def dataset_spec(opts: DataOptions, role: str) -> dict:
 
 
 def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: int = 64):
-    """The encoder that searches or adds to `index`: `model`, else the one its sidecar names; SadhError if the bits differ."""
+    """The encoder that searches or adds to `index`: `model`, else the one its sidecar names; SadhError if its bits, or
+    the trained weights both record, differ."""
     from .encode_cmd import open_encoder
 
     if model is None:
@@ -53,6 +54,11 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
     encoder = open_encoder(model, batch)
     if encoder.bits != bits:
         raise SadhError(f"{index} holds {bits}-bit codes but {model} makes {encoder.bits}-bit codes")
+    if side is not None and side.weights and encoder.weights and side.weights != encoder.weights:
+        raise SadhError(
+            f"{model} holds other trained weights than the model that built {index}, so their codes do not compare; "
+            "use that model (any precision of its export) or rebuild the index"
+        )
     return encoder
 
 
@@ -85,6 +91,7 @@ def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | Non
         paths=[os.path.abspath(data.paths[i]) for i in ids] if data.paths is not None else None,  # search works from any folder
         dataset=dataset,
         model=str(encoder.path.resolve()),
+        weights=encoder.weights,
     )
     with interrupts_deferred():  # a Ctrl-C while writing leaves no partial folder behind a finished index
         save_index(hindex, side, out)
@@ -157,7 +164,9 @@ def register(app: typer.Typer) -> None:
         classes = sorted({class_names.index(name) for name in label})
         encoder = index_encoder(index, hindex.bits, side, model, batch)
         built_with = Path(side.model) if side is not None and side.model else None
-        if model is not None and built_with is not None and built_with.is_file() and not filecmp.cmp(model, built_with, shallow=False):
+        unknown_weights = side is None or not side.weights or not encoder.weights  # else index_encoder compared them
+        if (unknown_weights and model is not None and built_with is not None and built_with.is_file()
+                and not filecmp.cmp(model, built_with, shallow=False)):
             warn(f"{model} is not the model file that built {index} ({built_with}): its codes must come from the same network")
         files = expand_images(images)
         known = set(side.paths) if side is not None else set()

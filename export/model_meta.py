@@ -1,11 +1,13 @@
 """The metadata stamped into every exported ONNX model (keys from sadh.sdk.metadata)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import metadata as importlib_metadata
 from typing import Any
 
 import onnx
+import torch
 
 from ..sdk import metadata as keys
 
@@ -17,8 +19,18 @@ def sadh_version() -> str:
     return importlib_metadata.version("sadh")
 
 
-def model_metadata(info: Any, precision: str) -> dict[str, str]:
-    """Everything the runtime needs, as strings, from a checkpoint's ModelInfo."""
+def weights_digest(model: torch.nn.Module) -> str:
+    """blake2b-128 hex of a model's parameters and buffers (names, dtypes, shapes, values): which trained weights it is."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_metadata(info: Any, precision: str, weights: str) -> dict[str, str]:
+    """Everything the runtime needs, as strings, from a checkpoint's ModelInfo and its `weights_digest`."""
     base = {
         keys.BITS: str(int(info.bits)),
         keys.PREPROCESS: info.preprocess.to_json(),
@@ -27,6 +39,7 @@ def model_metadata(info: Any, precision: str) -> dict[str, str]:
         keys.BACKBONE: str(info.backbone),
         keys.DATASET: str(info.dataset),
         keys.VERSION: sadh_version(),
+        keys.WEIGHTS: weights,
     }
     return with_precision(base, precision)
 

@@ -19,7 +19,7 @@ from torch import nn
 from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.errors import SadhError
-from .model_meta import model_metadata, stamp
+from .model_meta import model_metadata, stamp, weights_digest
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -142,6 +142,6 @@ def export_onnx(model: nn.Module, info: Any, path: Path, *, packed: bool = True,
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise SadhError(f"the exported ONNX model is invalid: {_first_line(e)}") from None
-    stamp(proto, model_metadata(info, "fp32"))
+    stamp(proto, model_metadata(info, "fp32", weights_digest(model)))
     atomic_write_bytes(path, proto.SerializeToString())
     return proto

@@ -169,6 +169,11 @@ class Encoder:
         """The precision recorded at export (fp32, fp16, int8-qdq, int8-cpu), or "unknown"."""
         return self.metadata.get(md.PRECISION, "unknown")
 
+    @property
+    def weights(self) -> str | None:
+        """Digest of the trained weights, the same for every precision exported from one checkpoint (None: not recorded)."""
+        return self.metadata.get(md.WEIGHTS)
+
     def _run_batches(self, images: np.ndarray | Iterable[np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         """Preprocess and run the frames in batches of `max_batch`; return the outputs, rows concatenated.
 

@@ -345,7 +345,7 @@ class HammingIndex:
         return self._snap
 
     def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
-        """Append packed codes (n, bits/8) with unique new int64 ids (default: max id + 1, ...); return the ids."""
+        """Append packed codes (n, bits/8) with unique new ids >= 0 (int64; default: max id + 1, ...); return the ids."""
         codes = check_packed(codes, self.nbytes)
         m = codes.shape[0]
         with self._lock:
@@ -384,6 +384,8 @@ class HammingIndex:
                 )
             return np.arange(start, start + m, dtype=np.int64)
         ids = check_ids(ids, m)
+        if ids.size and ids.min() < 0:
+            raise SadhError(f"ids must be >= 0 (-1 marks padding in search results), got {int(ids.min())}")
         if np.unique(ids).size != m:
             raise SadhError("ids passed to add() contain duplicates")
         present = _present(snap, ids)

@@ -10,6 +10,7 @@ BACKBONE = "sadh.backbone"  # e.g. efficientnet_lite0, resnet18, small_cnn
 DATASET = "sadh.dataset"  # training dataset name
 PRECISION = "sadh.precision"  # fp32 | fp16 | int8-qdq (TensorRT) | int8-cpu (onnxruntime)
 VERSION = "sadh.version"  # sadh package version that wrote the file
+WEIGHTS = "sadh.weights"  # blake2b-128 hex of the trained weights: the same in every precision of one export
 REQUIRED = (BITS, PREPROCESS)
 SPLIT_SUFFIX = ".split.npz"  # export writes STEM.split.npz (the training split) beside STEM.onnx, STEM.int8-cpu.onnx, ...
 

@@ -73,7 +73,8 @@ def _is_list_of(value: Any, kind: type) -> bool:
 class Sidecar:
     """What each id of an index stands for: labels (class indices), and a path or a dataset item.
 
-    `index_digest` (hex) identifies the index file the sidecar was saved beside; `save` fills it in.
+    `weights` is the digest of the trained weights that made the codes (`Encoder.weights`), `index_digest` (hex)
+    identifies the index file the sidecar was saved beside; `save` fills it in.
     """
 
     ids: list[int]
@@ -82,6 +83,7 @@ class Sidecar:
     paths: list[str] | None = None
     dataset: dict[str, Any] | None = None
     model: str | None = None
+    weights: str | None = None
     index_digest: str | None = None
 
     def __post_init__(self) -> None:
@@ -92,6 +94,7 @@ class Sidecar:
             "paths": ("null or a list of str", self.paths is None or _is_list_of(self.paths, str)),
             "dataset": ("null or an object", self.dataset is None or isinstance(self.dataset, dict)),
             "model": ("null or a str", self.model is None or isinstance(self.model, str)),
+            "weights": ("null or a str", self.weights is None or isinstance(self.weights, str)),
             "index_digest": ("null or a str", self.index_digest is None or isinstance(self.index_digest, str)),
         }
         wrong = [f"{name} must be {kind}" for name, (kind, ok) in expected.items() if not ok]
@@ -176,16 +179,17 @@ class Retriever:
         if len(frames) != 1:
             raise SadhError(f"query takes one frame, got {len(frames)}; encode batches with Encoder.encode and search the index")
         distances, ids = self.index.search(self.encoder.encode(frames), k)
-        found = ids[0] >= 0
+        found = distances[0] <= self.index.bits  # padding has distance bits + 1
         return distances[0][found], ids[0][found]
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write `index.sidx` and a `retriever.json` manifest (model path, bits, index kind) into `directory`; return the manifest."""
+        """Write `index.sidx` and a `retriever.json` manifest (model path and weights digest, bits, index kind) into
+        `directory`; return the manifest."""
         directory = Path(directory)
         self.index.save(directory / INDEX_NAME)
         manifest = {
             "format": FORMAT, "model": str(self.encoder.path.resolve()), "index": INDEX_NAME, "bits": self.index.bits,
-            "index_kind": kind_of(self.index),
+            "index_kind": kind_of(self.index), "weights": self.encoder.weights,
         }
         atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=2))
         return directory / MANIFEST_NAME
@@ -196,7 +200,8 @@ class Retriever:
         model: str | os.PathLike | None = None,
     ) -> "Retriever":
         """Open a folder written by `save`: its index, and `model`, else the model at the path recorded there, else one
-        of that file name in the folder (so the folder can be copied to a device together with its model).
+        of that file name in the folder (so the folder can be copied to a device together with its model). A model
+        whose trained weights differ from those recorded (retrained since) is passed over, or refused when given.
 
         `index_kind` "flat" or "mih" picks the index class; None: the kind the manifest recorded ("flat" when
         it recorded none, as folders saved before kinds were recorded).
@@ -211,13 +216,13 @@ class Retriever:
             raise SadhError(f"{manifest_path}: not a sadh retriever manifest ({e})") from None
         if manifest.get("format") != FORMAT:
             raise SadhError(f"{manifest_path}: unsupported retriever format {manifest.get('format')!r} (expected {FORMAT})")
+        weights = manifest.get("weights")
         wrong = [f"{k} must be {kind.__name__}" for k, v, kind in (("model", recorded, str), ("index", index_name, str), ("bits", bits, int))
                  if not isinstance(v, kind) or isinstance(v, bool)]
+        if weights is not None and not isinstance(weights, str):
+            wrong.append("weights must be str or null")
         if wrong:
             raise SadhError(f"{manifest_path}: bad manifest fields: {'; '.join(wrong)}")
-        if model is None:
-            beside = Path(directory) / Path(recorded).name
-            model = recorded if Path(recorded).is_file() or not beside.is_file() else beside
         if index_kind is None:
             index_kind = manifest.get("index_kind", "flat")
             if not isinstance(index_kind, str) or index_kind not in INDEX_KINDS:
@@ -225,4 +230,14 @@ class Retriever:
         index = load_index(Path(directory) / index_name, index_kind, mmap=mmap)  # before the model: a bad kind fails fast
         if index.bits != bits:
             raise SadhError(f"{manifest_path}: records {bits}-bit codes but its index holds {index.bits}-bit codes")
-        return cls(Encoder(model, providers), index)
+        candidates = [Path(model)] if model is not None else [
+            p for p in dict.fromkeys((Path(recorded), Path(directory) / Path(recorded).name)) if p.is_file()
+        ] or [Path(recorded)]
+        for path in candidates:
+            encoder = Encoder(path, providers)
+            if weights is None or encoder.weights in (None, weights):
+                return cls(encoder, index)
+        raise SadhError(
+            f"{manifest_path}: its index was built by a model of other trained weights than {' and '.join(map(str, candidates))} "
+            "hold (retrained since?); pass the model that built it as model=, or rebuild the index"
+        )

@@ -95,6 +95,21 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
     assert corrupt.returncode == 2 and "checksum mismatch" in corrupt.stderr and "Traceback" not in corrupt.stderr
 
 
+def test_search_and_add_refuse_a_model_of_other_trained_weights(setup, tmp_path):
+    built, retrained = tmp_path / "built.onnx", tmp_path / "retrained.onnx"
+    export_tiny(built, weights="a" * 32)
+    export_tiny(retrained, weights="b" * 32)  # same bits and file name pattern: only the weights digest tells them apart
+    index = tmp_path / "db.sidx"
+    split = ["--query-per-class", "1", "--train-per-class", "1"]
+    assert cli("index", "build", "--model", built, "--data", setup["images"], *split, "--out", index).returncode == 0
+    assert Sidecar.load(sidecar_path(index)).weights == "a" * 32
+    shirt = next((setup["images"] / "Shirt").iterdir())
+    for args in (("search", "--index", index, shirt), ("index", "add", "--index", index, shirt)):
+        assert_user_error(cli(*args, "--model", retrained), "holds other trained weights than the model that built")
+    built.write_bytes(retrained.read_bytes())  # retrained in place: the sidecar's model path now holds other weights
+    assert_user_error(cli("search", "--index", index, shirt), "holds other trained weights than the model that built")
+
+
 def test_index_build_uses_the_model_training_split(setup, tmp_path):
     # 6 images per class: the default split (100 queries + 500 training per class) cannot be made, the model's split can
     trained = Split(np.arange(0, 60, 6), np.arange(1, 60, 6), np.setdiff1d(np.arange(60), np.r_[0:60:6, 1:60:6]))

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from sadh.cli.app import app
 from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
+from sadh.export.model_meta import weights_digest
 from sadh.export.onnx_export import export_onnx
 from sadh.export.ort_run import cpu_session, run_codes
 from sadh.export.parity import Parity, compare_codes, require_parity
@@ -111,7 +112,12 @@ def test_packed_output_is_packbits_of_codes_for_any_batch(exported: ExportResult
 
 def test_metadata_round_trip(exported: ExportResult) -> None:
     ckpt = exported.path("fp32").parent.parent / "model.pt"
-    _, info = load_model(ckpt)
+    model, info = load_model(ckpt)
+    weights = weights_digest(model)
+    assert len(weights) == 32
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3  # one weight retrained: another digest
+    assert weights_digest(model) != weights
     for precision in ("fp32", "fp16", "int8-qdq", "int8-cpu"):
         meta = cpu_session(exported.path(precision)).get_modelmeta().custom_metadata_map
         assert int(meta[md.BITS]) == info.bits
@@ -120,6 +126,7 @@ def test_metadata_round_trip(exported: ExportResult) -> None:
         assert (meta[md.METHOD], meta[md.BACKBONE], meta[md.DATASET]) == ("sadh", "small_cnn", "fashion-mnist")
         assert meta[md.PRECISION] == precision
         assert meta[md.VERSION] == importlib_metadata.version("sadh")
+        assert meta[md.WEIGHTS] == weights  # one digest for every precision: index and camera may use different files
 
 
 def test_model_formats(exported: ExportResult) -> None:

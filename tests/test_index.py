@@ -135,8 +135,9 @@ def test_id_rules():
         index.remove([1, 99])
     assert len(index) == 3  # a failed remove removes nothing
     assert index.remove([]) == 0
-    assert list(index.add(x[:1], [-5])) == [-5]
-    assert list(index.add(x[:1])) == [3]
+    with pytest.raises(SadhError, match=r"ids must be >= 0 \(-1 marks padding in search results\), got -5"):
+        index.add(x[:2], [4, -5])  # a real id -1 could not be told from padding
+    assert list(index.add(x[:1])) == [3] and len(index) == 4
     with pytest.raises(ValueError):
         index.ids[0] = 1
 

@@ -9,7 +9,7 @@ import pytest
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.grid import IRRELEVANT_BGR, RELEVANT_BGR, retrieval_grid
-from sadh.sdk.index import HammingIndex
+from sadh.sdk.index import HammingIndex, save_arrays, to_planes
 from sadh.sdk.mih import MultiIndexHashingIndex
 from sadh.sdk.retriever import MANIFEST_NAME, Retriever, Sidecar, load_index, sidecar_path
 from test_mih import never_fall_back
@@ -46,6 +46,13 @@ def test_add_query_save_load(encoder, fashion_small, tmp_path):
     assert few.size == 0  # empty index: nothing, not -1 padding
 
 
+def test_query_keeps_negative_ids_of_an_older_index_file(encoder, fashion_small, tmp_path):
+    codes = encoder.encode(fashion_small.images[:2])
+    save_arrays(tmp_path / "old.sidx", 32, np.array([-1, 4], np.int64), to_planes(codes, 32))  # add() now refuses -1
+    dist, found = Retriever(encoder, HammingIndex.load(tmp_path / "old.sidx")).query(fashion_small.images[0], k=5)
+    assert found.tolist()[:1] == [-1] and sorted(found.tolist()) == [-1, 4] and dist[0] == 0  # only padding is dropped
+
+
 def test_retriever_errors(encoder, tmp_path):
     with pytest.raises(SadhError, match="64-bit codes"):
         Retriever(encoder, HammingIndex(64))
@@ -74,6 +81,24 @@ def test_a_saved_retriever_finds_its_model_when_it_moved(encoder, tmp_path):
     assert Retriever.load(tmp_path / "r", model=tmp_path / "elsewhere.onnx").encoder.path == tmp_path / "elsewhere.onnx"
     (tmp_path / "elsewhere.onnx").rename(tmp_path / "r" / "model.onnx")  # copied to a device together with its folder
     assert Retriever.load(tmp_path / "r").encoder.path == tmp_path / "r" / "model.onnx"
+
+
+def test_a_saved_retriever_passes_over_a_retrained_model_at_its_recorded_path(tmp_path):
+    recorded, retrained, other = tmp_path / "model.onnx", tmp_path / "retrained.onnx", tmp_path / "other.onnx"
+    export_tiny(recorded, weights="a" * 32)
+    export_tiny(retrained, weights="b" * 32)
+    Retriever(Encoder(recorded)).save(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / MANIFEST_NAME).read_text())["weights"] == "a" * 32
+    (tmp_path / "r" / "model.onnx").write_bytes(recorded.read_bytes())  # the copy made for the device
+    recorded.write_bytes(retrained.read_bytes())  # then the model at the recorded path was retrained
+    assert Retriever.load(tmp_path / "r").encoder.path == tmp_path / "r" / "model.onnx"
+    (tmp_path / "r" / "model.onnx").unlink()
+    with pytest.raises(SadhError, match="other trained weights than .*model.onnx hold .*pass the model that built it"):
+        Retriever.load(tmp_path / "r")
+    with pytest.raises(SadhError, match="other trained weights than .*retrained.onnx hold"):
+        Retriever.load(tmp_path / "r", model=retrained)
+    export_tiny(other)  # exported before weights were recorded: nothing to compare
+    assert Retriever.load(tmp_path / "r", model=other).encoder.weights is None
 
 
 @pytest.mark.parametrize("probing", ["mih-only", "default"])

@@ -37,8 +37,11 @@ class TinyHashNet(nn.Module):
         return u, (bits * self.weights).sum(-1).to(torch.uint8)
 
 
-def export_tiny(path: Path, bits: int = 32, packed: bool = False, metadata: bool = True, fixed_batch: int | None = None) -> TinyHashNet:
-    """Export a TinyHashNet to `path` (dynamic batch, or `fixed_batch`) and return the torch model (eval mode)."""
+def export_tiny(
+    path: Path, bits: int = 32, packed: bool = False, metadata: bool = True, fixed_batch: int | None = None, weights: str | None = None
+) -> TinyHashNet:
+    """Export a TinyHashNet to `path` (dynamic batch, or `fixed_batch`; `weights`: the weights digest to record) and
+    return the torch model (eval mode)."""
     model = TinyHashNet(bits, packed).eval()
     outputs = [md.CODES_OUTPUT, md.PACKED_OUTPUT] if packed else [md.CODES_OUTPUT]
     x = torch.zeros(fixed_batch or 2, 3, PREPROCESS.input_size, PREPROCESS.input_size)
@@ -52,6 +55,8 @@ def export_tiny(path: Path, bits: int = 32, packed: bool = False, metadata: bool
     proto = onnx.load(str(path))
     if metadata:
         props = {md.BITS: str(bits), md.PREPROCESS: PREPROCESS.to_json(), md.CLASS_NAMES: json.dumps(CLASS_NAMES), md.PRECISION: "fp32"}
+        if weights is not None:
+            props[md.WEIGHTS] = weights
         for key, value in props.items():
             proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(path))
