@@ -21,6 +21,7 @@ from .errors import SadhError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_GRAY_BATCH_WIDTH = 8  # a 3-D array with a shorter last axis is never read as a batch of gray frames
+MAX_ASPECT = 8  # a longer side beyond 8x the shorter is cropped (centred) before resizing: the crop never reaches it
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,25 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def fit_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Frame -> RGB uint8 size x size: shorter side resized to `size`, then centre-cropped."""
+    """Frame -> RGB uint8 size x size: shorter side resized to `size`, then centre-cropped.
+
+    A frame more elongated than MAX_ASPECT : 1 is first cropped to that ratio around its centre, so a 1 x 1,000,000
+    strip costs a size x 8*size resize rather than size x 1,000,000*size."""
+    h, w = image.shape[:2] if isinstance(image, np.ndarray) and image.ndim >= 2 else (1, 1)
+    short, cap = min(h, w), MAX_ASPECT * min(h, w)
+    if max(h, w) > cap:
+        top, left = max(0, (h - cap) // 2), max(0, (w - cap) // 2)
+        image = image[top : top + min(h, cap), left : left + min(w, cap)]
     rgb = to_rgb(image)
     h, w = rgb.shape[:2]
-    scale = size / min(h, w)
+    scale = size / short
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     if (nh, nw) != (h, w):
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+        try:
+            rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+        except cv2.error as e:
+            raise SadhError(f"cannot resize a {h}x{w} frame to {nh}x{nw}: {str(e).strip().splitlines()[-1]}") from None
     return center_crop(rgb, size)
 
 

@@ -1,6 +1,7 @@
 """Preprocessing: colour handling, resize/crop geometry and exact normalisation values."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -29,6 +30,30 @@ def test_fit_square_geometry() -> None:
     img[:, 20:60] = 255  # the centre square of a wide image
     out = fit_square(img, 20)
     assert out.shape == (20, 20, 3) and out.min() == 255  # kept the centre, dropped the sides
+
+
+@pytest.mark.parametrize("shape", [(10, 1000, 3), (1000, 10, 3), (3, 700)])
+def test_fit_square_crops_an_elongated_frame_first_with_the_same_centre(shape) -> None:
+    yy, xx = np.indices(shape[:2])
+    img = np.broadcast_to(((xx + 2 * yy) % 256).astype(np.uint8)[..., None], shape) if len(shape) == 3 else (xx % 256).astype(np.uint8)
+    h, w = shape[:2]
+    scale = 32 / min(h, w)
+    whole = to_rgb(img)  # the plain pipeline: resize the whole frame, then crop its centre
+    whole = center_crop(cv2.resize(whole, (max(32, round(w * scale)), max(32, round(h * scale))), interpolation=cv2.INTER_LINEAR), 32)
+    got = fit_square(img, 32)
+    assert got.shape == (32, 32, 3)
+    assert np.abs(got.astype(int) - whole.astype(int)).mean() < 1.0  # the same pixels, up to sub-pixel rounding
+
+
+def test_fit_square_of_a_one_pixel_strip_stays_small(monkeypatch) -> None:
+    strip = np.zeros((1, 1_000_000), np.uint8)
+    strip[0, 499_990:500_010] = 200  # the centre
+    sizes = []
+    resize = cv2.resize
+    monkeypatch.setattr(cv2, "resize", lambda img, size, **kw: sizes.append(size) or resize(img, size, **kw))
+    out = fit_square(strip, 32)  # resizing the whole strip would take 32 x 32,000,000 x 3 bytes (3 GB)
+    assert sizes == [(8 * 32, 32)]
+    assert out.shape == (32, 32, 3) and (out == 200).all()  # the centre 8 pixels, enlarged
 
 
 def test_center_crop_batch() -> None:
