@@ -36,6 +36,12 @@ def default_providers() -> list[str]:
     return [p for p in PREFERRED_PROVIDERS if p in available]
 
 
+def _is_zip(path: Path) -> bool:
+    """Whether the file starts like a zip archive (what torch.save writes)."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 class OrtRunner:
     """An onnxruntime session with the sadh input/output names resolved."""
 
@@ -45,13 +51,15 @@ class OrtRunner:
 
         self.path = path
         available = ort.get_available_providers()
-        chosen = list(providers) if providers is not None else default_providers()
+        chosen = [providers] if isinstance(providers, str) else list(providers) if providers is not None else default_providers()
         missing = [p for p in chosen if p not in available]
         if missing or not chosen:
             raise SadhError(f"onnxruntime provider(s) {missing or chosen} not available here; available: {available}")
         try:
             self.session = ort.InferenceSession(str(path), providers=chosen)
         except Exception as e:  # onnxruntime raises its own pybind exception types
+            if _is_zip(path):
+                raise SadhError(f"{path}: a training checkpoint (torch zip), not a model to run; export it: sadh-cli export {path}") from None
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SadhError(f"{path}: not a loadable ONNX model ({reason[:200]})") from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -94,8 +102,9 @@ class Encoder:
         self.path = Path(path)
         if not self.path.is_file():
             raise SadhError(f"{self.path}: model file not found")
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
             raise SadhError(f"max_batch must be a positive integer, got {max_batch!r}")
+        max_batch = int(max_batch)
         self._runner = open_runner(self.path, providers)
         meta = self._runner.metadata
         missing = [k for k in md.REQUIRED if k not in meta]

@@ -146,6 +146,8 @@ def as_frames(images: np.ndarray | Iterable[np.ndarray]) -> Sequence[np.ndarray]
         )
     if isinstance(images, (list, tuple)):
         return images
+    if isinstance(images, (str, bytes, dict)):
+        raise SadhError(f"expected a frame, a batch or a list of frames, got {type(images).__name__}")
     try:
         return list(images)
     except TypeError:

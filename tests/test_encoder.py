@@ -130,7 +130,15 @@ def test_errors(models, tmp_path):
         Encoder(engine)
     with pytest.raises(SadhError, match="max_batch"):
         Encoder(models["codes"][0], max_batch=0)
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": {}}, checkpoint)
+    with pytest.raises(SadhError, match=r"best.pt: a training checkpoint \(torch zip\), not a model to run; export it"):
+        Encoder(checkpoint)
+    one = Encoder(models["codes"][0], providers="CPUExecutionProvider", max_batch=np.int64(3))  # a name, not a list
+    assert one.providers == ["CPUExecutionProvider"] and one.max_batch == 3 and type(one.max_batch) is int
     enc = Encoder(models["codes"][0])
+    with pytest.raises(SadhError, match="got dict"):
+        enc.encode({"a": np.zeros((30, 30, 3), np.uint8)})
     with pytest.raises(SadhError, match="uint8"):
         enc.encode(np.zeros((30, 30, 3), np.float32))
     with pytest.raises(SadhError, match="no images"):

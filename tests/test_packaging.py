@@ -55,6 +55,13 @@ def test_sdk_never_imports_torch() -> None:
     assert int(out.stdout) >= 10  # really imported the sdk's modules
 
 
+def test_cli_without_its_dependencies_names_the_extra() -> None:
+    code = "import sys; sys.modules['typer'] = None; from sadh.cli import main; main()"  # as a runtime-only install
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr == "error: sadh-cli needs typer, which this install lacks: pip install 'sadh[export]'\n"
+
+
 def test_editable_install_points_at_this_checkout() -> None:
     import sadh.cli
     import sadh.sdk
