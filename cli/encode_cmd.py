@@ -58,8 +58,15 @@ def encode_items(encoder, data, index: np.ndarray, what: str = "images", partial
         items = file_identities(data.paths[i] for i in index) if data.images is None else pixel_blocks(data.images, index)
         key = job_key(encoder.path, items)
     result = encode_in_chunks(len(index), encoder.bits // 8, encode_chunk, what, partial, key)
-    report_failures(result.failures, len(index))
+    report_encoded(result, len(index))
     return result
+
+
+def report_encoded(result: Encoded, total: int) -> None:
+    """`report_failures` of a chunked encode; when no image was readable, its partial folder goes too (nothing to resume)."""
+    if result.failures and len(result.failures) == total:
+        result.discard_partial()
+    report_failures(result.failures, total)
 
 
 def report_failures(failures: list[tuple[str, str]], total: int) -> set[str]:
@@ -110,7 +117,7 @@ def register(app: typer.Typer) -> None:
 
         partial = partial_path(out)
         result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial, job_key(model, file_identities(files)))
-        report_failures(result.failures, len(files))
+        report_encoded(result, len(files))
         with written_before_interrupt(f"{out} and {listing} were written completely"):  # never one new, one old
             save_npy(out, result.codes)
             atomic_write_text(listing, "".join(f"{files[i]}\n" for i in result.ids))

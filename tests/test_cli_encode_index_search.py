@@ -152,6 +152,7 @@ def test_bad_inputs_exit_2(setup, tmp_path):
     assert_user_error(cli("encode", "--model", tmp_path / "none.onnx", setup["images"]), "model file not found")
     assert_user_error(cli("encode", "--model", garbage, setup["images"]), "not a loadable ONNX model")
     assert_user_error(cli("encode", "--model", setup["model"], tmp_path / "missing.png", "--out", tmp_path / "c.npy"), "none of the 1")
+    assert not (tmp_path / "c.npy.partial").exists()  # nothing was encoded: no partial folder to resume from
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_user_error(cli("encode", "--model", setup["model"], empty), "no image files")

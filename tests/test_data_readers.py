@@ -145,7 +145,8 @@ def test_list_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("img/a.png 1 0\nimg/b.png 1 0 1\n", r"list.txt:2: 3 label columns, earlier lines have 2"),
+        ("img/a.png 1 0\nimg/b.png 1 0 1\n", r"list.txt:2: 3 label columns, most lines have 2"),
+        ("img/a.png 1 0 1\nimg/b.png 1 0\nimg/a.png 0 1\n", r"list.txt:1: 3 label columns, most lines have 2"),  # the first is odd
         ("img/a.png 1 2\n", r"list.txt:1: label value '2' is not 0 or 1"),
         ("img/a.png\n", r"list.txt:1: expected 'image_path label0"),
         ("img/missing.png 1 0\n", r"list.txt:1: image .*missing.png does not exist"),

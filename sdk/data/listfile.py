@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +26,17 @@ def read_list_file(
         raise SadhError(f"{path}: cannot read list file ({e.strerror})") from None
     except UnicodeDecodeError:
         raise SadhError(f"{path}: not a text list file (not UTF-8)") from None
+    entries = [(lineno, parts) for lineno, parts in enumerate((line.split() for line in lines), 1) if parts and not parts[0].startswith("#")]
+    widths = Counter(len(parts) - 1 for _, parts in entries)
+    width = widths.most_common(1)[0][0] if entries else 0  # the odd line out is the wrong one, even when it is the first
     paths: list[str] = []
     rows: list[list[int]] = []
-    width = None
-    for lineno, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
-            continue
+    for lineno, parts in entries:
         where = f"{path}:{lineno}"
         if len(parts) < 2:
             raise SadhError(f"{where}: expected 'image_path label0 label1 ...', found no labels")
-        if width is None:
-            width = len(parts) - 1
-        elif len(parts) - 1 != width:
-            raise SadhError(f"{where}: {len(parts) - 1} label columns, earlier lines have {width}")
+        if len(parts) - 1 != width:
+            raise SadhError(f"{where}: {len(parts) - 1} label columns, most lines have {width}")
         if any(p not in ("0", "1") for p in parts[1:]):
             bad = next(p for p in parts[1:] if p not in ("0", "1"))
             raise SadhError(f"{where}: label value {bad!r} is not 0 or 1 (labels are multi-hot)")
