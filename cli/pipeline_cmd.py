@@ -16,7 +16,7 @@ import typer
 
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
-    next_hint, typed, warn,
+    next_hint, typed,
 )
 
 RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
@@ -24,7 +24,8 @@ INDEXED_PRECISIONS = ("fp32", "int8-cpu")  # get a full database index
 TRAIN_NAME, EXPORT_NAME, INDEX_NAME, REPORT_NAME = "train", "export", "index", "report"
 SUMMARY_NAME = "summary.json"
 DEFAULT_EVAL_DATABASE = 10_000
-QUICK_TRAIN = dict(query_per_class=10, train_per_class=40, epochs=1, label_epochs=1, eval_database=400)
+QUICK_TRAIN = dict(query_per_class=10, train_per_class=40, epochs=1, label_epochs=1, eval_database=400)  # unless given
+QUICK_OPTION = {"eval_database": "database"}  # the option that overrides a QUICK_TRAIN setting, where its name differs
 QUICK_CALIB_IMAGES = 32
 
 
@@ -227,7 +228,8 @@ def register(app: typer.Typer) -> None:
             help="Evaluate against a seeded subset of this many database items (training's mAP uses the same).",
         ),
         quick: bool = typer.Option(
-            False, "--quick", help="Tiny subset and one epoch (overrides the split sizes): checks the whole chain in about a minute."
+            False, "--quick", help="Tiny split (10 queries + 40 training per class, 400 database items; sizes given still apply) and "
+            "one epoch: checks the whole chain in about a minute.",
         ),
     ) -> None:
         """Train -> export FP32 + INT8 -> index the database -> evaluate every precision; print a summary table."""
@@ -237,14 +239,12 @@ def register(app: typer.Typer) -> None:
         opts.check()
         if opts.split is not None:
             opts.load()  # the one-line warning when the split file was made for data with other labels
-        overridden = [f"--{p.replace('_', '-')}" for p in ("query_per_class", "train_per_class", "database") if typed(ctx, p)]
-        if quick and overridden:
-            warn(f"--quick sets its own split sizes and database subset: {', '.join(overridden)} not used")
         from ..train.config import TrainConfig
 
         console = make_console()
         t_start = time.perf_counter()
-        settings: dict[str, Any] = {**opts.config_settings(), **(QUICK_TRAIN if quick else {"eval_database": database})}
+        quick_settings = {k: v for k, v in QUICK_TRAIN.items() if not typed(ctx, QUICK_OPTION.get(k, k))} if quick else {}
+        settings: dict[str, Any] = {**opts.config_settings(), "eval_database": database, **quick_settings}
         settings.update(method=method, backbone=backbone, input_size=input_size, **({} if epochs is None else {"epochs": epochs}))
         given = {k: v for k, v in settings.items() if v is not None}
         cfg = TrainConfig(bits=bits, out=str(out), run_name=TRAIN_NAME, **given)

@@ -59,6 +59,12 @@ def test_pipeline_quick_end_to_end_and_resume(tmp_path, fashion_mnist):
     assert rerun["ONNX fp32"]["map"] == rows["ONNX fp32"]["map"]
 
 
+def test_pipeline_quick_keeps_the_split_sizes_given(tmp_path):
+    # 7,000 queries per class cannot be made from Fashion-MNIST: the error shows the size given was used, not --quick's 10
+    out = cli("pipeline", "--quick", "--query-per-class", "7000", "--out", tmp_path / "r")
+    assert_user_error(out, "need more than 7000 queries")
+
+
 def test_pipeline_bad_bits(tmp_path):
     assert_user_error(cli("pipeline", "--quick", "--bits", "12", "--out", tmp_path / "r"), "bits")
 
