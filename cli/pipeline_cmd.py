@@ -29,6 +29,12 @@ QUICK_OPTION = {"eval_database": "database"}  # the option that overrides a QUIC
 QUICK_CALIB_IMAGES = 32
 
 
+def camera_app_path() -> str:
+    """The example camera app of this checkout as an absolute path (runs from any folder), else its path in the repository."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "camera_app.py"
+    return str(example) if example.is_file() else "examples/camera_app.py"
+
+
 @dataclass(frozen=True)
 class Trained:
     """What the later stages need from training: the run folder, its best checkpoint and that checkpoint's mAP."""
@@ -259,4 +265,4 @@ def register(app: typer.Typer) -> None:
         write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})
         console.print(summary_table(rows, title))
         console.print(f"report: {report} (summary.json, pr_curve.png, precision_at_n.png, one folder per precision); {seconds:.0f} s")
-        next_hint("python", "examples/camera_app.py", "0", "--model", models["int8-cpu"], "--index", out / INDEX_NAME / "int8-cpu.sidx")
+        next_hint("python", camera_app_path(), "0", "--model", models["int8-cpu"], "--index", out / INDEX_NAME / "int8-cpu.sidx")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,6 +29,7 @@ def test_pipeline_quick_end_to_end_and_resume(tmp_path, fashion_mnist):
     assert "report:" in out.stdout and "reusing" not in out.stdout
     (hint,) = [line for line in out.stdout.splitlines() if line.startswith("next: ")]  # one line, however long the paths
     assert shlex.split(hint)[-4:] == ["--model", str(run / "export" / "best.int8-cpu.onnx"), "--index", str(run / "index" / "int8-cpu.sidx")]
+    assert shlex.split(hint)[1:3] == ["python", str(Path(__file__).resolve().parents[1] / "examples" / "camera_app.py")]  # from any folder
     assert (run / "export" / "best.split.npz").is_file()  # so eval / index build of these models use the training split
     summary = json.loads((run / "report" / "summary.json").read_text())
     rows = {r["name"]: r for r in summary["rows"]}
