@@ -216,13 +216,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"removed {removed} ids from {index}; it holds {len(hindex)} codes")
 
     @group.command("info")
-    def info(index: Path = typer.Argument(..., help="Index file (.sidx).")) -> None:
+    def info(
+        index: Optional[Path] = typer.Argument(None, help="Index file (.sidx)."),
+        index_option: Optional[Path] = typer.Option(None, "--index", "-i", help="The index file, as search and index add take it."),
+    ) -> None:
         """Print an index file's code length, size and what its sidecar says (the checksum is verified)."""
         from rich.table import Table
 
         from ..sdk.index import HammingIndex
         from ..sdk.retriever import Sidecar, sidecar_path
 
+        if (index is None) == (index_option is None):
+            raise SadhError("give the index file once: `sadh-cli index info FILE` or `sadh-cli index info -i FILE`")
+        index = index or index_option
         hindex = HammingIndex.load(index, mmap=True, verify=True)
         table = Table(title=str(index), show_header=False)
         table.add_row("codes", str(len(hindex)))
@@ -232,7 +238,10 @@ def register(app: typer.Typer) -> None:
             side = Sidecar.load(sidecar_path(index))
             table.add_row("model", side.model or "?")
             table.add_row("classes", ", ".join(side.class_names))
-            table.add_row("items", "file paths" if side.paths is not None else f"dataset {side.dataset}")
+            if side.paths:
+                table.add_row("items", f"image files, e.g. {side.paths[0]}")
+            elif side.dataset:
+                table.add_row("items", f"the {side.dataset.get('role', '?')} items of {side.dataset.get('data', '?')}")
         else:
             table.add_row("sidecar", "none (ids only)")
         make_console().print(table)

@@ -71,6 +71,9 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
 
     info = cli("index", "info", index)
     assert info.returncode == 0 and str(len(hindex)) in info.stdout and "32" in info.stdout
+    assert "image files, e.g." in info.stdout
+    assert cli("index", "info", "-i", index).stdout == info.stdout  # -i, as search and index add take it
+    assert_user_error(cli("index", "info", index, "-i", index), "give the index file once")
 
     query = side.paths[5]
     found = cli("search", "--index", index, query, "-k", "3")  # the model comes from the sidecar
