@@ -58,6 +58,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # Click's plain help: wraps the help text; rich panels cut option names at 80 columns
 )
 
 

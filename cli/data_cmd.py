@@ -15,7 +15,7 @@ FONT, FONT_SCALE, LINE_HEIGHT = cv2.FONT_HERSHEY_PLAIN, 0.7, 12  # caption font,
 
 def register(app: typer.Typer) -> None:
     """Add the `data` command group to the app."""
-    group = typer.Typer(help="Inspect datasets, write splits, preview mosaics.", no_args_is_help=True)
+    group = typer.Typer(help="Inspect datasets, write splits, preview mosaics.", no_args_is_help=True, rich_markup_mode=None)
     app.add_typer(group, name="data")
 
     @group.command("info")

@@ -101,7 +101,7 @@ def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | Non
 
 def register(app: typer.Typer) -> None:
     """Add the `index` command group to the app."""
-    group = typer.Typer(help="Build, update and inspect Hamming index files.", no_args_is_help=True)
+    group = typer.Typer(help="Build, update and inspect Hamming index files.", no_args_is_help=True, rich_markup_mode=None)
     app.add_typer(group, name="index")
 
     @group.command("build")

@@ -30,6 +30,18 @@ def test_help_lists_every_command() -> None:
         assert f" {name} " in plain, name
 
 
+@pytest.mark.parametrize("command", [["train"], ["export"], ["index", "build"], ["eval"]])
+def test_help_at_80_columns_names_every_option_in_full(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and "…" not in result.output
+    cmd = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    for param in cmd.params:
+        for opt in param.opts if param.param_type_name == "option" else []:
+            assert opt in result.output, opt  # rich's panels cut long names ("--backbone-weigh…") at 80 columns
+
+
 def test_version() -> None:
     from importlib.metadata import version
 
