@@ -135,6 +135,8 @@ def export_model(
             add(staging / f"{stem}.fp16.onnx", "fp16", t, fp16_threshold)
         if int8:
             calib = model_inputs(data, spread(split.train, calib_images), info.preprocess)
+            if len(calib) < calib_images:
+                log(f"calibrating INT8 on all {len(calib)} training images (fewer than the {calib_images} asked for)")
             cache = staging / f"{stem}.calib.json"  # fresh: ranges of an older export must not leak into this one
             prepared = staging / "prepared.onnx"
             preprocess_for_quantization(fp32_path, prepared)

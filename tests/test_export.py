@@ -26,7 +26,7 @@ from sadh.export.qdq_rules import qdq_violations
 from sadh.export.samples import checkpoint_dataset, model_inputs, spread
 from sadh.export.torch_ref import torch_codes
 from sadh.sdk import metadata as md
-from sadh.sdk.data import Split
+from sadh.sdk.data import Split, load_fashion_mnist
 from sadh.sdk.data.fashion_mnist import find_fashion_mnist
 from sadh.sdk.errors import SadhError
 from sadh.train.checkpoint import load_model, save_checkpoint
@@ -175,6 +175,16 @@ def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt", "m.split.npz"]
     assert (tmp_path / "m.onnx").read_bytes() != earlier["m.onnx"]
     assert "removed m.int8-cpu.onnx: left by an earlier export, it belongs to another model" in lines
+
+
+def test_int8_calibration_says_when_the_training_split_is_smaller_than_asked(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    data = load_fashion_mnist()
+    split = Split(np.arange(0, 8), np.arange(8, 20), np.arange(20, 40))  # 12 training images
+    lines: list[str] = []
+    export_model(ckpt, tmp_path / "out", int8=True, calib_images=50, parity_images=8, int8_threshold=0.0, data=(data, split),
+                 log=lines.append)
+    assert "calibrating INT8 on all 12 training images (fewer than the 50 asked for)" in lines
 
 
 def test_export_removes_staging_folders_of_killed_exports_only(tmp_path: Path) -> None:

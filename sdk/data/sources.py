@@ -154,7 +154,7 @@ def _read_dataset(
     if kind == "folder":
         return read_image_folder(path), None
     raise SadhError(
-        f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN)}, a list file, a folder with "
+        f"unknown dataset {spec!r} (no such file or folder): use one of {', '.join(BUILTIN)}, a list file, a folder with "
         "train.txt/test.txt/database.txt, or a folder of class sub-folders"
     )
 
