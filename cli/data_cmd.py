@@ -4,13 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import typer
 
 from .options import DataOptions, check_outputs, check_outputs_spare_images, data_options, make_console
 
 TILE = 96  # preview tile size in pixels; the label names go in a band below the tiles
-FONT, FONT_SCALE, LINE_HEIGHT = cv2.FONT_HERSHEY_PLAIN, 0.7, 12  # caption font, its scale, and pixels per line
 
 
 def register(app: typer.Typer) -> None:
@@ -56,47 +54,17 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from ..sdk.atomic import atomic_write_bytes
-        from ..sdk.preprocess import fit_square
+        from ..sdk.grid import band_height, captioned_tile, encode_png, wrap_caption
 
         check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
         check_outputs_spare_images({"--out": out}, data)
         idx = split.train[:count]
         captions = [wrap_caption(", ".join(data.class_names[c] for c in np.flatnonzero(data.labels[i])), TILE - 4) for i in idx]
-        band = max(len(lines) for lines in captions) * LINE_HEIGHT + 4
-        tiles = []
-        for i, lines in zip(idx, captions):
-            tile = np.zeros((TILE + band, TILE, 3), np.uint8)
-            tile[:TILE] = cv2.cvtColor(fit_square(data.image(i), TILE), cv2.COLOR_RGB2BGR)
-            for row, line in enumerate(lines, 1):
-                cv2.putText(tile, line, (2, TILE + row * LINE_HEIGHT), FONT, FONT_SCALE, (0, 255, 255), 1)
-            tiles.append(tile)
+        band = band_height(captions)
+        tiles = [captioned_tile(data.image(i), TILE, lines, band) for i, lines in zip(idx, captions)]
         cols = int(np.ceil(np.sqrt(len(tiles))))
-        tiles += [np.zeros_like(tiles[0])] * (cols * cols - len(tiles))
+        tiles += [np.full_like(tiles[0], 255)] * (cols * cols - len(tiles))
         grid = np.vstack([np.hstack(tiles[r * cols : (r + 1) * cols]) for r in range(cols)])
-        ok, png = cv2.imencode(".png", grid)
-        atomic_write_bytes(out, png.tobytes())
+        atomic_write_bytes(out, encode_png(grid))
         typer.echo(f"wrote {out} ({len(idx)} images)")
-
-
-def text_width(text: str) -> int:
-    """Width in pixels of `text` in the preview's caption font."""
-    return cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0]
-
-
-def wrap_caption(text: str, width: int) -> list[str]:
-    """`text` as lines of at most `width` pixels: broken at spaces, inside a word only where it alone is too wide."""
-    lines, line = [], ""
-    for word in text.split(" "):
-        if line and text_width(f"{line} {word}") <= width:
-            line = f"{line} {word}"
-            continue
-        if line:
-            lines.append(line)
-            line = ""
-        for char in word:
-            if line and text_width(line + char) > width:
-                lines.append(line)
-                line = ""
-            line += char
-    return lines + [line]

@@ -11,16 +11,17 @@ import typer
 
 from ..sdk.data import database_subset
 from ..sdk.errors import SadhError
-from ..sdk.grid import CAPTION_CHARS, encode_png, retrieval_grid
+from ..sdk.grid import encode_png, retrieval_grid
 from .chunks import partial_path
 from .options import (
     BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options,
-    load_for_model, model_split_path, next_hint, written_before_interrupt,
+    load_for_model, model_split_path, next_hint, warn, written_before_interrupt,
 )
 
 GRID_QUERIES = 8
 GRID_TOPK = 10
 SEARCH_K = 100  # neighbours per query when timing the index search
+TIE_GAP = 0.02  # a plain mAP this far from the tie-aware one owes it to the database order
 METRICS_NAME = "metrics.json"
 PR_NAME = "pr_curve.png"
 PAN_NAME = "precision_at_n.png"
@@ -45,29 +46,36 @@ def grid_queries(labels: np.ndarray, count: int = GRID_QUERIES) -> np.ndarray:
     return np.array(sorted(picked) + rest.tolist(), np.int64)
 
 
-def caption(names: list[str], width: int = CAPTION_CHARS) -> str:
-    """Every label name of an item, joined by "+", each cut short so that all of them fit in `width` characters."""
-    each = max(1, (width - len(names) + 1) // max(1, len(names)))
-    return "+".join(name[:each] if len(names) > 1 else name for name in names)
-
-
-def write_grid(data, q_idx: np.ndarray, db_idx: np.ndarray, q_codes: np.ndarray, index, path: Path) -> Path:
-    """Retrieval grid PNG: a few queries with their top-10 from `index` (ids = positions in db_idx)."""
+def write_grid(data, q_idx: np.ndarray, db_idx: np.ndarray, q_codes: np.ndarray, index, path: Path, title: str) -> Path:
+    """Retrieval grid PNG: a few queries with their top-10 from `index` (ids = positions in db_idx), distances and labels."""
     from ..sdk.atomic import atomic_write_bytes
 
     rows = grid_queries(data.labels[q_idx])
-    _, found = index.search(q_codes[rows], GRID_TOPK)
+    dist, found = index.search(q_codes[rows], GRID_TOPK)
+    hits = [[int(j) for j in row if j >= 0] for row in found]
     queries = [data.image(q_idx[r]) for r in rows]
-    results = [[data.image(db_idx[j]) for j in hits if j >= 0] for hits in found]
+    results = [[data.image(db_idx[j]) for j in row] for row in hits]
     q_labels = data.labels[q_idx[rows]]
-    relevant = np.array([[(data.labels[db_idx[j]] & q).any() if j >= 0 else False for j in hits] for q, hits in zip(q_labels, found)])
+    relevant = np.zeros((len(rows), GRID_TOPK), bool)
+    for i, (q, row) in enumerate(zip(q_labels, hits)):
+        relevant[i, : len(row)] = [(data.labels[db_idx[j]] & q).any() for j in row]
 
-    def text(labels: np.ndarray) -> str:
-        return caption([data.class_names[c] for c in np.flatnonzero(labels)])
+    def names(labels: np.ndarray) -> str:
+        return ", ".join(data.class_names[c] for c in np.flatnonzero(labels)) or "(no label)"
 
-    captions = [[text(q)] + [text(data.labels[db_idx[j]]) for j in hits if j >= 0] for q, hits in zip(q_labels, found)]
-    atomic_write_bytes(path, encode_png(retrieval_grid(queries, results, relevant, captions)))
+    captions = [[names(q)] + [names(data.labels[db_idx[j]]) for j in row] for q, row in zip(q_labels, hits)]
+    image = retrieval_grid(queries, results, relevant, captions, [d[: len(row)] for d, row in zip(dist.tolist(), hits)], title=title)
+    atomic_write_bytes(path, encode_png(image))
     return path
+
+
+def warn_tie_order(plain: float, tie_aware: float) -> None:
+    """Warn when the plain mAP (ties broken by database order) is more than TIE_GAP from the tie-aware one."""
+    if abs(plain - tie_aware) > TIE_GAP:
+        warn(
+            f"ties decide much of this mAP ({plain:.4f}; {tie_aware:.4f} over random orders of tied items): many items share "
+            "a code and the database order breaks their ties (a folder dataset is ordered by class); compare by the tie-aware mAP"
+        )
 
 
 def map_name(topk: int | None, database: int) -> str:
@@ -133,7 +141,7 @@ def evaluate(
     with written_before_interrupt(f"the report in {out_dir} was written completely"):  # never half of it over another
         plot_pr_curve({encoder.precision: pr}, out_dir / PR_NAME, title)
         plot_precision_at_n({encoder.precision: pan}, out_dir / PAN_NAME, title)
-        write_grid(data, q_idx, db_idx, q_codes, index, out_dir / GRID_NAME)
+        write_grid(data, q_idx, db_idx, q_codes, index, out_dir / GRID_NAME, title)
         atomic_write_text(out_dir / METRICS_NAME, json.dumps(result, indent=1))
         if database is not None:
             database.discard_partial()
@@ -170,5 +178,6 @@ def register(app: typer.Typer) -> None:
             f"{r['database']} database, {r['bits']} bits, {r['precision']}; encode {r['encode_ms_per_image']:.2f} ms/image, "
             f"search {r['search_us_per_query']:.0f} us/query"
         )
+        warn_tie_order(r["map"], r["map_tie_aware"])
         typer.echo(f"wrote {out / METRICS_NAME}, {out / PR_NAME}, {out / PAN_NAME}, {out / GRID_NAME}")
         next_hint("sadh-cli", "index", "build", "--model", model, *opts.args(), "--out", "index.sidx")

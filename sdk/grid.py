@@ -1,4 +1,9 @@
-"""Retrieval grid image (OpenCV): one row per query, its top results beside it, green/red borders for relevant/irrelevant."""
+"""Image grids (OpenCV): the retrieval grid and the captioned tiles it shares with the dataset preview.
+
+Retrieval grid: a legend on top, then one row per query: the query (blue border), then its results in rank order
+(green border: shares a label with the query, red: shares none), each above a white band with its Hamming
+distance and its label names in full (wrapped, never cut).
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -12,20 +17,70 @@ from .preprocess import fit_square
 RELEVANT_BGR = (0, 200, 0)
 IRRELEVANT_BGR = (0, 0, 230)
 QUERY_BGR = (230, 120, 0)
+TEXT_BGR = (0, 0, 0)
+WHITE = 255
 BORDER = 4
 GAP = 12
-CAPTION_CHARS = 10  # caption characters that fit on a tile of the default 72 pixels
+FONT, FONT_SCALE, LINE_HEIGHT = cv2.FONT_HERSHEY_PLAIN, 0.7, 12  # caption font, its scale, and pixels per line
+LEGEND = (("query", QUERY_BGR), ("shares a label with the query", RELEVANT_BGR), ("shares none", IRRELEVANT_BGR))
 
 
-def _tile(image: np.ndarray, size: int, color: tuple[int, int, int], caption: str) -> np.ndarray:
-    """A BGR size x size tile of `image` inside a coloured border, with a caption at the top."""
-    rgb = fit_square(image, size - 2 * BORDER)
-    tile = np.empty((size, size, 3), np.uint8)
-    tile[:] = color
-    tile[BORDER:-BORDER, BORDER:-BORDER] = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if caption:
-        cv2.putText(tile, caption[:CAPTION_CHARS], (BORDER + 1, BORDER + 9), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 255, 255), 1, cv2.LINE_AA)
+def text_width(text: str) -> int:
+    """Width in pixels of `text` in the caption font."""
+    return cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0]
+
+
+def wrap_caption(text: str, width: int) -> list[str]:
+    """`text` as lines of at most `width` pixels: broken at spaces, inside a word only where it alone is too wide."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and text_width(f"{line} {word}") <= width:
+            line = f"{line} {word}"
+            continue
+        if line:
+            lines.append(line)
+            line = ""
+        for char in word:
+            if line and text_width(line + char) > width:
+                lines.append(line)
+                line = ""
+            line += char
+    return lines + [line]
+
+
+def band_height(captions: Sequence[Sequence[str]]) -> int:
+    """Pixels of caption band that fit the longest of these captions (lists of lines); 0 when none has a line."""
+    most = max((len(lines) for lines in captions), default=0)
+    return most * LINE_HEIGHT + 4 if most else 0
+
+
+def captioned_tile(image: np.ndarray, size: int, lines: Sequence[str], band: int, color: tuple[int, int, int] | None = None) -> np.ndarray:
+    """A BGR tile `size` wide: `image` fitted to size x size (inside a `color` border when given), above a white
+    band `band` pixels high that holds `lines`."""
+    edge = BORDER if color is not None else 0
+    tile = np.full((size + band, size, 3), WHITE, np.uint8)
+    if color is not None:
+        tile[:size] = color
+    tile[edge : size - edge, edge : size - edge] = cv2.cvtColor(fit_square(image, size - 2 * edge), cv2.COLOR_RGB2BGR)
+    for row, line in enumerate(lines, 1):
+        cv2.putText(tile, line, (2, size + row * LINE_HEIGHT), FONT, FONT_SCALE, TEXT_BGR, 1, cv2.LINE_AA)
     return tile
+
+
+def legend_strip(width: int, title: str | None) -> np.ndarray:
+    """A white strip `width` wide: the title (if any) over the colour key of the retrieval grid."""
+    lines = 2 if title else 1
+    strip = np.full((lines * (LINE_HEIGHT + 4) + 4, width, 3), WHITE, np.uint8)
+    y = LINE_HEIGHT
+    if title:
+        cv2.putText(strip, title, (2, y), FONT, FONT_SCALE, TEXT_BGR, 1, cv2.LINE_AA)
+        y += LINE_HEIGHT + 4
+    x = 2
+    for name, color in LEGEND:
+        cv2.rectangle(strip, (x, y - 9), (x + 9, y), color, -1)
+        cv2.putText(strip, name, (x + 13, y), FONT, FONT_SCALE, TEXT_BGR, 1, cv2.LINE_AA)
+        x += 13 + text_width(name) + 16
+    return strip
 
 
 def retrieval_grid(
@@ -33,12 +88,15 @@ def retrieval_grid(
     results: Sequence[Sequence[np.ndarray]],
     relevant: np.ndarray,
     captions: Sequence[Sequence[str]] | None = None,
-    tile: int = 72,
+    distances: Sequence[Sequence[int]] | None = None,
+    tile: int = 96,
+    title: str | None = None,
 ) -> np.ndarray:
-    """BGR uint8 grid: row i = query i (blue border), then its results (green: relevant, red: not).
+    """BGR uint8 grid: a legend, then row i = query i (blue border) and its results (green: relevant, red: not).
 
-    `results[i]` are the frames of query i's neighbours in rank order; `relevant[i, j]` says whether the
-    j-th is relevant; `captions[i]` (optional) holds one caption for the query then one per result.
+    `results[i]` are the frames of query i's neighbours in rank order; `relevant[i, j]` says whether the j-th is
+    relevant; `captions[i]` (optional) holds the label text of the query then of each result, `distances[i]`
+    (optional) the Hamming distance of each result; `title` goes above the legend.
     """
     if len(queries) == 0 or len(queries) != len(results):
         raise SadhError(f"need one result list per query, got {len(queries)} queries and {len(results)} lists")
@@ -48,18 +106,26 @@ def retrieval_grid(
     relevant = np.asarray(relevant, dtype=bool)
     if relevant.shape[0] != len(queries) or relevant.shape[1] < width:
         raise SadhError(f"relevance mask of shape {relevant.shape} does not cover {len(queries)} x {width} results")
+    lines = [
+        [
+            ([f"d={distances[i][j - 1]}"] if distances is not None and j else [])
+            + (wrap_caption(captions[i][j], tile - 4) if captions is not None and captions[i][j] else [])
+            for j in range(len(found) + 1)
+        ]
+        for i, found in enumerate(results)
+    ]
+    band = band_height([item for row in lines for item in row])
     rows = []
     for i, (query, found) in enumerate(zip(queries, results)):
-        caps = list(captions[i]) if captions is not None else [""] * (len(found) + 1)
-        row = np.full((tile, tile + GAP + width * tile, 3), 255, np.uint8)
-        row[:, :tile] = _tile(query, tile, QUERY_BGR, caps[0])
+        row = np.full((tile + band, tile + GAP + width * tile, 3), WHITE, np.uint8)
+        row[:, :tile] = captioned_tile(query, tile, lines[i][0], band, QUERY_BGR)
         for j, image in enumerate(found):
             color = RELEVANT_BGR if relevant[i, j] else IRRELEVANT_BGR
             x = tile + GAP + j * tile
-            row[:, x : x + tile] = _tile(image, tile, color, caps[j + 1])
+            row[:, x : x + tile] = captioned_tile(image, tile, lines[i][j + 1], band, color)
         rows.append(row)
-    spacer = np.full((BORDER, rows[0].shape[1], 3), 255, np.uint8)
-    return np.vstack([part for row in rows for part in (row, spacer)][:-1])
+    spacer = np.full((BORDER, rows[0].shape[1], 3), WHITE, np.uint8)
+    return np.vstack([legend_strip(rows[0].shape[1], title), *[part for row in rows for part in (row, spacer)][:-1]])
 
 
 def encode_png(image: np.ndarray) -> bytes:

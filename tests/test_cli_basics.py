@@ -13,7 +13,8 @@ from tqdm import tqdm
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
-from sadh.cli.data_cmd import LINE_HEIGHT, TILE, text_width, wrap_caption
+from sadh.cli.data_cmd import TILE
+from sadh.sdk.grid import LINE_HEIGHT, text_width, wrap_caption
 from sadh.cli.options import DataOptions, model_split_path, next_hint
 from sadh.sdk.data import find_fashion_mnist
 

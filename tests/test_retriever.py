@@ -8,7 +8,7 @@ import pytest
 
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
-from sadh.sdk.grid import IRRELEVANT_BGR, RELEVANT_BGR, retrieval_grid
+from sadh.sdk.grid import BORDER, IRRELEVANT_BGR, LINE_HEIGHT, RELEVANT_BGR, legend_strip, retrieval_grid, wrap_caption
 from sadh.sdk.index import HammingIndex, save_arrays, to_planes
 from sadh.sdk.mih import MultiIndexHashingIndex
 from sadh.sdk.retriever import MANIFEST_NAME, Retriever, Sidecar, load_index, sidecar_path
@@ -206,9 +206,31 @@ def test_grid_borders(fashion_small):
     relevant = np.array([[True, False, True], [False, True, False]])
     tile = 40
     grid = retrieval_grid(queries, results, relevant, tile=tile)
-    assert grid.dtype == np.uint8 and grid.shape[0] == 2 * tile + 4 and grid.ndim == 3
-    corner = lambda row, col: tuple(int(v) for v in grid[row * (tile + 4) + 1, tile + 12 + col * tile + 1])  # noqa: E731
+    top = legend_strip(10, None).shape[0]  # the colour key above the rows
+    assert grid.dtype == np.uint8 and grid.shape[0] == top + 2 * tile + BORDER and grid.ndim == 3
+    corner = lambda row, col: tuple(int(v) for v in grid[top + row * (tile + BORDER) + 1, tile + 12 + col * tile + 1])  # noqa: E731
     assert corner(0, 0) == RELEVANT_BGR and corner(0, 1) == IRRELEVANT_BGR and corner(1, 1) == RELEVANT_BGR
     assert corner(1, 2) == (255, 255, 255)  # no third result for query 2
     with pytest.raises(SadhError, match="one result list per query"):
         retrieval_grid(queries, results[:1], relevant)
+
+
+def test_grid_shows_distances_and_whole_label_names_below_each_tile(fashion_small):
+    queries = [fashion_small.image(0), fashion_small.image(30)]
+    results = [[fashion_small.image(i) for i in range(1, 4)], [fashion_small.image(i) for i in range(31, 33)]]
+    relevant = np.array([[True, False, True], [False, True, False]])
+    long = "T-shirt/top, Ankle boot, Sandal"  # a multi-label item: every name, wrapped, none cut short
+    captions = [["Bag", "Bag", long, "Bag"], ["Coat", "Coat", "Coat"]]
+    tile = 64
+    grid = retrieval_grid(queries, results, relevant, captions, distances=[[0, 3, 5], [1, 2]], tile=tile, title="a title")
+    lines = 1 + len(wrap_caption(long, tile - 4))  # "d=5" above the wrapped names
+    assert lines >= 3
+    band = lines * LINE_HEIGHT + 4
+    top = legend_strip(10, "a title").shape[0]
+    assert grid.shape[0] == top + 2 * (tile + band) + BORDER
+    under = grid[top + tile : top + tile + band]  # the caption band of the first row
+    for x in (0, tile + 12, tile + 12 + 2 * tile):  # the query, its first and its third result
+        assert (under[:, x : x + tile] < 100).any()  # dark text on the white band
+    second = grid[top + tile + band + BORDER + tile : top + 2 * (tile + band) + BORDER]  # the second row's band
+    assert (second[:, tile + 12 : tile + 12 + tile] < 100).any() and (second[:, tile + 12 + 2 * tile :] == 255).all()  # 2 results
+    assert (grid[:top] < 100).any() and legend_strip(10, "a title").shape[0] > legend_strip(10, None).shape[0]
