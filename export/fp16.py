@@ -7,6 +7,7 @@ import onnx
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from ..sdk.atomic import atomic_write_bytes
+from ..sdk.errors import SadhError
 from .model_meta import read_stamp, stamp, with_precision
 
 
@@ -17,7 +18,7 @@ def topological_sort(graph: onnx.GraphProto) -> None:
     while pending:
         runnable = [n for n in pending if all(i in ready for i in n.input)]
         if not runnable:
-            raise ValueError(f"graph has a cycle or a missing input at node {pending[0].name!r}")
+            raise SadhError(f"the FP16 graph has a cycle or a missing input at node {pending[0].name!r}; export without --fp16")
         for node in runnable:
             ready.update(node.output)
         ordered += runnable

@@ -71,25 +71,35 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file for writing that replaces `path` only if the block finishes."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside `path` for the block to write by any means (e.g. a numpy memmap); it is synced to disk
+    and replaces `path` only if the block finishes, else it is deleted."""
     target = Path(path)
     with _write_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
     try:
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give the file the usual permissions
-        with os.fdopen(fd, mode) as f:
-            yield f
-            with _write_errors(target):
-                f.flush()
-                os.fsync(f.fileno())
+        yield Path(tmp)
         with _write_errors(target):
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file for writing that replaces `path` only if the block finishes."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

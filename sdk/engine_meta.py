@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import metadata as md
+from .metadata import sidecar_path
 from .atomic import atomic_write_text
 from .errors import SadhError
 
 ENGINE_SUFFIX = ".engine"
-SIDECAR_SUFFIX = ".json"
 JETSON_MODEL_FILE = Path("/proc/device-tree/model")
 # EngineMeta field type, as annotated -> (what a sidecar value must be, its test)
 _FIELD_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
@@ -71,11 +71,6 @@ def slug(text: str) -> str:
 def engine_path(out_dir: str | os.PathLike, stem: str, precision: str, gpu: str, tensorrt: str) -> Path:
     """`<out_dir>/<stem>.<precision>.<gpu>.trt<version>.engine`: one file per GPU model and TensorRT version."""
     return Path(out_dir) / f"{stem}.{precision}.{slug(gpu)}.trt{tensorrt}{ENGINE_SUFFIX}"
-
-
-def sidecar_path(engine: str | os.PathLike) -> Path:
-    """The sidecar JSON beside an engine file."""
-    return Path(f"{engine}{SIDECAR_SUFFIX}")
 
 
 def write_engine_meta(engine: str | os.PathLike, meta: EngineMeta) -> Path:

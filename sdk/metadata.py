@@ -1,5 +1,9 @@
-"""Keys of the metadata stored inside exported ONNX models (written by sadh.export, read by the sdk)."""
+"""Keys of the metadata stored inside exported ONNX models (written by sadh.export, read by the sdk), and where the
+JSON sidecar of a file (a TensorRT engine's metadata, an index's labels and paths) lives."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 PREFIX = "sadh."
 BITS = "sadh.bits"  # int, code length
@@ -17,3 +21,10 @@ SPLIT_SUFFIX = ".split.npz"  # export writes STEM.split.npz (the training split)
 INPUT_NAME = "images"  # float32 [N, 3, S, S], normalised RGB (see sadh.sdk.preprocess)
 CODES_OUTPUT = "codes"  # float32 [N, bits], continuous tanh code; sign gives the hash
 PACKED_OUTPUT = "packed"  # optional uint8 [N, bits/8], np.packbits order of (codes > 0)
+SIDECAR_SUFFIX = ".json"
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the JSON sidecar of a file lives: `model.engine` -> `model.engine.json`, `db.sidx` -> `db.sidx.json`."""
+    p = Path(path)
+    return p.with_name(p.name + SIDECAR_SUFFIX)

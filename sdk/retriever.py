@@ -23,10 +23,10 @@ from .atomic import atomic_write_text
 from .encoder import Encoder
 from .errors import SadhError
 from .index import HammingIndex, read_header
+from .metadata import SIDECAR_SUFFIX, sidecar_path  # sidecar_path: also the index sidecar's, re-exported here
 from .mih import MultiIndexHashingIndex
 from .preprocess import as_frames
 
-SIDECAR_SUFFIX = ".json"
 MANIFEST_NAME = "retriever.json"
 INDEX_NAME = "index.sidx"
 FORMAT = "sadh-retriever/1"
@@ -50,12 +50,6 @@ def kind_of(index: Index) -> str:
 def load_index(path: str | os.PathLike, kind: str = "flat", mmap: bool = False, verify: bool | None = None) -> Index:
     """Open an index file to search it with the flat scan ("flat") or multi-index hashing ("mih"); see `HammingIndex.load`."""
     return index_class(kind).load(path, mmap=mmap, verify=verify)
-
-
-def sidecar_path(index_path: str | os.PathLike) -> Path:
-    """Where the sidecar of an index file lives: `index.sidx` -> `index.sidx.json`."""
-    p = Path(index_path)
-    return p.with_name(p.name + SIDECAR_SUFFIX)
 
 
 def index_of_sidecar(path: str | os.PathLike) -> Path | None:

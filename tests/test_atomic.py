@@ -54,3 +54,22 @@ def test_failed_rename_is_one_line_error_and_keeps_previous_file(tmp_path: Path,
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_image_cache_is_written_like_every_other_file(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from sadh.sdk.data import read_image_folder
+    from sadh.train.cache import cache_images
+
+    for k in range(3):
+        (tmp_path / "imgs" / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "imgs" / f"c{k % 2}" / f"{k}.png"), np.full((8, 8, 3), 40 * k, np.uint8))
+    data = read_image_folder(tmp_path / "imgs")
+    images = cache_images(data, np.arange(3), 16, cache_dir=tmp_path / "cache")
+    (cached,) = (tmp_path / "cache").iterdir()  # the memmap, renamed into place: no temporary left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(cached).st_mode) == 0o666 & ~mask  # was mkstemp's private 0600
+    assert images.shape == (3, 16, 16, 3) and sorted({int(v) for v in images[:, 0, 0, 0]}) == [0, 40, 80]

@@ -321,3 +321,18 @@ def test_bad_int8_options_fail_before_exporting(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(SadhError, match="unknown Q/DQ tool"):
         export_model(ckpt, tmp_path / "out", int8=True, qdq_tool="tflite")
     assert not (tmp_path / "out").exists()
+
+
+def test_fp16_graph_order_puts_producers_first_and_names_a_broken_graph() -> None:
+    from onnx import helper
+
+    from sadh.export.fp16 import topological_sort
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    late, early = helper.make_node("Relu", ["a"], ["b"], name="late"), helper.make_node("Neg", ["x"], ["a"], name="early")
+    graph = helper.make_graph([late, early], "g", [x], [helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])])
+    topological_sort(graph)
+    assert [n.name for n in graph.node] == ["early", "late"]
+    broken = helper.make_graph([helper.make_node("Relu", ["missing"], ["y"], name="orphan")], "g", [x], [])
+    with pytest.raises(SadhError, match="FP16 graph has a cycle or a missing input at node 'orphan'"):
+        topological_sort(broken)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..sdk.atomic import make_folder
+from ..sdk.atomic import atomic_path, make_folder
 from ..sdk.data import LabeledImages
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import fit_square
@@ -67,17 +66,11 @@ def cache_images(
     path = Path(cache_dir) / f"{safe}-r{resize_size}-{fingerprint(data, index, resize_size)}.npy"
     if not path.is_file():
         make_folder(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             _fill(out, data, index, resize_size, workers, progress)
             out.flush()
             del out
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     try:
         cached = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):  # (numpy's words for a damaged file would suggest unpickling it)

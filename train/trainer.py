@@ -62,6 +62,11 @@ class TrainResult:
     model: ImageHashNet  # the network after the last epoch (identical on every rank)
 
 
+def write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite the run's log.jsonl, one JSON line per epoch trained, atomically (a kill never leaves half a line)."""
+    atomic_write_text(run_dir / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+
 def load_data(cfg: TrainConfig) -> tuple[LabeledImages, Split]:
     """The dataset and split a config names (a saved split file wins over the seeded default).
 
@@ -284,7 +289,7 @@ def train(
         start_epoch, step, best_map = int(state["epoch"]), int(state["step"]), state["best_map"]
         history = list(state["history"])
         if info.is_main:
-            atomic_write_text(run_dir / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            write_log(run_dir, history)
 
     net = torch.compile(model) if cfg.compile else model
     if info.world_size > 1:
@@ -389,8 +394,7 @@ def train(
                 if improved:
                     save_checkpoint(best_path, without_training_state(ckpt))
                 save_checkpoint(last_path, ckpt)
-                with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(entry) + "\n")
+                write_log(run_dir, history)
             if cfg.progress:
                 shown = f", mAP {entry['map']:.4f}" if entry["map"] is not None else ""
                 rate = entry["images_per_s"]
