@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Op
 import typer
 
 from ..sdk import metadata as md
-from ..sdk.atomic import unwritable_reason
+from ..sdk.atomic import interrupts_deferred, unwritable_reason
 from ..sdk.data import BUILTIN, LabeledImages, Split, load_dataset_split
 from ..sdk.errors import SadhError
 
@@ -140,8 +140,6 @@ def typed(ctx: typer.Context, param: str) -> bool:
 def written_before_interrupt(done: str) -> Iterator[None]:
     """Run a block of writes with Ctrl-C / SIGTERM held; one that arrived meanwhile then stops the command, saying
     `done` instead of asking for a re-run (the outputs are complete and consistent)."""
-    from ..sdk.atomic import interrupts_deferred
-
     try:
         with interrupts_deferred():
             yield
@@ -162,8 +160,6 @@ def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Spli
     One line says which split is used; a warning when its items may include the model's training images, and one
     when the data's class names are not the model's.
     """
-    from ..sdk import metadata as md
-
     trained_on = encoder.metadata.get(md.DATASET)
     saved = model_split_path(encoder.path)
     if opts.split is not None:

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..sdk.errors import SadhError
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
     next_hint, typed,
@@ -46,7 +47,6 @@ class Trained:
 
 def finished_training(run_dir: Path, cfg) -> Trained | None:
     """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
-    from ..sdk.errors import SadhError
     from ..train.checkpoint import checkpoint_config, load_checkpoint
     from ..train.config import setting_differences, with_absolute_paths
     from ..train.trainer import RUN_SPLIT, load_data, run_split
@@ -98,7 +98,6 @@ def run_training(cfg, console) -> Trained:
 def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, console) -> dict[str, Path]:
     """Export FP32 + INT8 models (calibration: the exporter's default count unless given), or reuse a newer export."""
     from ..export.api import export_model
-    from ..sdk.errors import SadhError
 
     models = exported_models(export_dir, checkpoint)
     if all(p in models for p in RUNTIME_PRECISIONS):
@@ -119,7 +118,6 @@ def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any
     now, with this model file (not older than it); else None. Items the index skipped must still be unreadable."""
     import numpy as np
 
-    from ..sdk.errors import SadhError
     from ..sdk.index import HammingIndex
     from ..sdk.retriever import Sidecar, sidecar_path
 
@@ -139,8 +137,6 @@ def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any
 
 def readable(data: Any, i: int) -> bool:
     """Whether item i of `data` (LabeledImages) can be read now."""
-    from ..sdk.errors import SadhError
-
     try:
         data.image(i)
     except SadhError:

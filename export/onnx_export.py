@@ -18,7 +18,7 @@ from torch import nn
 
 from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
-from ..sdk.errors import SadhError
+from ..sdk.errors import SadhError, first_line
 from .model_meta import model_metadata, stamp, weights_digest
 
 DEFAULT_OPSET = 17
@@ -91,11 +91,6 @@ def _trace_modules(model: nn.Module, example: torch.Tensor) -> tuple[Trace, Base
     return done, error, stack[-1] if stack else "?"
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
 def _export_bytes(module: nn.Module, args: tuple, opset: int, **kwargs: Any) -> bytes:
     buf = io.BytesIO()
     with _quiet(), torch.no_grad():
@@ -111,7 +106,7 @@ def _failing_layer(graph: nn.Module, example: torch.Tensor, opset: int) -> str:
         try:
             _export_bytes(module, args, opset)
         except Exception as e:  # noqa: BLE001
-            return f"layer {name!r} ({type(module).__name__}): {_first_line(e)}"
+            return f"layer {name!r} ({type(module).__name__}): {first_line(e)}"
     return "no single layer fails on its own"
 
 
@@ -124,7 +119,7 @@ def export_onnx(model: nn.Module, info: Any, path: Path, *, packed: bool = True,
     example = torch.zeros(2, 3, size, size)
     _, error, name = _trace_modules(graph, example)
     if error is not None:
-        raise SadhError(f"the model fails on a {size}x{size} input in layer {name!r}: {_first_line(error)}")
+        raise SadhError(f"the model fails on a {size}x{size} input in layer {name!r}: {first_line(error)}")
     outputs = [keys.CODES_OUTPUT] + ([keys.PACKED_OUTPUT] if packed else [])
     try:
         data = _export_bytes(
@@ -141,7 +136,7 @@ def export_onnx(model: nn.Module, info: Any, path: Path, *, packed: bool = True,
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise SadhError(f"the exported ONNX model is invalid: {_first_line(e)}") from None
+        raise SadhError(f"the exported ONNX model is invalid: {first_line(e)}") from None
     stamp(proto, model_metadata(info, "fp32", weights_digest(model)))
     atomic_write_bytes(path, proto.SerializeToString())
     return proto

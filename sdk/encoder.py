@@ -20,7 +20,7 @@ from . import metadata as md
 from .codes import pack_codes
 from .data.images import read_image
 from .engine_meta import ENGINE_SUFFIX
-from .errors import ModelError, SadhError
+from .errors import ModelError, SadhError, first_line
 from .index import check_bits
 from .preprocess import Preprocess, as_frames, preprocess
 
@@ -60,7 +60,7 @@ class OrtRunner:
         except Exception as e:  # onnxruntime raises its own pybind exception types
             if _is_zip(path):
                 raise SadhError(f"{path}: a training checkpoint (torch zip), not a model to run; export it: sadh-cli export {path}") from None
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             raise SadhError(f"{path}: not a loadable ONNX model ({reason[:200]})") from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -79,7 +79,7 @@ class OrtRunner:
         try:
             return self.session.run(outputs, {md.INPUT_NAME: x.astype(self.input_dtype, copy=False)})
         except Exception as e:  # onnxruntime raises its own pybind exception types; inputs here are always well formed
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             raise ModelError(f"{self.path}: onnxruntime could not run the model ({reason[:200]})") from None
 
 

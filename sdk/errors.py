@@ -7,3 +7,9 @@ class SadhError(ValueError):
 
 class ModelError(SadhError):
     """The model itself is at fault (wrong code width, NaN outputs): no input could be encoded, so none is skipped."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type name when it has none), for one-line errors."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -26,6 +26,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -58,10 +59,15 @@ def word_dtype(bits: int) -> np.dtype:
     return np.dtype("<u4") if bits <= 32 else np.dtype("<u8")
 
 
+def word_count(bits: int) -> int:
+    """Number of word planes of `bits`-bit codes (the last word zero-padded)."""
+    return -(-bits // (8 * word_dtype(bits).itemsize))
+
+
 def to_planes(packed: np.ndarray, bits: int) -> np.ndarray:
     """Packed uint8 (n, bits/8) -> word planes (words, n), last word zero-padded."""
     wd = word_dtype(bits)
-    nwords = -(-bits // (8 * wd.itemsize))
+    nwords = word_count(bits)
     padded = np.zeros((packed.shape[0], nwords * wd.itemsize), np.uint8)
     padded[:, : packed.shape[1]] = packed
     return np.ascontiguousarray(padded.view(wd).T)
@@ -78,7 +84,9 @@ def dist_dtype(bits: int) -> np.dtype:
     return np.dtype(np.uint8) if bits < 256 else np.dtype(np.uint16)
 
 
-def scan(planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = None, radius: int | None = None):
+def scan(
+    planes: np.ndarray, queries: np.ndarray, bits: int, k: int | None = None, radius: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidates (query row, distance, position) of all pairs within `radius`, or a superset of each query's k nearest.
 
     With `radius`, exactly the pairs at distance <= radius. With `k`, a superset of each query's first k
@@ -146,7 +154,7 @@ def _block_shape(n: int, nq: int) -> tuple[int, int]:
     return qb, min(max(MIN_DB_BLOCK, BLOCK_ELEMS // qb), max(n, 1))
 
 
-def db_blocks(n: int, nb: int):
+def db_blocks(n: int, nb: int) -> Iterator[tuple[int, int]]:
     """(start, width) of the database blocks: MIN_DB_BLOCK codes first, then doubling up to nb."""
     p0, w = 0, min(MIN_DB_BLOCK, nb)
     while p0 < n:
@@ -155,7 +163,9 @@ def db_blocks(n: int, nb: int):
         w = min(2 * w, nb)
 
 
-def prune(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, nq: int, k: int, bits: int):
+def prune(
+    rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, nq: int, k: int, bits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each query row's first k candidates in (distance, position) order, and the limit for later positions.
 
     Candidates must come in increasing position order per row. A row holding >= k candidates gets its k-th
@@ -164,9 +174,9 @@ def prune(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, nq: int, k: int, 
     Linear time: a distance histogram per row, then only the ties at the k-th distance are ranked.
     """
     hist = np.bincount(rows * (bits + 1) + dist, minlength=nq * (bits + 1)).reshape(nq, bits + 1)
+    kth = kth_from_histogram(hist, k, bits)
     cum = np.cumsum(hist, axis=1)
     full = cum[:, -1] >= k
-    kth = np.where(full, np.argmax(cum >= k, axis=1), bits)
     room = k - (cum[np.arange(nq), kth] - hist[np.arange(nq), kth])  # places left for ties at the k-th distance
     keep = dist < kth[rows]
     tie = np.flatnonzero(dist == kth[rows])
@@ -218,7 +228,7 @@ def kth_from_histogram(hist: np.ndarray, k: int, bits: int) -> np.ndarray:
     return np.where(cum[:, -1] >= k, np.argmax(cum >= k, axis=1), bits)
 
 
-def order_candidates(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray):
+def order_candidates(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort candidates by (query row, distance, position); one int64 key when it cannot overflow (10x faster)."""
     if not rows.size:
         return rows, dist, pos
@@ -230,7 +240,9 @@ def order_candidates(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray):
     return rows[order], dist[order], pos[order]
 
 
-def topk_from_candidates(rows, dist, pos, ids: np.ndarray, nq: int, k: int, bits: int):
+def topk_from_candidates(
+    rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, ids: np.ndarray, nq: int, k: int, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
     """First k candidates per query (sorted) as (D int32 (nq,k), I int64 (nq,k)), padded with bits+1 / -1."""
     keep = dist <= kth_distance(rows, dist, nq, k, bits)[rows]
     rows, dist, pos = order_candidates(rows[keep], dist[keep], pos[keep])
@@ -243,7 +255,7 @@ def topk_from_candidates(rows, dist, pos, ids: np.ndarray, nq: int, k: int, bits
     return D, I
 
 
-def range_from_candidates(rows, dist, pos, ids: np.ndarray, nq: int):
+def range_from_candidates(rows: np.ndarray, dist: np.ndarray, pos: np.ndarray, ids: np.ndarray, nq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidates -> faiss-style (lims int64 (nq+1,), D int32, I int64), each query's slice sorted."""
     rows, dist, pos = order_candidates(rows, dist, pos)
     lims = np.searchsorted(rows, np.arange(nq + 1)).astype(np.int64)
@@ -316,10 +328,9 @@ class HammingIndex:
         """Create an empty index for codes of `bits` bits (multiple of 8, 8..1024)."""
         self.bits = check_bits(bits)
         self.nbytes = self.bits // 8
-        wd = word_dtype(self.bits)
-        self._nwords = -(-self.bits // (8 * wd.itemsize))
+        self._nwords = word_count(self.bits)
         self._lock = threading.Lock()
-        self._planes_buf = np.zeros((self._nwords, 0), wd)
+        self._planes_buf = np.zeros((self._nwords, 0), word_dtype(self.bits))
         self._ids_buf = np.zeros(0, np.int64)
         empty = np.zeros(0, np.int64)
         self._snap = Snapshot(self._planes_buf, empty, empty, empty)
@@ -519,8 +530,7 @@ def read_header(path: str | os.PathLike) -> FileHeader:
         raise SadhError(f"{path}: unsupported index format version {version} (this build reads {_VERSION})")
     if bits % 8 or not 8 <= bits <= MAX_BITS or wbytes != word_dtype(bits).itemsize or flags:
         raise SadhError(f"{path}: corrupt index header (bits={bits}, word bytes={wbytes}, flags={flags})")
-    nwords = -(-bits // (8 * wbytes))
-    expected = _HEADER_SIZE + 8 * count + nwords * wbytes * count
+    expected = _HEADER_SIZE + 8 * count + word_count(bits) * wbytes * count
     if size != expected:
         raise SadhError(f"{path}: truncated or corrupt index file ({size} bytes, expected {expected})")
     return FileHeader(bits, count, digest, head[: _HEADER.size - 16])
@@ -531,8 +541,7 @@ def load_arrays(path: str | os.PathLike, mmap: bool, verify: bool) -> tuple[int,
     path = Path(path)
     header = read_header(path)
     bits, count = header.bits, header.count
-    wd = word_dtype(bits)
-    nwords = -(-bits // (8 * wd.itemsize))
+    wd, nwords = word_dtype(bits), word_count(bits)
     ids = np.fromfile(path, "<i8", count, offset=_HEADER_SIZE).astype(np.int64)
     offset = _HEADER_SIZE + 8 * count
     if mmap and count:

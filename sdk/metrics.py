@@ -81,7 +81,9 @@ def _label_words(labels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.view(np.uint64).T)
 
 
-def _pairs(query_codes, db_codes, query_labels, db_labels) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+def _pairs(
+    query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Yield (distances (c, N) int16, relevance (c, N) bool, bits) per chunk of queries."""
     q, db = _packed(query_codes, "query codes"), _packed(db_codes, "database codes")
     if q.shape[1] != db.shape[1]:
@@ -151,7 +153,9 @@ def _tie_aware_ap(n_t: np.ndarray, r_t: np.ndarray, k: int, harmonic: np.ndarray
     return np.divide(num.sum(axis=1), expected_hits, out=np.zeros(n_t.shape[0]), where=expected_hits > 0)
 
 
-def mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk: int | None = None) -> MAPResult:
+def mean_average_precision(
+    query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray, topk: int | None = None
+) -> MAPResult:
     """mAP@topk (None = whole database): AP = (1/R_K) sum of P@r over relevant ranks r <= K; 0 if none; all queries count."""
     harmonic = None
     aps, ties = [], []
@@ -168,7 +172,9 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk:
     return MAPResult(float(ap.mean()), ap, float(tie.mean()), tie, k)
 
 
-def precision_at_n(query_codes, db_codes, query_labels, db_labels, ns) -> np.ndarray:
+def precision_at_n(
+    query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray, ns: np.ndarray
+) -> np.ndarray:
     """Mean precision of the top n (ties by database index) for each n in `ns`, as float64 (len(ns),)."""
     ns = np.atleast_1d(np.asarray(ns))
     if not np.issubdtype(ns.dtype, np.integer) or ns.ndim != 1 or not ns.size or ns.min() < 1:
@@ -186,7 +192,9 @@ def precision_at_n(query_codes, db_codes, query_labels, db_labels, ns) -> np.nda
     return total / count
 
 
-def precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall_by_radius(
+    query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall of Hamming-ball retrieval for radius 0..bits, each float64 (bits + 1,).
 
     Precision at radius r is averaged over the queries that retrieve at least one item at r; recall over the

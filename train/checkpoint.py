@@ -15,7 +15,7 @@ from typing import Any, Optional
 import torch
 
 from ..sdk.atomic import atomic_open, interrupts_deferred
-from ..sdk.errors import SadhError
+from ..sdk.errors import SadhError, first_line
 from ..sdk.preprocess import Preprocess
 from .config import TrainConfig, type_in_words, value_fits
 from .backbones.weights import torch_file_problem
@@ -117,6 +117,5 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError) as e:
-        first = str(e).splitlines()[0]
-        raise SadhError(f"{path}: weights do not fit a {info.backbone} {info.bits}-bit network ({first})") from None
+        raise SadhError(f"{path}: weights do not fit a {info.backbone} {info.bits}-bit network ({first_line(e)})") from None
     return model.to(device).eval(), info

@@ -15,7 +15,7 @@ import re
 import torch
 from torch import nn
 
-from ..sdk.errors import SadhError
+from ..sdk.errors import SadhError, first_line
 
 STEP_FACTOR = 1.2  # the lowest measured ratio of a step's peak memory to its activations: never refuses a run that fits
 GB = 1e9
@@ -61,7 +61,7 @@ def check_training_fits(model: nn.Module, backbone: str, input_size: int, batch:
     try:
         need = STEP_FACTOR * activation_bytes(model, input_size, batch) / (2 if half else 1)
     except RuntimeError as e:
-        raise SadhError(f"--input-size {input_size} does not fit {backbone} ({str(e).splitlines()[0]}); use a larger one") from None
+        raise SadhError(f"--input-size {input_size} does not fit {backbone} ({first_line(e)}); use a larger one") from None
     free = free_bytes(device)
     if free is not None and need > free:
         raise SadhError(

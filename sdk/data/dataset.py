@@ -52,10 +52,6 @@ class LabeledImages:
             return self.images[i]
         return read_image(self.paths[i])
 
-    def describe(self, i: int) -> str:
-        """A short human name for item i (its path, or name#index)."""
-        return self.paths[i] if self.paths is not None else f"{self.name}#{i}"
-
     def subset(self, index: Sequence[int] | np.ndarray) -> "LabeledImages":
         """The items at `index`, in that order."""
         index = np.asarray(index, dtype=np.int64)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import SadhError
 from .dataset import LabeledImages
 
@@ -56,8 +57,6 @@ def read_list_file(
 
 def write_list_file(path: str | os.PathLike, data: LabeledImages, image_root: str | os.PathLike) -> None:
     """Write `data` (path-based) as a list file with paths relative to `image_root`."""
-    from ..atomic import atomic_write_text
-
     if data.paths is None:
         raise SadhError("only path-based image sets can be written as a list file")
     root = Path(image_root)

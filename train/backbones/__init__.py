@@ -35,10 +35,10 @@ def backbone_entry(name: str) -> BackboneEntry:
     return BACKBONES[name]
 
 
-def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
+def create_backbone(name: str, pretrained: bool | str = False) -> nn.Module:
     """Build a backbone by name; pretrained=True loads the shipped ImageNet weights, a str path loads a file."""
     entry = backbone_entry(name)
-    model = entry.build(**kwargs)
+    model = entry.build()
     if pretrained is True:
         if entry.shipped_weights is None:
             raise SadhError(f"no pretrained weights ship offline for {name}; pass --backbone-weights PATH")
