@@ -82,6 +82,11 @@ def test_index_build_info_search_on_folder(setup, tmp_path):
     assert any(side.paths[5] in line for line in piped.stdout.splitlines())  # a pipe gets whole paths, not 80 columns
     first = table_rows(found.stdout)[0]
     assert first[:4] == ["1", str(side.ids[5]), "0", side.label_names(side.ids[5])[0]]  # found itself at distance 0
+    (tmp_path / "0 broken.png").write_bytes(b"not a png")  # sorts first: the tables must still be titled by their query
+    mixed = cli("search", "--index", index, tmp_path / "0 broken.png", query, "-k", "3", columns=None)
+    assert mixed.returncode == 0 and "0 broken.png" in mixed.stderr
+    titles = [line.strip() for line in mixed.stdout.splitlines() if "nearest of" in line]
+    assert titles == [f"{query}: 3 nearest of {len(hindex)}"] and table_rows(mixed.stdout)[0][:3] == ["1", str(side.ids[5]), "0"]
     everything = cli("search", "--index", index, query, "-k", 10**12)  # k beyond the index: every item, once
     assert everything.returncode == 0, everything.stderr
     assert len(table_rows(everything.stdout)) == len(hindex)

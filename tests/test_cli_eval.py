@@ -8,13 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+import pytest
 
 from sadh.cli.eval_cmd import grid_queries, map_name, warn_tie_order
 from sadh.cli.options import DataOptions, load_for_model
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, SplitSizes, database_subset, load_dataset
 from sadh.sdk.encoder import Encoder
-from sadh.sdk.metrics import mean_average_precision
+from sadh.sdk.metrics import mean_average_precision, precision_at_n, precision_recall_by_radius
 from cli_run import assert_user_error, cli
 from tiny_model import export_tiny
 
@@ -55,8 +56,14 @@ def test_eval_report(tmp_path):
     data, split = load_dataset("fashion-mnist", sizes=SplitSizes(query_per_class=QUERY_PER_CLASS, query_total=10 * QUERY_PER_CLASS))
     db = database_subset(split.database, DATABASE, 0)
     enc = Encoder(model)
-    expected = mean_average_precision(enc.encode(data.images[split.query]), enc.encode(data.images[db]), data.labels[split.query], data.labels[db])
-    assert abs(expected.map - m["map"]) < 1e-9
+    args = (enc.encode(data.images[split.query]), enc.encode(data.images[db]), data.labels[split.query], data.labels[db])
+    expected = mean_average_precision(*args)
+    assert m["map"] == pytest.approx(expected.map, abs=1e-9) and m["map_tie_aware"] == pytest.approx(expected.tie_aware_map, abs=1e-9)
+    ns = np.array(m["precision_at_n"]["n"])
+    np.testing.assert_allclose(p, precision_at_n(*args, ns))
+    precision, recall_expected = precision_recall_by_radius(*args)
+    np.testing.assert_allclose(recall, recall_expected)
+    np.testing.assert_allclose(np.array(m["pr_by_radius"]["precision"], dtype=float), precision)  # null (no item within) = NaN
 
 
 def test_grid_queries_cover_classes():

@@ -183,9 +183,9 @@ def test_pipeline_takes_the_training_and_dataset_options(tmp_path, fashion_mnist
         "--method", "csq", "--input-size", "32", "--seed", "3", "--query-per-class", "7", "--out", run,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "warning: --quick sets its own split sizes and database subset: --query-per-class not used" in out.stderr
     cfg = TrainConfig.from_dict(load_checkpoint(run / "train" / "best.pt", ("config",))["config"])
     assert (cfg.method, cfg.input_size, cfg.split_seed, cfg.image_root) == ("csq", 32, 3, str(images))
+    assert (cfg.query_per_class, cfg.train_per_class) == (7, QUICK_TRAIN["train_per_class"])  # the size given, --quick's other
     encoder = Encoder(run / "export" / "best.int8-cpu.onnx")
     assert encoder.class_names == names and encoder.preprocess.input_size == 32
     side = Sidecar.load(sidecar_path(run / "index" / "int8-cpu.sidx"))

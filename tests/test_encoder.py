@@ -16,8 +16,9 @@ import torch
 
 from sadh.sdk import metadata as md
 from sadh.sdk.codes import pack_codes
+from sadh.sdk import encoder as encoder_module
 from sadh.sdk.encoder import Encoder
-from sadh.sdk.errors import SadhError
+from sadh.sdk.errors import ModelError, SadhError
 from sadh.sdk.preprocess import Preprocess, preprocess
 from tiny_model import CLASS_NAMES, PREPROCESS, TinyHashNet, export_tiny
 
@@ -168,6 +169,27 @@ def test_non_finite_model_outputs_raise(models, tmp_path, kind):
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((28, 28), np.uint8))
     with pytest.raises(SadhError, match="non-finite model outputs"):  # the model's fault, not an unreadable file to skip
         enc.encode_files([tmp_path / "a.png"])
+
+
+def test_a_model_fault_stops_encoding_even_after_a_bad_frame_split_the_batch(models, tmp_path, monkeypatch):
+    enc = Encoder(edited_copy(models["codes"][0], tmp_path / "nan.onnx", nan_head=True))
+    for name in ("odd.png", "good.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((28, 28), np.uint8))
+    real = encoder_module.read_image
+    monkeypatch.setattr(encoder_module, "read_image", lambda p: real(p).astype(np.float32) if "odd" in str(p) else real(p))
+    with pytest.raises(ModelError, match="non-finite model outputs"):  # not "good.png: ..." listed as an unreadable file
+        enc.encode_files([tmp_path / "odd.png", tmp_path / "good.png"])
+
+
+@pytest.mark.parametrize("kind", ["codes", "packed"])
+def test_codes_wider_than_the_metadata_says_are_a_model_error(models, tmp_path, kind):
+    proto = onnx.load(str(models[kind][0]))
+    for prop in proto.metadata_props:
+        if prop.key == md.BITS:
+            prop.value = "16"  # the network makes wider codes
+    onnx.save(proto, str(tmp_path / "narrow.onnx"))
+    with pytest.raises(ModelError, match=r"the model outputs (32|48)-bit codes but its metadata says 16"):
+        Encoder(tmp_path / "narrow.onnx").encode(np.zeros((28, 28), np.uint8))
 
 
 def test_a_model_onnxruntime_cannot_run_is_one_line_and_stops_encoding(models, tmp_path, monkeypatch):

@@ -78,6 +78,8 @@ def test_every_flavour_is_written_with_its_name(exported: ExportResult) -> None:
     }
     for a in exported.artifacts:
         assert a.path.is_file() and a.size_bytes == a.path.stat().st_size > 0
+        if a.path.suffix == ".onnx":  # every model was parity-checked against torch, at least at its threshold
+            assert a.parity is not None and a.parity.bit_agreement >= {"fp32": 0.999, "fp16": 0.99}.get(a.precision, 0.90)
     assert json.loads(exported.path("calib").read_text())  # onnxruntime's calibration ranges
 
 
@@ -175,6 +177,18 @@ def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt", "m.split.npz"]
     assert (tmp_path / "m.onnx").read_bytes() != earlier["m.onnx"]
     assert "removed m.int8-cpu.onnx: left by an earlier export, it belongs to another model" in lines
+
+
+def test_export_refuses_a_tensorrt_model_that_breaks_the_qdq_rules(tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    from sadh.export import api
+
+    asymmetric = dataclasses.replace(api.TENSORRT_FLAVOUR, activation_symmetric=False)  # zero points TensorRT cannot take
+    monkeypatch.setattr(api, "TENSORRT_FLAVOUR", asymmetric)
+    with pytest.raises(SadhError, match="int8-qdq.onnx"):
+        export_model(write_checkpoint(tmp_path / "m.pt"), tmp_path / "out", int8=True, calib_images=20, parity_images=8)
+    assert not (tmp_path / "out" / "m.int8-qdq.onnx").exists()
 
 
 def test_int8_calibration_says_when_the_training_split_is_smaller_than_asked(tmp_path: Path) -> None:

@@ -55,6 +55,40 @@ def qdq_conv_model(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def qdq_gemm_model(weight_axis: int) -> onnx.ModelProto:
+    """images (n, K) -> Q -> DQ -> Gemm(transB=0) with an int8 (K, N) weight quantised per channel along `weight_axis`."""
+    k, n = 6, 5
+    scale = np.full(n if weight_axis == 1 else k, 0.01, np.float32)
+    inits = [
+        _init("act_scale", np.float32(0.02)), _init("act_zero", np.int8(0)),
+        _init("w_q", np.ones((k, n), np.int8)), _init("w_scale", scale), _init("w_zero", np.zeros(scale.shape, np.int8)),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["images", "act_scale", "act_zero"], ["xq"], name="q_in"),
+        helper.make_node("DequantizeLinear", ["xq", "act_scale", "act_zero"], ["xdq"], name="dq_in"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="dq_w", axis=weight_axis),
+        helper.make_node("Gemm", ["xdq", "w"], ["out"], name="gemm", transB=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", k])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", n])], inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_gemm_weight_channels_follow_trans_b() -> None:
+    assert qdq_violations(qdq_gemm_model(weight_axis=1)) == []  # (K, N) weight, transB=0: output channels are axis 1
+    assert any(re.search(r"'gemm'.*need per-channel \(5 output channels\)", line) for line in qdq_violations(qdq_gemm_model(weight_axis=0)))
+
+
+def test_a_weight_quantised_in_the_graph_is_a_weight_not_an_activation() -> None:
+    model = qdq_conv_model()
+    w_q = next(n for n in model.graph.node if n.name == "dq_w")
+    w_q.input[0] = "w_q_runtime"  # the int8 weight now comes from a QuantizeLinear of the float weight, not a constant
+    model.graph.node.insert(0, helper.make_node("QuantizeLinear", ["w_float", "w_scale", "w_zero"], ["w_q_runtime"], name="q_w", axis=0))
+    assert qdq_violations(model) == []  # per-channel scales are right for a weight (an activation would need per-tensor)
+
+
 def test_compliant_model_passes_and_runs() -> None:
     model = qdq_conv_model()
     onnx.checker.check_model(model)

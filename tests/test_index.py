@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import sadh.sdk.index as index_mod
 from sadh.sdk.errors import SadhError
-from sadh.sdk.index import HammingIndex
+from sadh.sdk.index import HammingIndex, save_arrays, to_planes
 
 BITS = [8, 16, 24, 32, 48, 64, 96, 128, 256]
 
@@ -251,6 +251,9 @@ def test_corrupt_truncated_foreign_files(tmp_path):
         "empty.idx": (b"", "not a sadh index"),
         "version.idx": (data[:7] + bytes([9]) + data[8:], "version 9"),
         "bits.idx": (data[:8] + (12).to_bytes(2, "little") + data[10:], "corrupt index header"),
+        "id.idx": (data[:64] + bytes([data[64] ^ 1]) + data[65:], "checksum"),  # an id byte: ids are digested too
+        "header.idx": (data[:8] + (56).to_bytes(2, "little") + data[10:], "checksum"),  # 56 bits: same words, same size
+        "flags.idx": (data[:12] + (1).to_bytes(4, "little") + data[16:], "corrupt index header"),
     }
     for name, (content, match) in cases.items():
         (tmp_path / name).write_bytes(content)
@@ -258,6 +261,8 @@ def test_corrupt_truncated_foreign_files(tmp_path):
     _one_line_error(lambda: HammingIndex.load(tmp_path / "flip.idx", mmap=True, verify=True), "checksum")
     assert len(HammingIndex.load(tmp_path / "flip.idx", mmap=True)) == 50  # mmap skips the checksum by default
     _one_line_error(lambda: HammingIndex.load(tmp_path / "missing.idx"), "cannot read")
+    save_arrays(tmp_path / "dup.idx", 64, np.array([3, 3], np.int64), to_planes(np.zeros((2, 8), np.uint8), 64))  # digest is valid
+    _one_line_error(lambda: HammingIndex.load(tmp_path / "dup.idx"), "duplicate ids")
 
 
 class _FailingFile:

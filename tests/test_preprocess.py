@@ -45,6 +45,15 @@ def test_fit_square_crops_an_elongated_frame_first_with_the_same_centre(shape) -
     assert np.abs(got.astype(int) - whole.astype(int)).mean() < 1.0  # the same pixels, up to sub-pixel rounding
 
 
+def test_fit_square_shrinks_by_area_and_enlarges_linearly() -> None:
+    yy, xx = np.indices((200, 300))
+    checker = (((yy // 3 + xx // 3) % 2) * 255).astype(np.uint8)  # fine texture: the interpolation shows
+    rgb = to_rgb(checker)
+    assert np.array_equal(fit_square(checker, 32), center_crop(cv2.resize(rgb, (48, 32), interpolation=cv2.INTER_AREA), 32))
+    small = checker[:10, :15]
+    assert np.array_equal(fit_square(small, 32), center_crop(cv2.resize(to_rgb(small), (48, 32), interpolation=cv2.INTER_LINEAR), 32))
+
+
 def test_fit_square_of_a_one_pixel_strip_stays_small(monkeypatch) -> None:
     strip = np.zeros((1, 1_000_000), np.uint8)
     strip[0, 499_990:500_010] = 200  # the centre

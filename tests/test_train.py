@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -26,7 +27,8 @@ from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
 from sadh.train.model import ImageOutput, create_model
-from sadh.train import memory
+from sadh.train import label_stage, memory
+from sadh.train.losses import label_margin
 from sadh.train.trainer import check_labels, train
 
 from cli_run import assert_user_error, cli
@@ -40,7 +42,8 @@ def test_eval_preprocessing_matches_sdk(fashion_small: LabeledImages) -> None:
         class_names=["a", "b"],
         images=rng.integers(0, 256, (3, 37, 53, 3), dtype=np.uint8),
     )
-    for data, pre in ((fashion_small, Preprocess(28, 32)), (colour, Preprocess(24, 30, (0.5, 0.4, 0.3), (0.2, 0.3, 0.25)))):
+    for data, pre in ((fashion_small, Preprocess(28, 32)), (colour, Preprocess(24, 30, (0.5, 0.4, 0.3), (0.2, 0.3, 0.25))),
+                      (colour, Preprocess(24, 31))):  # an odd gap: both sides must round the crop offset down
         cached = cache_images(data, np.arange(len(data)), pre.resize_size)
         train_side = normalize(center_crop(torch.from_numpy(cached), pre.input_size), pre.mean, pre.std).numpy()
         sdk_side = preprocess([data.image(i) for i in range(len(data))], pre)
@@ -99,6 +102,36 @@ def test_training_beats_untrained_network(tmp_path, fashion_mnist: LabeledImages
     best, last = (load_checkpoint(p, ()) for p in (result.best, result.last))
     assert set(last) - set(best) == {"optimizer", "scheduler", "scaler", "label_net"}  # best.pt: no resume-only state
     assert best["dictionaries"].keys() == last["dictionaries"].keys() and result.best.stat().st_size < result.last.stat().st_size
+
+
+def test_best_checkpoint_is_the_epoch_of_the_highest_map(tmp_path, fashion_mnist: LabeledImages, monkeypatch) -> None:
+    scores = iter([0.5, 0.9, 0.7])  # epoch 2 is best, not the last
+    monkeypatch.setattr(trainer, "mean_average_precision", lambda *a, **kw: SimpleNamespace(map=next(scores)))
+    data, split = tiny_split(fashion_mnist, query=2, train=6, database=4)
+    result = train(tiny_config(tmp_path, epochs=3, eval_every=1, method="dpsh"), data, split)
+    assert result.best_map == 0.9 and [e["map"] for e in result.history] == [0.5, 0.9, 0.7]
+    best = load_checkpoint(result.best, ("epoch", "best_map"))
+    assert (best["epoch"], best["best_map"]) == (2, 0.9)
+
+
+def test_lr_factor_warms_up_linearly_then_follows_the_schedule() -> None:
+    cosine = trainer.lr_factor(TrainConfig(epochs=2, warmup_epochs=1.0, schedule="cosine"), 10)  # 20 steps, 10 of warm-up
+    half_cos = lambda step: 0.5 * (1 + math.cos(math.pi * step / 20))  # noqa: E731
+    assert [cosine(s) for s in (0, 4, 9, 19)] == pytest.approx([0.1 * half_cos(0), 0.5 * half_cos(4), half_cos(9), half_cos(19)])
+    constant = trainer.lr_factor(TrainConfig(epochs=2, warmup_epochs=0.5, schedule="constant"), 10)  # 5 steps of warm-up
+    assert [constant(s) for s in (0, 4, 5, 19)] == pytest.approx([0.2, 1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("margin", [0.3, "auto"])
+def test_label_network_learns_with_the_margin_asked_for(monkeypatch, margin) -> None:
+    seen = []
+    real = label_stage.label_net_loss
+    monkeypatch.setattr(label_stage, "label_net_loss", lambda *a, **kw: seen.append(kw.get("margin")) or real(*a, **kw))
+    labels = np.eye(10, dtype=np.uint8)[np.arange(200) % 10]
+    net, losses = label_stage.train_label_net(labels, TrainConfig(bits=16, label_epochs=3, label_margin=margin), torch.device("cpu"))
+    assert set(seen) == {label_margin(margin, 10)} and len(seen) == 3 * 4  # every step, 4 batches of 64 per epoch
+    assert losses[-1] < 0.5 * losses[0], losses  # the label network is trained, not only evaluated
+    assert not any(p.requires_grad for p in net.parameters())  # then frozen for stage 2
 
 
 @pytest.mark.parametrize("precision", [dict(amp="bf16", channels_last=True), dict(amp="fp16")])
@@ -332,9 +365,12 @@ def test_cli_ctrl_c_names_the_resume_command(tmp_path, signum: int) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     run_dir = out / "fashion-mnist-dpsh-small_cnn-32b"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a loaded machine: the signal must not reach the process before its first epoch
     while not (run_dir / "log.jsonl").is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)  # the first epoch is done: the run is mid-way
+    if not (run_dir / "log.jsonl").is_file():
+        proc.kill()
+        pytest.fail(f"no epoch finished (exit code {proc.poll()}): {proc.communicate()[1][-2000:]}")
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
