@@ -79,6 +79,17 @@ def test_normalize_exact_values() -> None:
     np.testing.assert_allclose(out.ravel(), [0.0, (0.2 - 0.1) / 0.5, (1.0 - 0.5) / 0.25], rtol=1e-6)
 
 
+def test_preprocess_matches_a_hand_written_pipeline_pixel_for_pixel() -> None:
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)  # already resize_size: only the crop and the arithmetic act
+    cfg = Preprocess(input_size=24, resize_size=30, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25))
+    out = preprocess(bgr, cfg)[0]
+    rgb = bgr[3:27, 3:27, ::-1].astype(np.float64) / 255  # the centre 24 x 24, channels reversed
+    expected = ((rgb - np.array(cfg.mean)) / np.array(cfg.std)).transpose(2, 0, 1)  # C, y, x: rows stay rows
+    assert out.shape == (3, 24, 24)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_preprocess_batch_and_single() -> None:
     cfg = Preprocess(input_size=8, resize_size=10)
     frames = [np.zeros((30, 20, 3), np.uint8), np.full((12, 12), 255, np.uint8)]
