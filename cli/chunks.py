@@ -7,7 +7,6 @@ chunks are discarded. The folder is removed once every chunk is done.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import time
 import zipfile
@@ -119,12 +118,12 @@ class PartialChunks:
 
     def save(self, i: int, codes: np.ndarray, ids: np.ndarray, failures: list[tuple[str, str]]) -> None:
         """Keep chunk i (atomically: a chunk file is whole or absent)."""
-        from ..sdk.atomic import atomic_write_bytes
+        from ..sdk.atomic import atomic_save_npz
 
-        buf = io.BytesIO()
         paths, messages = (list(c) for c in zip(*failures)) if failures else ([], [])
-        np.savez(buf, codes=codes, ids=ids, failed_paths=np.array(paths, dtype=str), failed_messages=np.array(messages, dtype=str))
-        atomic_write_bytes(self._path(i), buf.getvalue())
+        atomic_save_npz(
+            self._path(i), codes=codes, ids=ids, failed_paths=np.array(paths, dtype=str), failed_messages=np.array(messages, dtype=str)
+        )
 
     def remove(self) -> None:
         """Delete the chunk files and the key, then the folder if nothing else is in it."""

@@ -1,7 +1,6 @@
 """`sadh-cli encode`: image files or folders -> packed codes (.npy); and the encoding helpers other commands share."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import List, Optional
 
@@ -78,15 +77,6 @@ def report_failures(failures: list[tuple[str, str]], total: int) -> set[str]:
     return {path for path, _ in failures}
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """Write a .npy file atomically (no pickle)."""
-    from ..sdk.atomic import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def register(app: typer.Typer) -> None:
     """Add the `encode` command to the app."""
 
@@ -99,7 +89,7 @@ def register(app: typer.Typer) -> None:
         paths_out: Optional[Path] = typer.Option(None, help="Where to list the encoded files, one per row (default: OUT with .txt)."),
     ) -> None:
         """Encode images into packed hash codes (.npy) plus the list of encoded files."""
-        from ..sdk.atomic import atomic_write_text
+        from ..sdk.atomic import atomic_save_npy, atomic_write_text
 
         files = expand_images(images)
         listing = paths_out or out.with_suffix(".txt")
@@ -119,7 +109,7 @@ def register(app: typer.Typer) -> None:
         result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial, job_key(model, file_identities(files)))
         report_encoded(result, len(files))
         with written_before_interrupt(f"{out} and {listing} were written completely"):  # never one new, one old
-            save_npy(out, result.codes)
+            atomic_save_npy(out, result.codes)
             atomic_write_text(listing, "".join(f"{files[i]}\n" for i in result.ids))
             result.discard_partial()
         speed = "all resumed" if result.ms_per_item is None else f"{result.ms_per_item:.1f} ms/image"

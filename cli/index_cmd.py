@@ -144,11 +144,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Encode image files and add them to an index and its sidecar; their ids follow the largest id."""
         from ..sdk.index import HammingIndex
-        from ..sdk.retriever import Sidecar, sidecar_path
+        from ..sdk.retriever import Sidecar
         from .encode_cmd import expand_images, report_failures
 
         hindex = HammingIndex.load(index)
-        side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
+        side = Sidecar.of_index(index)
         if side is not None and side.paths is None:
             dataset = side.dataset or {}
             raise SadhError(
@@ -199,10 +199,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Remove ids from an index and its sidecar (an id that is not in the index refuses the whole removal)."""
         from ..sdk.index import HammingIndex
-        from ..sdk.retriever import Sidecar, sidecar_path
+        from ..sdk.retriever import Sidecar
 
         hindex = HammingIndex.load(index)
-        side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
+        side = Sidecar.of_index(index)
         removed = hindex.remove(np.array(ids, np.int64))
         if side is not None:
             gone = set(ids)
@@ -224,7 +224,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from ..sdk.index import HammingIndex
-        from ..sdk.retriever import Sidecar, sidecar_path
+        from ..sdk.retriever import Sidecar
 
         if (index is None) == (index_option is None):
             raise SadhError("give the index file once: `sadh-cli index info FILE` or `sadh-cli index info -i FILE`")
@@ -234,8 +234,8 @@ def register(app: typer.Typer) -> None:
         table.add_row("codes", str(len(hindex)))
         table.add_row("bits", str(hindex.bits))
         table.add_row("file size", f"{index.stat().st_size / 1e6:.2f} MB")
-        if sidecar_path(index).is_file():
-            side = Sidecar.load(sidecar_path(index))
+        side = Sidecar.of_index(index)
+        if side is not None:
             table.add_row("model", side.model or "?")
             table.add_row("classes", ", ".join(side.class_names))
             if side.paths:

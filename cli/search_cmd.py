@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         """Encode query images and print their k nearest indexed items (id, Hamming distance, label, path)."""
         from rich.table import Table
 
-        from ..sdk.retriever import Sidecar, load_index, sidecar_path
+        from ..sdk.retriever import Sidecar, load_index
         from .encode_cmd import expand_images, report_failures
         from .index_cmd import index_encoder
         from .options import make_console, warn
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         hindex = load_index(index, "mih" if mih else "flat")
         if not len(hindex):
             warn(f"{index} holds no codes: every search comes back empty (sadh-cli index add / index build fill it)")
-        side = Sidecar.load(sidecar_path(index)) if sidecar_path(index).is_file() else None
+        side = Sidecar.of_index(index)
         encoder = index_encoder(index, hindex.bits, side, model)
         files = expand_images(images)
         codes, failures = encoder.encode_files(files)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import signal
 import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+import numpy as np
 
 from .errors import SadhError
 
@@ -106,6 +109,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write one array as .npy atomically (never pickled)."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write named arrays as .npz atomically (never pickled)."""
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -128,6 +128,12 @@ class Sidecar:
                 )
         return side
 
+    @classmethod
+    def of_index(cls, index: str | os.PathLike) -> "Sidecar | None":
+        """The sidecar beside an index file (see `load`), None when it has none."""
+        path = sidecar_path(index)
+        return cls.load(path) if path.is_file() else None
+
     def label_names(self, id_: int) -> list[str]:
         """Class names of the item with this id (empty when the id is unknown)."""
         row = self._row.get(int(id_))

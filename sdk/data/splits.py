@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
 import zipfile
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_save_npz
 from ..errors import SadhError
 
 SPLIT_NAMES = ("query", "train", "database")
@@ -66,10 +65,8 @@ class Split:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the split (and its fingerprint, if known) as an .npz (no pickle), atomically."""
-        buf = io.BytesIO()
         known = {} if self.fingerprint is None else {FINGERPRINT: np.array(self.fingerprint)}
-        np.savez(buf, query=self.query, train=self.train, database=self.database, **known)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_save_npz(path, query=self.query, train=self.train, database=self.database, **known)
 
     @classmethod
     def load(cls, path: str | os.PathLike, n_items: int | None = None) -> "Split":
