@@ -4,9 +4,7 @@ Codes are stored as word planes: one contiguous array per machine word (uint32 w
 else uint64, the last word zero-padded), so a search is XOR + popcount over long runs of memory.
 Queries x database are scanned in cache-sized blocks; each query keeps a running distance
 threshold (the k-th smallest distance seen so far), so only a few candidates per block survive;
-database blocks start at MIN_DB_BLOCK codes and double, so the threshold is tight early. A k-NN search of a few
-queries (batch 1: a camera frame) keeps every distance instead and picks one threshold per query from a sample,
-which makes fewer, longer numpy passes (1.3-1.6x faster at batch 1).
+database blocks start at MIN_DB_BLOCK codes and double, so the threshold is tight early.
 
 Ordering: results are sorted by (distance, insertion order); ids removed and re-added count as new.
 
@@ -42,9 +40,6 @@ MIN_DB_BLOCK = 4096  # with BLOCK_ELEMS: at most 32 queries x >= 4096 codes (mea
 RESULT_ENTRY_BYTES = 12  # one k-NN result entry: int32 distance + int64 id
 FALLBACK_MEMORY = 16 << 30  # assumed physical memory where os.sysconf cannot tell
 PRUNE_AFTER = 2  # prune once 2 k new candidates per query piled up (vs 4: trained codes -25 %, 128 bits -12 %; measured)
-FEW_QUERIES = 4  # k-NN of at most this many queries keeps every distance and thresholds once (batch-1 latency)
-FEW_MAX_BYTES = 64 << 20  # ... while those distances take at most this much memory (huge mapped indexes: blocks)
-SAMPLE = 1 << 14  # distances per query sampled to guess its k-th
 
 _MAGIC = b"SADHIDX"
 _VERSION = 1
@@ -102,8 +97,6 @@ def scan(
     n = planes.shape[1]
     nq = queries.shape[1]
     dd = dist_dtype(bits)
-    if k is not None and n and 0 < nq <= FEW_QUERIES and nq * n * dd.itemsize <= FEW_MAX_BYTES:
-        return scan_few(planes, queries, bits, k)
     qb, nb = _block_shape(n, nq)
     xbuf, abuf, sbuf, mbuf = (_scratch(i, qb * nb, dt) for i, dt in enumerate((planes.dtype, dd, dd, np.bool_)))
     out_r, out_d, out_p = [], [], []
@@ -139,46 +132,6 @@ def scan(
     if not out_r:
         return np.empty(0, np.int64), np.empty(0, dd), np.empty(0, np.int64)
     return np.concatenate(out_r), np.concatenate(out_d), np.concatenate(out_p)
-
-
-def scan_few(planes: np.ndarray, queries: np.ndarray, bits: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`scan` with `k` for a few queries (n > 0): every distance is kept, block after block, then one threshold per
-    query keeps at least k codes (about twice the k-th distance of a sample, or the exact k-th where that keeps too
-    few), so numpy makes a few long passes instead of many short ones."""
-    n, nq = planes.shape[1], queries.shape[1]
-    dd = dist_dtype(bits)
-    nb = max(MIN_DB_BLOCK, BLOCK_ELEMS // nq)
-    nblk = -(-n // nb)
-    xbuf, abuf, sbuf = (_scratch(i, nq * nb, dt) for i, dt in enumerate((planes.dtype, dd, dd)))
-    dist = _scratch(4, nblk * nq * nb, dd).reshape(nblk, nq, nb)  # block b holds the distances of codes b*nb...
-    for b in range(nblk):
-        blk = planes[:, b * nb : (b + 1) * nb]
-        if blk.shape[1] == nb:
-            _block_distances(blk, queries, xbuf, dist[b].reshape(-1), sbuf)
-        else:  # the last, short block: padded with a distance no threshold keeps
-            dist[b, :, : blk.shape[1]] = _block_distances(blk, queries, xbuf, abuf, sbuf)
-            dist[b, :, blk.shape[1] :] = bits + 1
-    sample = np.ascontiguousarray(dist[:, :, :: max(1, nblk * nb // SAMPLE)].transpose(1, 0, 2)).reshape(nq, -1)
-    rank = min(sample.shape[1], 2 * -(-k * sample.shape[1] // n) + 1)
-    limit = np.minimum(np.partition(sample, rank - 1, axis=1)[:, rank - 1], bits)  # the padding is never kept
-    keep = _scratch(5, dist.size, np.dtype(np.bool_)).reshape(dist.shape)
-    rows, pos = _within(dist, limit, keep)
-    short = np.bincount(rows, minlength=nq) < min(k, n)
-    if short.any():
-        limit[short] = _block_kth(dist.transpose(1, 0, 2).reshape(nq, -1)[short][:, :n], k, bits)
-        rows, pos = _within(dist, limit, keep)
-    found = rows, dist[pos // nb, rows, pos % nb], pos
-    return prune(*found, nq, k, bits)[:3] if rows.size > PRUNE_AFTER * nq * k else found  # ties never pile up
-
-
-def _within(dist: np.ndarray, limit: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(query row, position) of the distances (blocks, queries, block width) at most each query's limit, each row's
-    positions in increasing order."""
-    np.less_equal(dist, limit[None, :, None], out=keep)
-    nq, nb = dist.shape[1:]
-    blk, rest = np.divmod(np.flatnonzero(keep), nq * nb)
-    rows, col = np.divmod(rest, nb)
-    return rows, blk * nb + col
 
 
 def nearest_distances(planes: np.ndarray, queries: np.ndarray, bits: int) -> np.ndarray:
