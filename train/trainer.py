@@ -255,6 +255,14 @@ def train(
     # images, decoded once at the training resolution
     cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
     eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)
+    if main:
+        ranks = f" x {info.world_size} processes" if info.world_size > 1 else ""
+        epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
+        tqdm.write(
+            f"{run_dir}: {cfg.method}, {cfg.backbone} at {pre.input_size} px, {cfg.bits} bits, {epochs} on {info.device}{ranks}; "
+            f"{data.name}: {data.num_classes} classes, {len(split.train)} training images, mAP of {len(split.query)} queries "
+            f"against {len(eval_db)} of {len(split.database)} database items"
+        )
     with distributed.main_first(info):
         train_images, query_images, db_images = (
             cache_images(data, idx, pre.resize_size, cache_dir, cfg.workers, progress=main)
