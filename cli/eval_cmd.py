@@ -10,7 +10,6 @@ import numpy as np
 import typer
 
 from ..sdk.data import database_subset
-from ..sdk.errors import SadhError
 from ..sdk.grid import encode_png, retrieval_grid
 from .chunks import partial_path
 from .options import (
@@ -81,16 +80,6 @@ def warn_tie_order(plain: float, tie_aware: float) -> None:
 def map_name(topk: int | None, database: int) -> str:
     """How to call the mAP that was computed: mAP@K, or mAP@all when K covers the whole database."""
     return "mAP@all" if topk is None or topk >= database else f"mAP@{topk}"
-
-
-def codes_of(index, ids: np.ndarray) -> np.ndarray:
-    """The packed codes stored in `index` under `ids` (SadhError naming the first id that is missing)."""
-    snap = index.snapshot()
-    at = np.minimum(np.searchsorted(snap.sorted_ids, ids), max(len(snap.sorted_ids) - 1, 0))
-    missing = snap.sorted_ids[at] != ids if len(snap.sorted_ids) else np.ones(len(ids), bool)
-    if missing.any():
-        raise SadhError(f"id {int(ids[missing][0])} is not in the index")
-    return index.codes[snap.sorted_pos[at]]
 
 
 def evaluate(

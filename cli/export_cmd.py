@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     from ..export.api import ExportResult
     from ..export.report import ReportRow
 
-ONNX_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-cpu")
-
 
 def register(app: typer.Typer) -> None:
     """Add the `export` command to the app."""
@@ -46,6 +44,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a checkpoint; prints each file with its precision, size, time and parity against torch."""
         from ..export.api import export_model
+        from ..export.model_meta import PRECISIONS
         from ..export.report import report_export
         from ..export.samples import checkpoint_data_config, checkpoint_dataset
         from ..export.tensorrt_build import BatchProfile
@@ -64,7 +63,7 @@ def register(app: typer.Typer) -> None:
             console.print("TensorRT is not installed here; build the engine(s) on the target GPU with:")
             for command in result.trtexec:
                 console.print(f"  {command}", soft_wrap=True, highlight=False)
-        models = {a.precision: a.path for a in result.artifacts if a.precision in ONNX_PRECISIONS}
+        models = {a.precision: a.path for a in result.artifacts if a.precision in PRECISIONS}
         if run_eval:
             console.print(report_table(report_export(checkpoint, models, data, queries=eval_queries, database=eval_database)))
         runtime = models.get("int8-cpu", models["fp32"])

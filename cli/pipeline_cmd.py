@@ -165,7 +165,7 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
     from ..sdk.encoder import Encoder
     from ..train.trainer import load_data
     from ..sdk.data import database_subset
-    from .eval_cmd import codes_of, evaluate
+    from .eval_cmd import evaluate
     from .index_cmd import build_index, dataset_spec
     from .options import DataOptions
 
@@ -188,7 +188,7 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
                 console.print(f"[bold]3/4 indexing[/] {len(index_items)} database images with the {precision} model")
                 hindex, encoded = build_index(encoder, dataset, index_items, index_path, spec)
                 row.update(index=str(index_path), index_ms_per_image=encoded.ms_per_item)
-            db_codes = codes_of(hindex, eval_db)
+            db_codes = hindex.reconstruct(eval_db)
         console.print(f"[bold]4/4 evaluating[/] {precision}: {len(split.query)} queries x {len(eval_db)} database")
         metrics = evaluate(encoder, dataset, split.query, eval_db, out / REPORT_NAME / precision, None, db_codes)
         row.update({k: metrics[k] for k in ("map", "map_tie_aware", "encode_ms_per_image", "search_us_per_query", "topk")})

@@ -351,6 +351,15 @@ class HammingIndex:
         """Packed uint8 codes (n, bits/8) in insertion order (a copy)."""
         return from_planes(self._snap.planes, self.bits)
 
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The packed codes (len(ids), bits/8) stored under `ids`, like faiss's reconstruct_batch; an unknown id raises SadhError."""
+        ids = check_ids(ids)
+        snap = self._snap
+        present = _present(snap, ids)
+        if not present.all():
+            raise SadhError(f"id {int(ids[~present][0])} is not in the index")
+        return from_planes(snap.planes[:, snap.sorted_pos[np.searchsorted(snap.sorted_ids, ids)]], self.bits)
+
     def snapshot(self) -> Snapshot:
         """The current immutable snapshot (for readers that need a consistent view)."""
         return self._snap

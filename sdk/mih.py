@@ -127,6 +127,10 @@ class MultiIndexHashingIndex:
         """Packed uint8 codes (n, bits/8) in insertion order (a copy)."""
         return self._flat.codes
 
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The packed codes stored under `ids`; see `HammingIndex.reconstruct`."""
+        return self._flat.reconstruct(ids)
+
     def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Append codes; same rules as `HammingIndex.add`."""
         return self._flat.add(codes, ids)

@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import sadh.sdk.index as index_mod
 from sadh.sdk.errors import SadhError
 from sadh.sdk.index import HammingIndex, save_arrays, to_planes
+from sadh.sdk.mih import MultiIndexHashingIndex
 
 BITS = [8, 16, 24, 32, 48, 64, 96, 128, 256]
 
@@ -141,6 +142,19 @@ def test_id_rules():
     assert list(index.add(x[:1])) == [3] and len(index) == 4
     with pytest.raises(ValueError):
         index.ids[0] = 1
+
+
+def test_reconstruct_returns_the_codes_stored_under_ids():
+    rng = np.random.default_rng(3)
+    db = rng.integers(0, 256, (50, 12), dtype=np.uint8)
+    index = HammingIndex(96)
+    index.add(db, np.arange(50) * 3)
+    index.remove([6])
+    assert np.array_equal(index.reconstruct([147, 0, 9, 9]), db[[49, 0, 3, 3]])
+    assert np.array_equal(MultiIndexHashingIndex.over(index).reconstruct(np.int64(30)), db[[10]])
+    assert index.reconstruct([]).shape == (0, 12)
+    with pytest.raises(SadhError, match="id 6 is not in the index"):
+        index.reconstruct([0, 6])
 
 
 def test_remove_checks_ids_like_add():

@@ -10,6 +10,14 @@ from ..errors import SadhError
 from .images import read_image
 
 
+def one_hot(classes: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+    """uint8 (n, num_classes) labels with a single 1 per row, at each item's class index."""
+    classes = np.asarray(classes, dtype=np.int64)
+    labels = np.zeros((len(classes), num_classes), np.uint8)
+    labels[np.arange(len(classes)), classes] = 1
+    return labels
+
+
 @dataclass
 class LabeledImages:
     """A labelled image set: either `images` (N,H,W[,C] uint8, BGR) or `paths`, plus multi-hot `labels`."""

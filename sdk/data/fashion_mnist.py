@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SadhError
-from .dataset import LabeledImages
+from .dataset import LabeledImages, one_hot
 from .idx import read_idx
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -65,6 +65,4 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> LabeledImag
     parts = [_read_part(files[f"{part}_images"], files[f"{part}_labels"]) for part in ("train", "test")]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    onehot = np.zeros((len(labels), len(CLASSES)), dtype=np.uint8)
-    onehot[np.arange(len(labels)), labels] = 1
-    return LabeledImages(labels=onehot, class_names=list(CLASSES), images=images, name="fashion-mnist")
+    return LabeledImages(labels=one_hot(labels, len(CLASSES)), class_names=list(CLASSES), images=images, name="fashion-mnist")

@@ -4,10 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import SadhError
-from .dataset import LabeledImages
+from .dataset import LabeledImages, one_hot
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -28,6 +26,4 @@ def read_image_folder(root: str | os.PathLike) -> LabeledImages:
         labels += [c] * len(files)
     if not paths:
         raise SadhError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under the class folders")
-    onehot = np.zeros((len(labels), len(classes)), dtype=np.uint8)
-    onehot[np.arange(len(labels)), labels] = 1
-    return LabeledImages(labels=onehot, class_names=classes, paths=paths, name=root.name)
+    return LabeledImages(labels=one_hot(labels, len(classes)), class_names=classes, paths=paths, name=root.name)
