@@ -10,6 +10,17 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+def launch_command() -> list[str]:
+    """How to start sadh-cli again as this process was started: `sadh-cli`, or under torchrun the same number of
+    processes (on several nodes the rendezvous options are left for the user to repeat)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return ["sadh-cli"]
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = ["--standalone"] if local == world else [f"--nnodes={world // local}", "<your rendezvous options>"]
+    return ["torchrun", *nodes, f"--nproc_per_node={local}", "-m", "sadh.cli.app"]
+
+
 def main() -> None:
     """Console-script entry: import the app (OpenCV, rich: about a second) and run it; Ctrl-C even then is one line."""
     try:

@@ -84,10 +84,20 @@ def main() -> None:
     torchrun and job schedulers send) stops a command as Ctrl-C does, with its line, exit code 130 and clean files."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        app()
-    except SadhError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        code = app(standalone_mode=False)
+    except SadhError as e:  # under torchrun every rank meets the same bad input: rank 0 says it
+        if is_main_process():
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except typer.TyperException as e:  # a bad command line, as click reports it (once under torchrun)
+        if is_main_process():
+            e.show()
+        sys.exit(e.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        if is_main_process():
+            sys.stderr.write("Aborted!\n")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import typer
 
 from ..sdk.errors import SadhError
 from ..train.config import TrainConfig
-from . import is_main_process
+from . import is_main_process, launch_command
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, next_hint,
     typed,
@@ -117,6 +117,6 @@ def register(app: typer.Typer) -> None:
                     next_hint("sadh-cli", "export", result.best, "--int8")
         except KeyboardInterrupt:
             again = sys.argv[1:] + ([] if resume else ["--resume"])
-            raise KeyboardInterrupt(f"continue with: {shlex.join(['sadh-cli', *again])}") from None
+            raise KeyboardInterrupt(f"continue with: {shlex.join([*launch_command(), *again])}") from None
         finally:
             distributed.teardown()

@@ -1,9 +1,11 @@
 """The CLI frame: help lists every command, --version, and one-line errors with exit code 2."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,6 +43,27 @@ def test_help_at_80_columns_names_every_option_in_full(command: list[str]) -> No
     for param in cmd.params:
         for opt in param.opts if param.param_type_name == "option" else []:
             assert opt in result.output, opt  # rich's panels cut long names ("--backbone-weigh…") at 80 columns
+
+
+@pytest.mark.parametrize("args, message", [(["train", "--bits", "12"], "error: bits must be"), (["train", "--bogus"], "No such option")])
+def test_under_torchrun_only_rank_0_reports_a_bad_command_line(args: list[str], message: str) -> None:
+    for rank, shown in (("0", True), ("1", False)):  # every rank parses the same command line: one report, not one per rank
+        env = {**os.environ, "WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank}
+        out = subprocess.run([sys.executable, "-m", "sadh.cli.app", *args], capture_output=True, text=True, env=env)
+        assert out.returncode == 2 and (message in out.stderr) == shown and (out.stderr == "") != shown, out.stderr
+
+
+def test_the_resume_command_keeps_the_torchrun_launch(monkeypatch) -> None:
+    from sadh.cli import launch_command
+
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert launch_command() == ["sadh-cli"]
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert launch_command() == ["torchrun", "--standalone", "--nproc_per_node=4", "-m", "sadh.cli.app"]
+    monkeypatch.setenv("WORLD_SIZE", "8")  # two nodes of 4: the rendezvous is the user's to repeat
+    assert launch_command() == ["torchrun", "--nnodes=2", "<your rendezvous options>", "--nproc_per_node=4", "-m", "sadh.cli.app"]
 
 
 def test_version() -> None:

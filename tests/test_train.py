@@ -184,6 +184,36 @@ def test_checkpoint_errors(tmp_path) -> None:
         load_model(tmp_path / "foreign.pt")
 
 
+def test_a_checkpoint_path_that_is_a_folder_is_refused_before_training(tmp_path, fashion_mnist: LabeledImages, monkeypatch) -> None:
+    (tmp_path / "run" / "best.pt").mkdir(parents=True)
+    monkeypatch.setattr(trainer, "cache_images", lambda *a, **kw: pytest.fail("started the slow work"))
+    data, split = tiny_split(fashion_mnist, query=2, train=6, database=4)
+    with pytest.raises(SadhError, match=r"cannot write .*run/best.pt: it is a folder, not a file"):
+        train(tiny_config(tmp_path), data, split)
+
+
+def test_resume_with_another_number_of_processes_is_refused(tmp_path, fashion_mnist: LabeledImages) -> None:
+    data, split = tiny_split(fashion_mnist, query=2, train=2, database=4)
+    first = train(tiny_config(tmp_path, epochs=1, method="dpsh", schedule="constant"), data, split)
+    (entry,) = first.history  # 20 training images, fewer than a batch of 32: one step of 20
+    assert entry["images_per_s"] * entry["seconds"] == pytest.approx(20)
+    last = tmp_path / "run" / "last.pt"
+    state = load_checkpoint(last, trainer.RESUME_KEYS)
+    assert state["world_size"] == 1
+    save_checkpoint(last, {**state, "world_size": 2})  # as if torchrun had run it with 2 processes
+    with pytest.raises(SadhError, match=r"was trained by 2 processes and this is 1: resume it with 2 \(torchrun --nproc_per_node\)"):
+        train(tiny_config(tmp_path, epochs=2, method="dpsh", schedule="constant", resume=True), data, split)
+
+
+def test_each_torchrun_process_takes_its_own_gpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device objects only: nothing runs on a GPU here
+    assert distributed.pick_device("cuda", local_rank=1, world_size=2) == torch.device("cuda:1")
+    assert distributed.pick_device("auto", local_rank=1, world_size=2) == torch.device("cuda:1")
+    assert distributed.pick_device("cuda:0") == torch.device("cuda:0")  # one process: as named
+    with pytest.raises(SadhError, match="--device cuda:0 would put all 2 processes on one GPU; use --device cuda"):
+        distributed.pick_device("cuda:0", local_rank=1, world_size=2)
+
+
 def test_truncated_checkpoint(tmp_path, fashion_mnist: LabeledImages) -> None:
     data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
     result = train(tiny_config(tmp_path, method="csq", epochs=1, batch_size=50), data, split)

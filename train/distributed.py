@@ -31,13 +31,18 @@ class DistInfo:
         return self.rank == 0
 
 
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto` -> this rank's CUDA device when there is one, else CPU; otherwise the named device."""
+def pick_device(name: str = "auto", local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """`auto` -> this rank's CUDA device when there is one, else CPU; otherwise the named device, where `cuda` under
+    torchrun (world_size > 1) is this rank's GPU, cuda:LOCAL_RANK."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SadhError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and world_size > 1:
+        if device.index is not None:
+            raise SadhError(f"--device {name} would put all {world_size} processes on one GPU; use --device cuda (each takes cuda:LOCAL_RANK)")
+        return torch.device(f"cuda:{local_rank}")
     return device
 
 
@@ -47,7 +52,7 @@ def setup(device: str = "auto") -> DistInfo:
     if world <= 1:
         return DistInfo(0, 0, 1, pick_device(device))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = pick_device(device, local_rank)
+    dev = pick_device(device, local_rank, world)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():

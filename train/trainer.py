@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..sdk.atomic import atomic_write_text, interrupts_deferred, remove_stale_temps
+from ..sdk.atomic import atomic_write_text, interrupts_deferred, remove_stale_temps, unwritable_reason
 from ..sdk.data import LabeledImages, Split, database_subset, load_dataset_split
 from ..sdk.errors import SadhError
 from ..sdk.metrics import default_topk, mean_average_precision
@@ -201,10 +201,20 @@ def train(
     run_dir = Path(cfg.out) / cfg.name
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     main = info.is_main and cfg.progress
+    for path in (last_path, best_path, run_dir / "log.jsonl", run_dir / RUN_SPLIT):  # before any slow work
+        reason = unwritable_reason(path)
+        if reason:
+            raise SadhError(f"cannot write {path}: {reason}")
     state, requested = None, cfg
     if cfg.resume and last_path.is_file():
         state = load_checkpoint(last_path, RESUME_KEYS)
         saved, done = with_absolute_paths(checkpoint_config(state, last_path)), int(state["epoch"])
+        trained_by = int(state.get("world_size", info.world_size))  # runs saved before it was recorded: not checked
+        if trained_by != info.world_size:
+            raise SadhError(
+                f"{run_dir} was trained by {trained_by} process{'es' * (trained_by != 1)} and this is {info.world_size}: resume "
+                f"it with {trained_by} (torchrun --nproc_per_node), as its schedule and data shards count steps per process"
+            )
         try:
             cfg, ignored = resume_config(saved, cfg, cfg.to_dict() if asked is None else asked, done)
         except SadhError as e:
@@ -320,6 +330,7 @@ def train(
             "config": cfg.to_dict(),
             "epoch": epoch,
             "step": step,
+            "world_size": info.world_size,
             "best_map": best_map,
             "history": history,
             "preprocess": pre.to_json(),
@@ -371,7 +382,7 @@ def train(
                     recent = losses[len(checked) : b + 1].tolist()
                     check_finite(recent, step + len(checked), epoch)
                     checked += recent
-                    rate = (b + 1) * cfg.batch_size * info.world_size / (time.perf_counter() - t0)
+                    rate = (b + 1) * min(cfg.batch_size, local_n) * info.world_size / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{recent[-1]:.4f}", img_s=f"{rate:.0f}")
         step += steps_per_epoch
         distributed.broadcast_module(model, info)  # DDP keeps BatchNorm statistics per rank: take rank 0's
@@ -381,7 +392,7 @@ def train(
             "step": step,
             "loss": sum(checked) / steps_per_epoch,
             "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": steps_per_epoch * cfg.batch_size * info.world_size / seconds,
+            "images_per_s": steps_per_epoch * min(cfg.batch_size, local_n) * info.world_size / seconds,
             "seconds": seconds,
             "finished_at": time.time(),
             "map": None,
