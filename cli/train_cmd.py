@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder that holds the run folders."),
         run_name: Optional[str] = typer.Option(None, help="Run folder name (default: DATA-METHOD-BACKBONE-BITSb)."),
     ) -> None:
-        """Train a hashing network; writes OUT/NAME/best.pt, last.pt, log.jsonl and split.npz."""
+        """Train a hashing network; writes OUT/NAME/best.pt, last.pt, log.jsonl and split.npz (decoded images: OUT/cache)."""
         from ..train import distributed
         from ..train.trainer import train
 

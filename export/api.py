@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import onnx
+
 from ..sdk import metadata as md
 from ..sdk.atomic import interrupts_deferred, make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
 from .fp16 import convert_fp16
+from .model_meta import read_stamp
 from .onnx_export import DEFAULT_OPSET, export_onnx
 from .ort_run import cpu_session, run_codes
 from .parity import Parity, compare_codes, require_parity
@@ -151,7 +154,7 @@ def export_model(
                     check_qdq(quantized, staged.name)
                 add(staged, flavour.precision, t, int8_threshold)
             add(cache, "calib", time.perf_counter(), None)
-        _publish(passed, out_dir, stem, result, log)
+        _publish(passed, out_dir, stem, read_stamp(fp32)[md.WEIGHTS], result, log)
     if engine:
         _engines(result, out_dir, stem, fp16, int8, batch, log)
     return result
@@ -179,20 +182,37 @@ def _process_alive(pid: int) -> bool:
 
 
 def _publish(
-    passed: list[tuple[Path, str, float, Parity | None]], out_dir: Path, stem: str, result: ExportResult, log: Callable[[str], None]
+    passed: list[tuple[Path, str, float, Parity | None]], out_dir: Path, stem: str, weights: str, result: ExportResult,
+    log: Callable[[str], None],
 ) -> None:
-    """Move every staged file into `out_dir` once all passed, and remove the ONNX files, calibration cache and split an
-    earlier export of `stem` left that this one did not rewrite: they belong to another model. Ctrl-C waits for it."""
+    """Move every staged file into `out_dir` once all passed. Of the files an earlier export of `stem` left that this one
+    did not rewrite, keep the models of the same trained `weights` (and their calibration cache) and remove the others:
+    they belong to another model. Ctrl-C waits for it."""
     with interrupts_deferred():
         for staged, precision, seconds, parity in passed:
             path = out_dir / staged.name
             os.replace(staged, path)
             result.artifacts.append(Artifact(path, precision, path.stat().st_size, seconds, parity))
         written = {staged.name for staged, *_ in passed}
-        for name in (f"{stem}{suffix}" for suffix in EXPORT_SUFFIXES):
-            if name not in written and (out_dir / name).is_file():
-                (out_dir / name).unlink()
-                log(f"removed {name}: left by an earlier export, it belongs to another model")
+        kept_int8 = False
+        for path in (out_dir / f"{stem}{suffix}" for suffix in EXPORT_SUFFIXES):  # models before the calibration cache
+            if path.name in written or not path.is_file():
+                continue
+            same = exported_from(path) == weights if path.suffix == ".onnx" else path.name.endswith(".calib.json") and kept_int8
+            if same:
+                kept_int8 = kept_int8 or ".int8-" in path.name
+                log(f"kept {path.name}: an earlier export of the same trained weights")
+            else:
+                path.unlink()
+                log(f"removed {path.name}: left by an earlier export, it belongs to another model")
+
+
+def exported_from(path: Path) -> str | None:
+    """The trained-weights digest an ONNX file records, None when it records none or is not a readable model."""
+    try:
+        return read_stamp(onnx.load(str(path))).get(md.WEIGHTS)
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: not ours to keep
+        return None
 
 
 def _engines(

@@ -38,9 +38,9 @@ from cli_run import cli
 BITS = 32
 
 
-def write_checkpoint(path: Path, bits: int = BITS, config: dict | None = None) -> Path:
+def write_checkpoint(path: Path, bits: int = BITS, config: dict | None = None, seed: int = 0) -> Path:
     """A small-CNN checkpoint (random init, seeded) in the trainer's format, trained on Fashion-MNIST."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create_model("small_cnn", bits, 10)
     cfg = model.default_cfg
     pre = Preprocess(cfg["input_size"], cfg["resize_size"], cfg["mean"], cfg["std"])
@@ -177,6 +177,21 @@ def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt", "m.split.npz"]
     assert (tmp_path / "m.onnx").read_bytes() != earlier["m.onnx"]
     assert "removed m.int8-cpu.onnx: left by an earlier export, it belongs to another model" in lines
+
+
+def test_a_narrower_re_export_keeps_models_of_the_same_weights_and_removes_others(tmp_path: Path) -> None:
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    export_model(ckpt, tmp_path / "out", int8=True, calib_images=20, parity_images=8)
+    int8 = ["m.int8-qdq.onnx", "m.int8-cpu.onnx", "m.calib.json"]
+    lines: list[str] = []
+    export_model(ckpt, tmp_path / "out", parity_images=8, log=lines.append)  # same checkpoint, FP32 only
+    assert all((tmp_path / "out" / name).is_file() for name in int8)
+    assert "kept m.int8-cpu.onnx: an earlier export of the same trained weights" in lines and not any("removed" in x for x in lines)
+    write_checkpoint(ckpt, seed=1)  # retrained: other weights under the same name
+    lines.clear()
+    export_model(ckpt, tmp_path / "out", parity_images=8, log=lines.append)
+    assert not any((tmp_path / "out" / name).exists() for name in int8)
+    assert "removed m.calib.json: left by an earlier export, it belongs to another model" in lines
 
 
 def test_export_refuses_a_tensorrt_model_that_breaks_the_qdq_rules(tmp_path: Path, monkeypatch) -> None:
