@@ -140,12 +140,14 @@ def encode_in_chunks(
 ) -> Encoded:
     """Encode items 0..total-1 chunk by chunk with a progress bar; with `partial`, finished chunks are kept there
     (until `Encoded.discard_partial`) and reused by the next run of the same job (`key`), and Ctrl-C says so."""
+    from rich.console import Console
     from rich.progress import Progress
 
     store = PartialChunks(partial, key) if partial is not None else None
     parts, seconds, encoded = [], 0.0, 0
     starts = range(0, total, CHUNK)
-    with Progress(transient=True) as progress:
+    console = Console(stderr=True)  # a live bar on a terminal; nothing in a log or pipe (it left blank lines there)
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"encoding {total} {what}", total=total)
         try:
             for i, start in enumerate(starts):

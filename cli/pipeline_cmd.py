@@ -90,7 +90,8 @@ def run_training(cfg, console) -> Trained:
         console.print(f"[yellow]reusing finished training in {run_dir} (best mAP {done.best_map:.4f})[/]")
         return done
     cfg.resume = (run_dir / "last.pt").is_file()
-    console.print(f"[bold]1/4 training[/] {cfg.backbone}, {cfg.bits} bits, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}" + (" (resuming)" if cfg.resume else ""))
+    epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
+    console.print(f"[bold]1/4 training[/] {cfg.backbone}, {cfg.bits} bits, {epochs}" + (" (resuming)" if cfg.resume else ""))
     result = train(cfg)
     return Trained(result.run_dir, result.best, result.best_map)
 
