@@ -1,6 +1,7 @@
 """The `sadh-cli` Typer application: one module per command, imported lazily so --help stays fast."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from importlib import metadata
@@ -23,10 +24,11 @@ class _Group(TyperGroup):
 
     A command can name what to do next instead of NEXT_AFTER_INTERRUPT by raising KeyboardInterrupt(next_step)."""
 
-    def invoke(self, ctx: typer.Context) -> object:
-        """Run the command; a KeyboardInterrupt becomes "interrupted; NEXT STEP" on stderr (rank 0) and exit code 130."""
+    def invoke(self, ctx: typer.Context) -> None:
+        """Run the command; a KeyboardInterrupt becomes "interrupted; NEXT STEP" on stderr (rank 0) and exit code 130.
+        What a command returns is dropped: only typer.Exit sets the exit code."""
         try:
-            return super().invoke(ctx)
+            super().invoke(ctx)
         except KeyboardInterrupt as e:
             fresh_line = _clear_progress_bars()
             if is_main_process():
@@ -79,19 +81,40 @@ for module in (pipeline_cmd, data_cmd, train_cmd, export_cmd, encode_cmd, index_
     module.register(app)
 
 
+def reports_errors() -> bool:
+    """Whether this process prints its error: rank 0 always; under torchrun the other ranks only once they joined the
+    process group (before that every rank reads the same command line and data, so rank 0 says it for all)."""
+    if is_main_process():
+        return True
+    distributed = sys.modules.get("sadh.train.distributed")
+    return distributed is not None and distributed.joined_group()
+
+
+def _show(error: typer.TyperException) -> None:
+    """Print a command-line error as click does; a group's help (asked for by giving no command) goes to stdout."""
+    ctx = getattr(error, "ctx", None)
+    if type(error).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        typer.echo(ctx.get_help())
+    elif hasattr(error, "show"):
+        error.show()
+    else:
+        typer.echo(f"Error: {error.format_message()}", err=True)
+
+
 def main() -> None:
     """Entry point of the `sadh-cli` console script: user errors print one line and exit with code 2; a SIGTERM (what
     torchrun and job schedulers send) stops a command as Ctrl-C does, with its line, exit code 130 and clean files."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = app(standalone_mode=False)
-    except SadhError as e:  # under torchrun every rank meets the same bad input: rank 0 says it
-        if is_main_process():
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    except SadhError as e:
+        if reports_errors():
+            rank = "" if is_main_process() else f"[rank {os.environ.get('RANK', '?')}] "
+            typer.secho(f"{rank}error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except typer.TyperException as e:  # a bad command line, as click reports it (once under torchrun)
         if is_main_process():
-            e.show()
+            _show(e)
         sys.exit(e.exit_code)
     except typer.Abort:  # end of input at a prompt
         if is_main_process():

@@ -63,7 +63,8 @@ def write_grid(data, q_idx: np.ndarray, db_idx: np.ndarray, q_codes: np.ndarray,
         return ", ".join(data.class_names[c] for c in np.flatnonzero(labels)) or "(no label)"
 
     captions = [[names(q)] + [names(data.labels[db_idx[j]]) for j in row] for q, row in zip(q_labels, hits)]
-    image = retrieval_grid(queries, results, relevant, captions, [d[: len(row)] for d, row in zip(dist.tolist(), hits)], title=title)
+    distances = [d[: len(row)] for d, row in zip(dist.tolist(), hits)]
+    image = retrieval_grid(queries, results, relevant, captions, distances=distances, title=title)
     atomic_write_bytes(path, encode_png(image))
     return path
 

@@ -120,12 +120,14 @@ def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any
     import numpy as np
 
     from ..sdk.index import HammingIndex
-    from ..sdk.retriever import Sidecar, sidecar_path
+    from ..sdk.retriever import Sidecar
 
-    if not (path.is_file() and sidecar_path(path).is_file()) or path.stat().st_mtime < model.stat().st_mtime:
+    if not path.is_file() or path.stat().st_mtime < model.stat().st_mtime:
         return None
     try:
-        side = Sidecar.load(sidecar_path(path))
+        side = Sidecar.of_index(path)
+        if side is None:
+            return None
         held = set(side.ids)
         ids = [int(i) for i in items]
         same = (side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [i for i in ids if i in held]

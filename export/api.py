@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from .torch_ref import torch_codes
 from .tensorrt_build import BatchProfile, build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256
-STAGING_PREFIX = ".sadh-export-"  # + the exporting process's id + "-" + random: the staging folder inside OUT
+STAGING_PREFIX = ".sadh-export-"  # + host + "-" + the exporting process's id + "-" + random: the staging folder in OUT
 QDQ_TOOLS = ("onnxruntime", "modelopt")  # who writes the TensorRT-bound Q/DQ model
 # the files an export of STEM writes (STEM + suffix): a re-export removes those it does not rewrite
 EXPORT_SUFFIXES = (".onnx", ".fp16.onnx", f".{TENSORRT_FLAVOUR.precision}.onnx", f".{CPU_FLAVOUR.precision}.onnx", ".calib.json",
@@ -119,7 +120,7 @@ def export_model(
 
     make_folder(out_dir)
     remove_stale_staging(out_dir, log)
-    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir) as tmp:  # same file system: os.replace is atomic
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{_host()}-{os.getpid()}-", dir=out_dir) as tmp:  # same file system: os.replace is atomic
         staging = Path(tmp)
         t = time.perf_counter()
         fp32 = export_onnx(model, info, staging / f"{stem}.onnx", packed=packed, opset=opset)
@@ -139,7 +140,7 @@ def export_model(
         if int8:
             calib = model_inputs(data, spread(split.train, calib_images), info.preprocess)
             if len(calib) < calib_images:
-                log(f"calibrating INT8 on all {len(calib)} training images (fewer than the {calib_images} asked for)")
+                log(f"calibrating INT8 on {len(calib)} training images (fewer than the {calib_images} asked for)")
             cache = staging / f"{stem}.calib.json"  # fresh: ranges of an older export must not leak into this one
             prepared = staging / "prepared.onnx"
             preprocess_for_quantization(fp32_path, prepared)
@@ -161,13 +162,18 @@ def export_model(
 
 
 def remove_stale_staging(out_dir: Path, log: Callable[[str], None]) -> None:
-    """Delete the staging folders in `out_dir` of exports whose process is gone (killed with kill -9, power loss);
-    a running export's folder stays."""
-    for folder in sorted(out_dir.glob(f"{STAGING_PREFIX}*-*")):
-        pid = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+    """Delete the staging folders in `out_dir` of exports on this host whose process is gone (killed with kill -9, power
+    loss); a running export's folder stays, and so does every folder of another host (a shared file system)."""
+    for folder in sorted(out_dir.glob(f"{STAGING_PREFIX}{_host()}-*-*")):
+        pid = folder.name[len(f"{STAGING_PREFIX}{_host()}-") :].split("-", 1)[0]
         if folder.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             log(f"removed {folder.name}: the staging folder of an export that was killed")
+
+
+def _host() -> str:
+    """This machine's name as it may appear in a folder name."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
 
 
 def _process_alive(pid: int) -> bool:

@@ -7,7 +7,6 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 import onnx
-import torch
 
 from ..sdk import metadata as keys
 
@@ -19,8 +18,11 @@ def sadh_version() -> str:
     return importlib_metadata.version("sadh")
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """blake2b-128 hex of a model's parameters and buffers (names, dtypes, shapes, values): which trained weights it is."""
+def weights_digest(model: Any) -> str:
+    """blake2b-128 hex of a torch model's parameters and buffers (names, dtypes, shapes, values): which trained weights
+    it is."""
+    import torch  # here: the other export modules that read metadata need no torch
+
     h = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()

@@ -119,9 +119,13 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Write named arrays as .npz atomically (never pickled)."""
+    """Write named arrays as .npz atomically (never pickled: object arrays are refused)."""
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    pickled = [name for name, a in arrays.items() if a.dtype.hasobject]
+    if pickled:
+        raise SadhError(f"cannot write {path}: {', '.join(pickled)} would need pickling")
     buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False, **arrays)
+    np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -88,8 +88,9 @@ def retrieval_grid(
     results: Sequence[Sequence[np.ndarray]],
     relevant: np.ndarray,
     captions: Sequence[Sequence[str]] | None = None,
-    distances: Sequence[Sequence[int]] | None = None,
     tile: int = 96,
+    *,
+    distances: Sequence[Sequence[int]] | None = None,
     title: str | None = None,
 ) -> np.ndarray:
     """BGR uint8 grid: a legend, then row i = query i (blue border) and its results (green: relevant, red: not).
@@ -106,6 +107,9 @@ def retrieval_grid(
     relevant = np.asarray(relevant, dtype=bool)
     if relevant.shape[0] != len(queries) or relevant.shape[1] < width:
         raise SadhError(f"relevance mask of shape {relevant.shape} does not cover {len(queries)} x {width} results")
+    for name, rows, extra in (("captions", captions, 1), ("distances", distances, 0)):
+        if rows is not None and [len(r) for r in rows] != [len(found) + extra for found in results]:
+            raise SadhError(f"{name} must hold {'one for the query, then ' if extra else ''}one per result of each query")
     lines = [
         [
             ([f"d={distances[i][j - 1]}"] if distances is not None and j else [])

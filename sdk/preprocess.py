@@ -91,13 +91,14 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
 
     A frame more elongated than MAX_ASPECT : 1 is first cropped to that ratio around its centre, so a 1 x 1,000,000
     strip costs a size x 8*size resize rather than size x 1,000,000*size."""
-    h, w = image.shape[:2] if isinstance(image, np.ndarray) and image.ndim >= 2 else (1, 1)
-    short, cap = min(h, w), MAX_ASPECT * min(h, w)
-    if max(h, w) > cap:
-        top, left = max(0, (h - cap) // 2), max(0, (w - cap) // 2)
-        image = image[top : top + min(h, cap), left : left + min(w, cap)]
     rgb = to_rgb(image)
     h, w = rgb.shape[:2]
+    short, long = min(h, w), max(h, w)
+    keep = MAX_ASPECT * short + (long - MAX_ASPECT * short) % 2  # as much cut off each end: the centre stays put
+    if long > keep:
+        top, left = (h - min(h, keep)) // 2, (w - min(w, keep)) // 2
+        rgb = rgb[top : top + min(h, keep), left : left + min(w, keep)]
+        h, w = rgb.shape[:2]
     scale = size / short
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     if (nh, nw) != (h, w):

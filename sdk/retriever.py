@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -113,7 +113,9 @@ class Sidecar:
         """Read a sidecar written by `save`; beside an index file, raise SadhError unless it was written for that index."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
-            side = cls(**d)
+            if not isinstance(d, dict):
+                raise TypeError(f"a JSON {type(d).__name__}, not an object")
+            side = cls(**{k: v for k, v in d.items() if k in _SIDECAR_FIELDS})  # fields of later versions are skipped
         except FileNotFoundError:
             raise SadhError(f"{path}: index sidecar not found") from None
         except (OSError, ValueError, TypeError) as e:
@@ -149,6 +151,9 @@ class Sidecar:
         labels = ",".join(self.label_names(id_)) or "?"
         path = self.path(id_)
         return f"{labels} {path}" if path else labels
+
+
+_SIDECAR_FIELDS = {f.name for f in fields(Sidecar)}
 
 
 class Retriever:

@@ -73,3 +73,16 @@ def test_image_cache_is_written_like_every_other_file(tmp_path: Path) -> None:
     os.umask(mask)
     assert stat.S_IMODE(os.stat(cached).st_mode) == 0o666 & ~mask  # was mkstemp's private 0600
     assert images.shape == (3, 16, 16, 3) and sorted({int(v) for v in images[:, 0, 0, 0]}) == [0, 40, 80]
+
+
+def test_npz_files_never_hold_pickled_objects(tmp_path: Path) -> None:
+    import numpy as np
+
+    from sadh.sdk.atomic import atomic_save_npz
+
+    atomic_save_npz(tmp_path / "ok.npz", a=np.arange(3), names=np.array(["x", "y"]))
+    with np.load(tmp_path / "ok.npz", allow_pickle=False) as f:
+        assert f["a"].tolist() == [0, 1, 2] and f["names"].tolist() == ["x", "y"]
+    with pytest.raises(SadhError, match="bad.npz: objects would need pickling"):
+        atomic_save_npz(tmp_path / "bad.npz", objects=np.array([{"a": 1}], dtype=object))
+    assert not (tmp_path / "bad.npz").exists()

@@ -53,6 +53,25 @@ def test_under_torchrun_only_rank_0_reports_a_bad_command_line(args: list[str], 
         assert out.returncode == 2 and (message in out.stderr) == shown and (out.stderr == "") != shown, out.stderr
 
 
+def test_other_ranks_report_their_own_errors_once_they_joined_the_group(monkeypatch) -> None:
+    from sadh.cli.app import reports_errors
+    from sadh.train import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert not reports_errors()  # the command line and data are the same on every rank: rank 0 reports
+    monkeypatch.setattr(distributed, "_joined", True)
+    assert reports_errors()  # e.g. its own GPU out of memory: only this rank knows
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(distributed, "_joined", False)
+    assert reports_errors()
+
+
+def test_a_group_without_a_command_prints_its_help_on_stdout() -> None:
+    out = cli("index")
+    assert out.stdout.startswith("Usage: ") and " index [OPTIONS] COMMAND" in out.stdout and "build" in out.stdout and out.stderr == ""
+
+
 def test_the_resume_command_keeps_the_torchrun_launch(monkeypatch) -> None:
     from sadh.cli import launch_command
 

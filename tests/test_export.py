@@ -17,6 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
+from sadh.export import api
 from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
 from sadh.export.model_meta import weights_digest
 from sadh.export.onnx_export import export_onnx
@@ -197,8 +198,6 @@ def test_a_narrower_re_export_keeps_models_of_the_same_weights_and_removes_other
 def test_export_refuses_a_tensorrt_model_that_breaks_the_qdq_rules(tmp_path: Path, monkeypatch) -> None:
     import dataclasses
 
-    from sadh.export import api
-
     asymmetric = dataclasses.replace(api.TENSORRT_FLAVOUR, activation_symmetric=False)  # zero points TensorRT cannot take
     monkeypatch.setattr(api, "TENSORRT_FLAVOUR", asymmetric)
     with pytest.raises(SadhError, match="int8-qdq.onnx"):
@@ -213,22 +212,24 @@ def test_int8_calibration_says_when_the_training_split_is_smaller_than_asked(tmp
     lines: list[str] = []
     export_model(ckpt, tmp_path / "out", int8=True, calib_images=50, parity_images=8, int8_threshold=0.0, data=(data, split),
                  log=lines.append)
-    assert "calibrating INT8 on all 12 training images (fewer than the 50 asked for)" in lines
+    assert "calibrating INT8 on 12 training images (fewer than the 50 asked for)" in lines
 
 
 def test_export_removes_staging_folders_of_killed_exports_only(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "m.pt")
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    killed = tmp_path / f"{STAGING_PREFIX}{int(gone.stdout)}-abc"  # its process has exited: left by kill -9
-    running = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-def"  # this process is alive: another export's folder
-    for folder in (killed, running):
+    host = api._host()
+    killed = tmp_path / f"{STAGING_PREFIX}{host}-{int(gone.stdout)}-abc"  # its process has exited: left by kill -9
+    running = tmp_path / f"{STAGING_PREFIX}{host}-{os.getpid()}-def"  # this process is alive: another export's folder
+    elsewhere = tmp_path / f"{STAGING_PREFIX}otherhost-{int(gone.stdout)}-ghi"  # another machine's (a shared file system)
+    for folder in (killed, running, elsewhere):
         folder.mkdir()
         (folder / "m.onnx").write_bytes(b"half written")
     lines: list[str] = []
     export_model(ckpt, tmp_path, parity_images=16, log=lines.append)
-    assert not killed.exists() and (running / "m.onnx").read_bytes() == b"half written"
+    assert not killed.exists() and (running / "m.onnx").read_bytes() == b"half written" and elsewhere.is_dir()
     assert f"removed {killed.name}: the staging folder of an export that was killed" in lines
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", "m.pt", "m.split.npz", running.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", "m.pt", "m.split.npz", running.name, elsewhere.name])
 
 
 class Erfinv(torch.nn.Module):

@@ -54,6 +54,16 @@ def test_fit_square_shrinks_by_area_and_enlarges_linearly() -> None:
     assert np.array_equal(fit_square(small, 32), center_crop(cv2.resize(to_rgb(small), (48, 32), interpolation=cv2.INTER_LINEAR), 32))
 
 
+@pytest.mark.parametrize("shape, size", [((4, 33), 32), ((4, 35), 32), ((100, 901), 224), ((3, 24), 32)])
+def test_the_pre_crop_keeps_the_centre(shape, size) -> None:
+    yy, xx = np.indices(shape)
+    img = ((xx * 7 + yy) % 256).astype(np.uint8)  # steep: a shift of half a source pixel shows
+    h, w = shape
+    scale = size / min(h, w)
+    whole = cv2.resize(to_rgb(img), (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(fit_square(img, size).astype(int) - center_crop(whole, size).astype(int)).mean() < 1.0
+
+
 def test_fit_square_of_a_one_pixel_strip_stays_small(monkeypatch) -> None:
     strip = np.zeros((1, 1_000_000), np.uint8)
     strip[0, 499_990:500_010] = 200  # the centre

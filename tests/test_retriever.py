@@ -168,6 +168,12 @@ def test_query_takes_exactly_one_frame(encoder, fashion_small):
     np.testing.assert_array_equal(r.query(fashion_small.images[:1], 3)[1], r.query(fashion_small.image(0), 3)[1])
 
 
+def test_a_sidecar_of_a_later_version_loads_without_the_fields_it_does_not_know(tmp_path):
+    good = {"ids": [1, 2], "labels": [[0], [1]], "class_names": ["a", "b"], "paths": None, "dataset": None, "model": "m.onnx"}
+    (tmp_path / "s.json").write_text(json.dumps({**good, "added_later": {"x": 1}}))
+    assert Sidecar.load(tmp_path / "s.json").label_names(2) == ["b"]
+
+
 def test_stale_sidecar_is_refused(tmp_path):
     index = HammingIndex(16)
     index.add(np.zeros((2, 2), np.uint8), [5, 9])
@@ -234,3 +240,9 @@ def test_grid_shows_distances_and_whole_label_names_below_each_tile(fashion_smal
     second = grid[top + tile + band + BORDER + tile : top + 2 * (tile + band) + BORDER]  # the second row's band
     assert (second[:, tile + 12 : tile + 12 + tile] < 100).any() and (second[:, tile + 12 + 2 * tile :] == 255).all()  # 2 results
     assert (grid[:top] < 100).any() and legend_strip(10, "a title").shape[0] > legend_strip(10, None).shape[0]
+    assert retrieval_grid(queries, results, relevant, captions, tile).shape == retrieval_grid(queries, results, relevant, captions,
+                                                                                             tile=tile).shape  # tile: 5th
+    with pytest.raises(SadhError, match="distances must hold one per result of each query"):
+        retrieval_grid(queries, results, relevant, distances=[[0, 3], [1, 2]])
+    with pytest.raises(SadhError, match="captions must hold one for the query, then one per result"):
+        retrieval_grid(queries, results, relevant, [["Bag"] * 3, ["Coat"] * 3])

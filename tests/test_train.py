@@ -207,11 +207,15 @@ def test_resume_with_another_number_of_processes_is_refused(tmp_path, fashion_mn
 
 def test_each_torchrun_process_takes_its_own_gpu(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device objects only: nothing runs on a GPU here
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert distributed.pick_device("cuda", local_rank=1, world_size=2) == torch.device("cuda:1")
     assert distributed.pick_device("auto", local_rank=1, world_size=2) == torch.device("cuda:1")
     assert distributed.pick_device("cuda:0") == torch.device("cuda:0")  # one process: as named
     with pytest.raises(SadhError, match="--device cuda:0 would put all 2 processes on one GPU; use --device cuda"):
         distributed.pick_device("cuda:0", local_rank=1, world_size=2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # CUDA_VISIBLE_DEVICES gives each process its own GPU
+    assert distributed.pick_device("cuda:0", local_rank=1, world_size=2) == torch.device("cuda:0")
+    assert distributed.pick_device("auto", local_rank=1, world_size=2) == torch.device("cuda:0")
 
 
 def test_truncated_checkpoint(tmp_path, fashion_mnist: LabeledImages) -> None:

@@ -35,15 +35,28 @@ def pick_device(name: str = "auto", local_rank: int = 0, world_size: int = 1) ->
     """`auto` -> this rank's CUDA device when there is one, else CPU; otherwise the named device, where `cuda` under
     torchrun (world_size > 1) is this rank's GPU, cuda:LOCAL_RANK."""
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        return _rank_gpu(local_rank) if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SadhError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     if device.type == "cuda" and world_size > 1:
-        if device.index is not None:
+        if device.index is not None and torch.cuda.device_count() > 1:
             raise SadhError(f"--device {name} would put all {world_size} processes on one GPU; use --device cuda (each takes cuda:LOCAL_RANK)")
-        return torch.device(f"cuda:{local_rank}")
+        return _rank_gpu(local_rank)
     return device
+
+
+def _rank_gpu(local_rank: int) -> torch.device:
+    """This rank's GPU: cuda:LOCAL_RANK, or cuda:0 where each process sees only its own (CUDA_VISIBLE_DEVICES)."""
+    return torch.device(f"cuda:{local_rank if torch.cuda.device_count() > local_rank else 0}")
+
+
+_joined = False  # set once this process joined a process group: errors from then on may be its own
+
+
+def joined_group() -> bool:
+    """Whether this process has joined a torchrun process group (it may since have left it)."""
+    return _joined
 
 
 def setup(device: str = "auto") -> DistInfo:
@@ -57,6 +70,8 @@ def setup(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
+    global _joined
+    _joined = True
     return DistInfo(rank, local_rank, world, dev)
 
 

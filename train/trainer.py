@@ -201,7 +201,7 @@ def train(
     run_dir = Path(cfg.out) / cfg.name
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     main = info.is_main and cfg.progress
-    for path in (last_path, best_path, run_dir / "log.jsonl", run_dir / RUN_SPLIT):  # before any slow work
+    for path in (last_path, best_path, run_dir / "log.jsonl", run_dir / RUN_SPLIT) if info.is_main else ():  # rank 0 writes
         reason = unwritable_reason(path)
         if reason:
             raise SadhError(f"cannot write {path}: {reason}")
