@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install everything sadh needs into ./.venv (and the Fashion-MNIST Debian package when run as root).
-# Usage: bash scripts/setup.sh            (idempotent; re-running only checks)
+# The test environment is pinned by requirements/ci.txt (refresh it with scripts/refresh-lock.sh); users'
+# own installs (`pip install sadh[...]`) stay unpinned, with the lower bounds in pyproject.toml.
+# Usage: bash scripts/setup.sh            (idempotent; re-running only checks, or re-syncs a changed lock)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOCK=${SADH_LOCK:-$PWD/requirements/ci.txt}
 
 DATA_DIR=/usr/share/datasets/fashion-mnist
 if [ ! -f "$DATA_DIR/train-images-idx3-ubyte.gz" ] && [ -z "${SADH_FASHION_MNIST:-}" ]; then
@@ -35,10 +38,16 @@ if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv with $($PY --version)"
     "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import sadh.cli.app, torch, onnx, pytest" 2>/dev/null; then
-    echo "[setup] installing sadh and its dependencies into .venv (torch: CPU build 2.13.0)"
+# The stamp names what the venv was installed from: a changed lock or pyproject.toml re-syncs it.
+STAMP=.venv/sadh-install.sha256
+WANT=$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! .venv/bin/python -c "import sadh.cli.app, torch, onnx, pytest" 2>/dev/null; then
+    echo "[setup] installing sadh[dev] into .venv, pinned by ${LOCK#$PWD/} (torch: CPU build 2.13.0)"
+    # PIP_CONSTRAINT (not -c) so that the pins also hold in the isolated build of sadh itself (setuptools).
+    export PIP_CONSTRAINT="$LOCK"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q "torch==2.13.0"
     .venv/bin/python -m pip install -q -e ".[dev]"
+    echo "$WANT" > "$STAMP"
 fi
 echo "[setup] ready: $(.venv/bin/sadh-cli --version)"

@@ -140,12 +140,32 @@ def test_long_class_names_are_shown_whole_in_a_pipe(tmp_path: Path) -> None:
     assert width == 2 * TILE and height == 2 * (TILE + lines * LINE_HEIGHT + 4) and lines >= 3
 
 
+def assert_wrapped(text: str, width: int) -> list[str]:
+    """What the caption wrapper promises, whatever the font measures: every line fits, no character is lost, a
+    word is broken only when it alone is wider than the tile, and a line ends only where the next word (or, inside
+    a too-wide word, the next character) would not fit on it."""
+    lines = wrap_caption(text, width)
+    assert all(text_width(line) <= width for line in lines), lines
+    assert "".join(lines).replace(" ", "") == text.replace(" ", ""), lines  # only the spaces at breaks are dropped
+    tokens = [token for line in lines for token in line.split(" ")]
+    for word in text.split(" "):
+        if word and text_width(word) <= width:
+            assert word in tokens, (word, lines)  # whole on one line
+    for line, following in zip(lines, lines[1:]):
+        head = following.split(" ")[0]
+        joined = line + " " + head if text_width(head) <= width and " " + head in " " + text else line + following[0]
+        assert text_width(joined) > width, (line, following)
+    return lines
+
+
 def test_preview_captions_wrap_and_keep_every_character() -> None:
-    for text in [", ".join(LONG_NAMES), "Sneaker", ""]:
-        lines = wrap_caption(text, TILE - 4)
-        assert all(text_width(line) <= TILE - 4 for line in lines)
-        assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # only the spaces where lines break are dropped
-    assert wrap_caption("T-shirt/top, Ankle boot", TILE - 4) == ["T-shirt/top, Ankle", "boot"]
+    for text in [", ".join(LONG_NAMES), "Sneaker", "", "T-shirt/top, Ankle boot"]:
+        assert_wrapped(text, TILE - 4)
+    words = "T-shirt/top, Ankle boot".split(" ")
+    for width in {text_width(words[0]), text_width(" ".join(words[:2])), text_width(words[1]) - 1}:
+        assert_wrapped("T-shirt/top, Ankle boot", width)  # break points measured, not assumed from one font version
+    assert len(assert_wrapped("T-shirt/top, Ankle boot", text_width("T-shirt/top, Ankle boot"))) == 1
+    assert len(assert_wrapped("T-shirt/top, Ankle boot", text_width("T-shirt/top, Ankle boot") - 1)) == 2
 
 
 def test_data_output_paths_are_checked_before_loading(tmp_path: Path) -> None:
