@@ -16,7 +16,7 @@ from . import metadata as md
 from .engine_meta import check_engine_meta, check_engine_shapes, current_gpu_name, read_engine_meta
 from .errors import ModelError, SadhError
 
-INSTALL_HINT = "install the `gpu` extra (tensorrt, cuda-python) on a CUDA machine, or use the .onnx model"
+INSTALL_HINT = "install TensorRT (JetPack ships it; elsewhere `pip install tensorrt`) and the `gpu` extra (cuda-python) on a CUDA machine, or use the .onnx model"
 
 
 def _import_trt():
