@@ -16,6 +16,7 @@ from sadh.sdk.data import (
     split_by_size,
     split_per_class,
 )
+from sadh.sdk.data.sources import MOSAICS
 from sadh.sdk.errors import SadhError
 
 
@@ -130,23 +131,45 @@ def test_multi_label_needs_size_split() -> None:
         split_per_class(labels, 1, 1)
 
 
-def test_mosaic_labels_match_pasted_items(fashion_small) -> None:
-    data, split = make_mosaic_dataset(fashion_small, n_query=20, n_train=40, n_database=60, seed=5)
-    assert len(data) == 120 and data.images.shape[1:] == (56, 56)
+@pytest.mark.parametrize("name", sorted(MOSAICS))
+def test_mosaic_labels_match_pasted_items(fashion_small, name) -> None:
+    settings = MOSAICS[name]
+    grid, least, most = settings["grid"], settings.get("min_classes", 1), settings["max_classes"]
+    data, split = make_mosaic_dataset(fashion_small, n_query=20, n_train=40, n_database=60, seed=5, **settings)
+    assert len(data) == 120 and data.images.shape[1:] == (28 * grid, 28 * grid)
     split.check_disjoint(len(data))
     counts = data.labels.sum(1)
-    assert counts.min() >= 1 and counts.max() <= 4 and len(np.unique(counts)) > 1
+    assert counts.min() == least and counts.max() == most  # 120 draws of Uniform{least..most} reach both ends
     # every non-empty cell is an exact copy of a source item of a labelled class, and every labelled class appears
     source_cls = fashion_small.labels.argmax(1)
     lookup = {fashion_small.images[i].tobytes(): source_cls[i] for i in range(len(fashion_small))}
     for img, lab in zip(data.images, data.labels):
         seen = set()
-        for r in range(2):
-            for q in range(2):
+        for r in range(grid):
+            for q in range(grid):
                 cell = img[r * 28 : (r + 1) * 28, q * 28 : (q + 1) * 28]
                 if cell.any():
                     seen.add(int(lookup[cell.tobytes()]))
         assert seen == set(np.flatnonzero(lab).tolist())
+
+
+def test_builtin_3x3_mosaic_set(fashion_mnist) -> None:
+    data, split = load_dataset("fashion-mnist-mosaic3")
+    assert data.name == "fashion-mnist-mosaic3" and data.images.shape[1:] == (84, 84)
+    assert (len(split.query), len(split.train), len(split.database)) == (1000, 5000, 20000)
+    split.check_disjoint(len(data))
+    counts = data.labels.sum(1)
+    assert counts.min() == 2 and counts.max() == 6
+    shared = data.labels[split.query[:100]].astype(int) @ data.labels[split.database].T.astype(int)
+    assert set(np.unique(shared).tolist()) == set(range(7))  # query/database pairs share 0..6 labels
+    two, _ = load_dataset("fashion-mnist-mosaic")
+    assert two.name == "fashion-mnist-mosaic" and two.images.shape[1:] == (56, 56) and two.labels.sum(1).min() == 1
+
+
+def test_bad_mosaic_class_counts(fashion_small) -> None:
+    for settings in (dict(min_classes=0), dict(min_classes=5, max_classes=4), dict(grid=2, min_classes=5, max_classes=6)):
+        with pytest.raises(SadhError, match="bad mosaic settings"):
+            make_mosaic_dataset(fashion_small, 5, 5, 5, **settings)
 
 
 def test_mosaic_is_seeded(fashion_small) -> None:

@@ -15,7 +15,11 @@ from .listfile import read_list_file
 from .mosaic import make_mosaic_dataset
 from .splits import Split, split_by_size, split_per_class
 
-BUILTIN = ("fashion-mnist", "fashion-mnist-mosaic")
+MOSAICS = {  # built-in mosaic sets of Fashion-MNIST: make_mosaic_dataset settings
+    "fashion-mnist-mosaic": dict(grid=2, max_classes=4),  # 56 px, 1-4 classes per image
+    "fashion-mnist-mosaic3": dict(grid=3, min_classes=2, max_classes=6),  # 84 px, 2-6 classes: items share 0-6 labels
+}
+BUILTIN = ("fashion-mnist", *MOSAICS)
 OPTIONS_OF = {  # kind of --data: the dataset options it reads, and what to say when given others
     "builtin": (("--data-dir",), "its only dataset option is --data-dir"),
     "list": (("--image-root", "--class-names"), "list files take --image-root and --class-names"),
@@ -136,9 +140,10 @@ def _read_dataset(
         check_dataset_options(spec, data_dir, image_root, class_names_file)
     if spec == "fashion-mnist":
         return load_fashion_mnist(data_dir), None
-    if spec == "fashion-mnist-mosaic":
+    if spec in MOSAICS:
         return make_mosaic_dataset(
-            load_fashion_mnist(data_dir), sizes.query_total, sizes.train_total, sizes.database_total or 20000, seed=seed
+            load_fashion_mnist(data_dir), sizes.query_total, sizes.train_total, sizes.database_total or 20000, seed=seed,
+            name=spec, **MOSAICS[spec],
         )
     if path.is_file():
         names = _read_class_names(class_names_file)
