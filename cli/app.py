@@ -12,6 +12,7 @@ from tqdm import tqdm
 from typer.core import TyperGroup
 
 from ..sdk.errors import SadhError
+from ..sdk.printable import printable
 from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
 from . import is_main_process
 
@@ -32,7 +33,7 @@ class _Group(TyperGroup):
         except KeyboardInterrupt as e:
             fresh_line = _clear_progress_bars()
             if is_main_process():
-                typer.secho(f"{fresh_line}interrupted; {str(e) or NEXT_AFTER_INTERRUPT}", fg=typer.colors.YELLOW, err=True)
+                typer.secho(f"{fresh_line}interrupted; {printable(str(e) or NEXT_AFTER_INTERRUPT)}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
 
 
@@ -98,7 +99,7 @@ def _show(error: typer.TyperException) -> None:
     elif hasattr(error, "show"):
         error.show()
     else:
-        typer.echo(f"Error: {error.format_message()}", err=True)
+        typer.echo(f"Error: {printable(error.format_message())}", err=True)
 
 
 def main() -> None:
@@ -110,7 +111,7 @@ def main() -> None:
     except SadhError as e:
         if reports_errors():
             rank = "" if is_main_process() else f"[rank {os.environ.get('RANK', '?')}] "
-            typer.secho(f"{rank}error: {e}", fg=typer.colors.RED, err=True)
+            typer.secho(f"{rank}error: {printable(e)}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except typer.TyperException as e:  # a bad command line, as click reports it (once under torchrun)
         if is_main_process():

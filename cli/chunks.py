@@ -99,7 +99,11 @@ class PartialChunks:
             self.remove()
         if not key_file.is_file():
             make_folder(folder)
-            atomic_write_text(key_file, key)
+            try:
+                atomic_write_text(key_file, key)
+            except SadhError:  # e.g. a full disk: leave no empty folder
+                self.remove()
+                raise
 
     def _path(self, i: int) -> Path:
         return self.folder / f"chunk-{i:06d}.npz"
@@ -166,6 +170,10 @@ def encode_in_chunks(
                 raise
             done = min(len(parts) * CHUNK, total)
             raise KeyboardInterrupt(f"{done} of {total} {what} encoded are kept in {partial}; re-run the same command to continue") from None
+        except Exception:  # e.g. a model error: a partial folder holding no chunk has nothing to resume
+            if store is not None and not any(store.folder.glob(CHUNK_GLOB)):
+                store.remove()
+            raise
     if not parts:
         return Encoded(np.zeros((0, nbytes), np.uint8), np.zeros(0, np.int64), [], seconds, encoded, store)
     codes, ids, failures = zip(*parts)

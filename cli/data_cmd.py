@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .options import DataOptions, check_outputs, check_outputs_spare_images, data_options, make_console
+from .options import DataOptions, check_outputs, check_outputs_spare_images, data_options, make_console, say, shown
 
 TILE = 96  # preview tile size in pixels; the label names go in a band below the tiles
 
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         data, split = opts.load()
         if out is not None:
             check_outputs_spare_images({"--out": out}, data)
-        table = Table(title=f"{data.name}: {len(data)} images, {data.num_classes} classes")
+        table = Table(title=shown(f"{data.name}: {len(data)} images, {data.num_classes} classes"))
         table.add_column("role")
         table.add_column("items", justify="right")
         table.add_column("labels/item", justify="right")
@@ -38,10 +38,10 @@ def register(app: typer.Typer) -> None:
             table.add_row(role, str(len(idx)), f"{data.labels[idx].sum(1).mean():.2f}")
         console = make_console()
         console.print(table)
-        console.print("classes: " + ", ".join(data.class_names))
+        console.print(shown("classes: " + ", ".join(data.class_names)))
         if out is not None:
             split.made_for(data.labels).save(out)  # records its data: a later --split on other data is named
-            console.print(f"split written to {out}")
+            console.print(shown(f"split written to {out}"))
 
     @group.command("preview")
     @data_options
@@ -67,4 +67,4 @@ def register(app: typer.Typer) -> None:
         tiles += [np.full_like(tiles[0], 255)] * (cols * cols - len(tiles))
         grid = np.vstack([np.hstack(tiles[r * cols : (r + 1) * cols]) for r in range(cols)])
         atomic_write_bytes(out, encode_png(grid))
-        typer.echo(f"wrote {out} ({len(idx)} images)")
+        say(f"wrote {out} ({len(idx)} images)")

@@ -1,6 +1,7 @@
 """`sadh-cli encode`: image files or folders -> packed codes (.npy); and the encoding helpers other commands share."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,7 +10,12 @@ import typer
 
 from ..sdk.errors import SadhError
 from .chunks import Encoded, encode_in_chunks, file_identities, job_key, partial_path, pixel_blocks
-from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, warn, written_before_interrupt
+from .options import BATCH_OPTION, MODEL_OPTION, check_outputs, say, warn, written_before_interrupt
+
+
+def breaks_line(name: str) -> bool:
+    """Whether `name` holds a character that ends a line for `str.splitlines` (a file list cannot hold it)."""
+    return len(f"{name}x".splitlines()) != 1
 
 
 def expand_images(inputs: list[Path]) -> list[Path]:
@@ -89,7 +95,7 @@ def register(app: typer.Typer) -> None:
         paths_out: Optional[Path] = typer.Option(None, help="Where to list the encoded files, one per row (default: OUT with .txt)."),
     ) -> None:
         """Encode images into packed hash codes (.npy) plus the list of encoded files."""
-        from ..sdk.atomic import atomic_save_npy, atomic_write_text
+        from ..sdk.atomic import atomic_write_all, npy_bytes
 
         files = expand_images(images)
         listing = paths_out or out.with_suffix(".txt")
@@ -101,19 +107,20 @@ def register(app: typer.Typer) -> None:
         encoder = open_encoder(model, batch)
 
         def encode_chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-            codes, failed = encoder.encode_files(files[start:stop])
-            bad = {path for path, _ in failed}
-            return codes, np.array([i for i in range(start, stop) if str(files[i]) not in bad], np.int64), failed
+            unlisted = [(str(f), f"{f}: its name holds a line break, which {listing} (one file per line) cannot hold; rename it")
+                        for f in files[start:stop] if breaks_line(str(f))]
+            codes, failed = encoder.encode_files([f for f in files[start:stop] if not breaks_line(str(f))])
+            bad = {path for path, _ in failed + unlisted}
+            return codes, np.array([i for i in range(start, stop) if str(files[i]) not in bad], np.int64), unlisted + failed
 
         partial = partial_path(out)
         result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial, job_key(model, file_identities(files)))
         report_encoded(result, len(files))
         with written_before_interrupt(f"{out} and {listing} were written completely"):  # never one new, one old
-            atomic_save_npy(out, result.codes)
-            atomic_write_text(listing, "".join(f"{files[i]}\n" for i in result.ids))
+            atomic_write_all({out: npy_bytes(result.codes), listing: b"".join(os.fsencode(files[i]) + b"\n" for i in result.ids)})
             result.discard_partial()
         speed = "all resumed" if result.ms_per_item is None else f"{result.ms_per_item:.1f} ms/image"
-        typer.echo(
+        say(
             f"wrote {out}: {len(result.codes)} codes of {encoder.bits} bits ({result.codes.nbytes} bytes) and {listing}; "
             f"{len(result.failures)} skipped; {result.seconds:.2f} s ({speed}, {encoder.precision})"
         )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from .options import EVAL_DATABASE_NAMES, DataOptions, make_console, next_hint
+from .options import EVAL_DATABASE_NAMES, DataOptions, make_console, next_hint, shown
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
             checkpoint, out_dir, fp16=fp16, int8=int8, engine=engine, data=data,
             calib_images=calib_images, calib_method=calib_method, qdq_tool=qdq_tool,
             parity_threshold=parity_threshold, fp16_threshold=fp16_threshold, int8_threshold=int8_threshold,
-            batch=BatchProfile(batch_min, batch_opt, batch_max), log=lambda line: console.print(line, style="dim", markup=False, highlight=False),
+            batch=BatchProfile(batch_min, batch_opt, batch_max), log=lambda line: console.print(shown(line), style="dim", highlight=False),
         )
         console.print(artifact_table(result))
         if result.trtexec:
@@ -77,12 +77,12 @@ def artifact_table(result: ExportResult) -> Table:
     from rich.table import Table
 
     folder = result.artifacts[0].path.parent if result.artifacts else ""
-    table = Table(title=f"export to {folder}: {result.info.backbone}, {result.info.bits} bits")
+    table = Table(title=shown(f"export to {folder}: {result.info.backbone}, {result.info.bits} bits"))
     for column in ("file", "precision", "size", "time", "parity vs torch"):
         table.add_column(column, justify="right" if column in ("size", "time") else "left")
     for a in result.artifacts:
         parity = "" if a.parity is None else f"{a.parity.bit_agreement:.2%} bits, max |d| {a.parity.max_abs_diff:.1e}"
-        table.add_row(a.path.name, a.precision, f"{a.size_bytes / 1e6:.2f} MB", f"{a.seconds:.1f} s", parity)
+        table.add_row(shown(a.path.name), a.precision, f"{a.size_bytes / 1e6:.2f} MB", f"{a.seconds:.1f} s", parity)
     return table
 
 
@@ -98,5 +98,5 @@ def report_table(rows: list[ReportRow]) -> Table:
         return "" if value is None else format(value, spec)
 
     for r in rows:
-        table.add_row(r.model, r.precision, f"{r.map:.4f}", fmt(r.batch1_ms, ".1f"), fmt(r.batch1_ips, ".0f"), fmt(r.batch32_ips, ".0f"))
+        table.add_row(shown(r.model), r.precision, f"{r.map:.4f}", fmt(r.batch1_ms, ".1f"), fmt(r.batch1_ips, ".0f"), fmt(r.batch32_ips, ".0f"))
     return table

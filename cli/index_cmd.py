@@ -12,11 +12,12 @@ import numpy as np
 import typer
 
 from ..sdk.atomic import interrupts_deferred
+from ..sdk.locking import writer_lock
 from ..sdk.errors import SadhError
 from .chunks import Encoded, partial_path
 from .options import (
     BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options, load_for_model, make_console,
-    model_split_path, next_hint, warn, written_before_interrupt,
+    model_split_path, next_hint, say, shown, warn, written_before_interrupt,
 )
 
 ROLES = ("database", "query", "train", "all")
@@ -63,14 +64,12 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
 
 
 def save_index(hindex, side, index: Path) -> None:
-    """Write the index, then its sidecar (which records the new index file's digest), each atomically; a Ctrl-C
-    during the two writes takes effect after them, so the pair is never left out of step by an interrupt."""
-    from ..sdk.retriever import sidecar_path
+    """Write the index and its sidecar as one step (`sadh.sdk.retriever.save_with_sidecar`); a Ctrl-C meanwhile takes
+    effect after it."""
+    from ..sdk.retriever import save_with_sidecar
 
     with interrupts_deferred():
-        hindex.save(index)
-        if side is not None:
-            side.save(sidecar_path(index))
+        save_with_sidecar(hindex, side, index)
 
 
 def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | None) -> tuple[object, Encoded]:
@@ -126,7 +125,7 @@ def register(app: typer.Typer) -> None:
         index = role_indices(split, len(data), role)
         hindex, encoded = build_index(encoder, data, index, out, dataset_spec(used, role))
         speed = "all resumed" if encoded.ms_per_item is None else f"{encoded.ms_per_item:.2f} ms/image"
-        typer.echo(
+        say(
             f"wrote {out}: {len(hindex)} codes of {hindex.bits} bits from {data.name} ({role}), "
             f"{out.stat().st_size / 1e6:.2f} MB, {encoded.seconds:.1f} s ({speed}); sidecar {sidecar_path(out)}"
         )
@@ -143,54 +142,56 @@ def register(app: typer.Typer) -> None:
         batch: int = BATCH_OPTION,
     ) -> None:
         """Encode image files and add them to an index and its sidecar; their ids follow the largest id."""
-        from ..sdk.index import HammingIndex
+        from ..sdk.index import HammingIndex, read_header
         from ..sdk.retriever import Sidecar
         from .encode_cmd import expand_images, report_failures
 
-        hindex = HammingIndex.load(index)
-        side = Sidecar.of_index(index)
-        if side is not None and side.paths is None:
-            dataset = side.dataset or {}
-            raise SadhError(
-                f"{index} indexes items of {dataset.get('data', 'a dataset')} ({dataset.get('role', 'some role')}), not files; "
-                "add files to an index built from image files"
-            )
-        if label and side is None:
-            raise SadhError(f"{index} has no sidecar to record labels in; add without --label")
-        new_classes = list(dict.fromkeys(name for name in label if name not in side.class_names)) if side is not None else []
-        if any(not name.strip() for name in label):
-            raise SadhError("--label takes a class name, got an empty one")
-        class_names = side.class_names + new_classes if side is not None else []
-        classes = sorted({class_names.index(name) for name in label})
-        encoder = index_encoder(index, hindex.bits, side, model, batch)
-        built_with = Path(side.model) if side is not None and side.model else None
-        unknown_weights = side is None or not side.weights or not encoder.weights  # else index_encoder compared them
-        if (unknown_weights and model is not None and built_with is not None and built_with.is_file()
-                and not filecmp.cmp(model, built_with, shallow=False)):
-            warn(f"{model} is not the model file that built {index} ({built_with}): its codes must come from the same network")
-        files = expand_images(images)
-        known = set(side.paths) if side is not None else set()
-        fresh = [f for f in dict.fromkeys(os.path.abspath(f) for f in files) if f not in known]  # each file once
-        if not fresh:
-            raise SadhError(f"nothing to add: every file given is already in {index}")
-        if len(fresh) < len(files):
-            warn(f"skipped {len(files) - len(fresh)} files already in {index} or given twice")
-        files = [Path(f) for f in fresh]
-        codes, failures = encoder.encode_files(files)
-        bad = report_failures(failures, len(files))
-        added = [f for f in map(str, files) if f not in bad]
-        ids = hindex.add(codes)
-        if side is not None:
-            side = dataclasses.replace(
-                side, ids=side.ids + ids.tolist(), labels=side.labels + [classes] * len(ids), paths=side.paths + added,
-                class_names=class_names, index_digest=None,
-            )
-        with written_before_interrupt(f"{index} and its sidecar were written with the {len(ids)} images added"):
-            save_index(hindex, side, index)
-            typer.echo(f"added {len(ids)} images to {index} as ids {ids[0]}..{ids[-1]}; it holds {len(hindex)} codes")
-            if new_classes:
-                known = ", ".join(side.class_names[: -len(new_classes)])
-                typer.echo(f"new classes in {index}: {', '.join(new_classes)} (known before: {known})")
+        read_header(index)  # a missing or foreign file is refused before its lock file is made
+        with writer_lock(index):  # from reading the index to renaming its new version: no other writer between
+            hindex = HammingIndex.load(index)
+            side = Sidecar.of_index(index, hindex.file_digest)
+            if side is not None and side.paths is None:
+                dataset = side.dataset or {}
+                raise SadhError(
+                    f"{index} indexes items of {dataset.get('data', 'a dataset')} ({dataset.get('role', 'some role')}), not files; "
+                    "add files to an index built from image files"
+                )
+            if label and side is None:
+                raise SadhError(f"{index} has no sidecar to record labels in; add without --label")
+            new_classes = list(dict.fromkeys(name for name in label if name not in side.class_names)) if side is not None else []
+            if any(not name.strip() for name in label):
+                raise SadhError("--label takes a class name, got an empty one")
+            class_names = side.class_names + new_classes if side is not None else []
+            classes = sorted({class_names.index(name) for name in label})
+            encoder = index_encoder(index, hindex.bits, side, model, batch)
+            built_with = Path(side.model) if side is not None and side.model else None
+            unknown_weights = side is None or not side.weights or not encoder.weights  # else index_encoder compared them
+            if (unknown_weights and model is not None and built_with is not None and built_with.is_file()
+                    and not filecmp.cmp(model, built_with, shallow=False)):
+                warn(f"{model} is not the model file that built {index} ({built_with}): its codes must come from the same network")
+            files = expand_images(images)
+            known = set(side.paths) if side is not None else set()
+            fresh = [f for f in dict.fromkeys(os.path.abspath(f) for f in files) if f not in known]  # each file once
+            if not fresh:
+                raise SadhError(f"nothing to add: every file given is already in {index}")
+            if len(fresh) < len(files):
+                warn(f"skipped {len(files) - len(fresh)} files already in {index} or given twice")
+            files = [Path(f) for f in fresh]
+            codes, failures = encoder.encode_files(files)
+            bad = report_failures(failures, len(files))
+            added = [f for f in map(str, files) if f not in bad]
+            ids = hindex.add(codes)
+            if side is not None:
+                side = dataclasses.replace(
+                    side, ids=side.ids + ids.tolist(), labels=side.labels + [classes] * len(ids), paths=side.paths + added,
+                    class_names=class_names, index_digest=None,
+                )
+            with written_before_interrupt(f"{index} and its sidecar were written with the {len(ids)} images added"):
+                save_index(hindex, side, index)
+                say(f"added {len(ids)} images to {index} as ids {ids[0]}..{ids[-1]}; it holds {len(hindex)} codes")
+                if new_classes:
+                    known = ", ".join(side.class_names[: -len(new_classes)])
+                    say(f"new classes in {index}: {', '.join(new_classes)} (known before: {known})")
 
     @group.command("remove")
     def remove(
@@ -198,22 +199,24 @@ def register(app: typer.Typer) -> None:
         index: Path = typer.Option(..., "--index", "-i", help="Index file to remove from (rewritten with its sidecar)."),
     ) -> None:
         """Remove ids from an index and its sidecar (an id that is not in the index refuses the whole removal)."""
-        from ..sdk.index import HammingIndex
+        from ..sdk.index import HammingIndex, read_header
         from ..sdk.retriever import Sidecar
 
-        hindex = HammingIndex.load(index)
-        side = Sidecar.of_index(index)
-        removed = hindex.remove(np.array(ids, np.int64))
-        if side is not None:
-            gone = set(ids)
-            keep = [r for r, i in enumerate(side.ids) if i not in gone]
-            side = dataclasses.replace(
-                side, ids=[side.ids[r] for r in keep], labels=[side.labels[r] for r in keep],
-                paths=None if side.paths is None else [side.paths[r] for r in keep], index_digest=None,
-            )
-        with written_before_interrupt(f"{index} and its sidecar were written with {removed} ids removed"):
-            save_index(hindex, side, index)
-            typer.echo(f"removed {removed} ids from {index}; it holds {len(hindex)} codes")
+        read_header(index)  # a missing or foreign file is refused before its lock file is made
+        with writer_lock(index):  # from reading the index to renaming its new version: no other writer between
+            hindex = HammingIndex.load(index)
+            side = Sidecar.of_index(index, hindex.file_digest)
+            removed = hindex.remove(np.array(ids, np.int64))
+            if side is not None:
+                gone = set(ids)
+                keep = [r for r, i in enumerate(side.ids) if i not in gone]
+                side = dataclasses.replace(
+                    side, ids=[side.ids[r] for r in keep], labels=[side.labels[r] for r in keep],
+                    paths=None if side.paths is None else [side.paths[r] for r in keep], index_digest=None,
+                )
+            with written_before_interrupt(f"{index} and its sidecar were written with {removed} ids removed"):
+                save_index(hindex, side, index)
+                say(f"removed {removed} ids from {index}; it holds {len(hindex)} codes")
 
     @group.command("info")
     def info(
@@ -230,18 +233,18 @@ def register(app: typer.Typer) -> None:
             raise SadhError("give the index file once: `sadh-cli index info FILE` or `sadh-cli index info -i FILE`")
         index = index or index_option
         hindex = HammingIndex.load(index, mmap=True, verify=True)
-        table = Table(title=str(index), show_header=False)
+        table = Table(title=shown(index), show_header=False)
         table.add_row("codes", str(len(hindex)))
         table.add_row("bits", str(hindex.bits))
         table.add_row("file size", f"{index.stat().st_size / 1e6:.2f} MB")
-        side = Sidecar.of_index(index)
+        side = Sidecar.of_index(index, hindex.file_digest)
         if side is not None:
-            table.add_row("model", side.model or "?")
-            table.add_row("classes", ", ".join(side.class_names))
+            table.add_row("model", shown(side.model or "?"))
+            table.add_row("classes", shown(", ".join(side.class_names)))
             if side.paths:
-                table.add_row("items", f"image files, e.g. {side.paths[0]}")
+                table.add_row("items", shown(f"image files, e.g. {side.paths[0]}"))
             elif side.dataset:
-                table.add_row("items", f"the {side.dataset.get('role', '?')} items of {side.dataset.get('data', '?')}")
+                table.add_row("items", shown(f"the {side.dataset.get('role', '?')} items of {side.dataset.get('data', '?')}"))
         else:
             table.add_row("sidecar", "none (ids only)")
         make_console().print(table)

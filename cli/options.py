@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Op
 import typer
 
 from ..sdk import metadata as md
-from ..sdk.atomic import interrupts_deferred, unwritable_reason
+from ..sdk.atomic import interrupts_deferred, resolved, unwritable_reason
 from ..sdk.data import BUILTIN, LabeledImages, Split, load_dataset_split
 from ..sdk.errors import SadhError
+from ..sdk.printable import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 PIPED_WIDTH = 1000  # rich's line width when stdout is not a terminal: tables and long lines stay whole in pipes and CI logs
 
@@ -131,6 +133,19 @@ def make_console() -> Console:
     return Console(width=PIPED_WIDTH if piped else None)
 
 
+def shown(value: object) -> Text:
+    """Data (a file name, path, label, class name) for a rich table or console line: control characters escaped
+    (`printable`), never read as markup."""
+    from rich.text import Text
+
+    return Text(printable(value))
+
+
+def say(message: str) -> None:
+    """Print a line on stdout with control characters escaped (`printable`)."""
+    typer.echo(printable(message))
+
+
 def typed(ctx: typer.Context, param: str) -> bool:
     """Whether parameter `param` of the running command was given on the command line (not a default)."""
     return getattr(ctx.get_parameter_source(param), "name", "") == "COMMANDLINE"
@@ -149,7 +164,7 @@ def written_before_interrupt(done: str) -> Iterator[None]:
 
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
-    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+    typer.secho(f"warning: {printable(message)}", fg=typer.colors.YELLOW, err=True)
 
 
 def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Split, DataOptions]:
@@ -164,7 +179,7 @@ def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Spli
     saved = model_split_path(encoder.path)
     if opts.split is not None:
         data, split = opts.load()
-        typer.echo(f"split: {opts.split} (--split)")
+        say(f"split: {opts.split} (--split)")
     else:
         loaded, reason = None, f"no training split beside {encoder.path} (sadh-cli export writes one)"
         if saved is not None:
@@ -175,7 +190,7 @@ def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Spli
         # a split file older than fingerprints (fits() is None) is matched by the dataset name alone
         if loaded is not None and loaded[0].name == trained_on and loaded[1].fits(loaded[0].labels) is not False:
             (data, split), opts = loaded, dataclasses.replace(opts, split=saved)
-            typer.echo(f"split: the model's training split {saved} (--split FILE to use another)")
+            say(f"split: the model's training split {saved} (--split FILE to use another)")
         else:
             data, split = opts.load()
             if trained_on and data.name != trained_on:
@@ -198,7 +213,7 @@ def _names(names: list[str], shown: int = 4) -> str:
 
 def next_hint(*words: object) -> None:
     """Print `next: COMMAND` shell-quoted on one line (never wrapped), so it can be pasted as it is."""
-    typer.echo("next: " + shlex.join(str(w) for w in words))
+    say("next: " + shlex.join(str(w) for w in words))
 
 
 def check_outputs(
@@ -210,13 +225,13 @@ def check_outputs(
         reason = unwritable_reason(folder, folder=True)
         if reason:
             raise SadhError(f"cannot write {folder} ({name}): {reason}")
-    read = {p.resolve(): name for name, p in inputs if p is not None}
+    read = {resolved(p): name for name, p in inputs if p is not None}
     written: dict[Path, str] = {}
     for name, path in files.items():
         reason = unwritable_reason(path)
         if reason:
             raise SadhError(f"cannot write {path} ({name}): {reason}")
-        key = path.resolve()
+        key = resolved(path)
         if key in written:
             raise SadhError(f"{written[key]} and {name} are the same file {path}; give them different paths")
         if key in read:

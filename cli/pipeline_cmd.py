@@ -17,7 +17,7 @@ import typer
 from ..sdk.errors import SadhError
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
-    next_hint, typed,
+    next_hint, shown, typed,
 )
 
 RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
@@ -87,11 +87,11 @@ def run_training(cfg, console) -> Trained:
     run_dir = Path(cfg.out) / cfg.name
     done = finished_training(run_dir, cfg)
     if done is not None:
-        console.print(f"[yellow]reusing finished training in {run_dir} (best mAP {done.best_map:.4f})[/]")
+        console.print(shown(f"reusing finished training in {run_dir} (best mAP {done.best_map:.4f})"), style="yellow")
         return done
     cfg.resume = (run_dir / "last.pt").is_file()
     epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
-    console.print(f"[bold]1/4 training[/] {cfg.backbone}, {cfg.bits} bits, {epochs}" + (" (resuming)" if cfg.resume else ""))
+    console.print("[bold]1/4 training[/]", shown(f"{cfg.backbone}, {cfg.bits} bits, {epochs}" + (" (resuming)" if cfg.resume else "")))
     result = train(cfg)
     return Trained(result.run_dir, result.best, result.best_map)
 
@@ -102,11 +102,11 @@ def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, con
 
     models = exported_models(export_dir, checkpoint)
     if all(p in models for p in RUNTIME_PRECISIONS):
-        console.print(f"[yellow]reusing the export in {export_dir}[/]")
+        console.print(shown(f"reusing the export in {export_dir}"), style="yellow")
         return models
     console.print("[bold]2/4 exporting[/] ONNX FP32 + INT8 (TensorRT Q/DQ and CPU)")
     calib = {} if calib_images is None else {"calib_images": calib_images}
-    export_model(checkpoint, export_dir, int8=True, log=lambda line: console.print(f"  {line}"), **calib)
+    export_model(checkpoint, export_dir, int8=True, log=lambda line: console.print(shown(f"  {line}")), **calib)
     models = exported_models(export_dir, checkpoint)
     missing = [p for p in RUNTIME_PRECISIONS if p not in models]
     if missing:
@@ -151,13 +151,13 @@ def summary_table(rows: list[dict[str, Any]], title: str):
     """A rich table: one row per precision."""
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=shown(title))
     for column in ("model", "mAP", "tie-aware mAP", "encode ms/image", "search us/query", "size MB"):
         table.add_column(column, justify="left" if column == "model" else "right")
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for r in rows:
         table.add_row(
-            r["name"], fmt(r.get("map"), ".4f"), fmt(r.get("map_tie_aware"), ".4f"), fmt(r.get("encode_ms_per_image"), ".3f"),
+            shown(r["name"]), fmt(r.get("map"), ".4f"), fmt(r.get("map_tie_aware"), ".4f"), fmt(r.get("encode_ms_per_image"), ".3f"),
             fmt(r.get("search_us_per_query"), ".1f"), fmt(r.get("size_mb"), ".2f"),
         )
     return table
@@ -185,7 +185,7 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
             index_path, spec = out / INDEX_NAME / f"{precision}.sidx", dataset_spec(opts, "database")
             hindex = finished_index(index_path, models[precision], spec, dataset, index_items)
             if hindex is not None:
-                console.print(f"[yellow]reusing the index {index_path}[/]")
+                console.print(shown(f"reusing the index {index_path}"), style="yellow")
                 row.update(index=str(index_path), index_ms_per_image=None)
             else:
                 console.print(f"[bold]3/4 indexing[/] {len(index_items)} database images with the {precision} model")
@@ -263,5 +263,5 @@ def register(app: typer.Typer) -> None:
         report = out / REPORT_NAME
         write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})
         console.print(summary_table(rows, title))
-        console.print(f"report: {report} (summary.json, pr_curve.png, precision_at_n.png, one folder per precision); {seconds:.0f} s")
+        console.print(shown(f"report: {report} (summary.json, pr_curve.png, precision_at_n.png, one folder per precision); {seconds:.0f} s"))
         next_hint("python", camera_app_path(), "0", "--model", models["int8-cpu"], "--index", out / INDEX_NAME / "int8-cpu.sidx")

@@ -30,12 +30,12 @@ def register(app: typer.Typer) -> None:
         from ..sdk.retriever import Sidecar, load_index
         from .encode_cmd import expand_images, report_failures
         from .index_cmd import index_encoder
-        from .options import make_console, warn
+        from .options import make_console, shown, warn
 
         hindex = load_index(index, "mih" if mih else "flat")
         if not len(hindex):
             warn(f"{index} holds no codes: every search comes back empty (sadh-cli index add / index build fill it)")
-        side = Sidecar.of_index(index)
+        side = Sidecar.of_index(index, hindex.file_digest)
         encoder = index_encoder(index, hindex.bits, side, model)
         files = expand_images(images)
         codes, failures = encoder.encode_files(files)
@@ -43,12 +43,12 @@ def register(app: typer.Typer) -> None:
         distances, ids = hindex.search(codes, min(k, max(len(hindex), 1)))  # no more rows than the index can fill
         console = make_console()
         for query, dist, found in zip([f for f in map(str, files) if f not in bad], distances, ids):
-            table = Table(title=f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}")
+            table = Table(title=shown(f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}"))
             for column in ("rank", "id", "distance", "label", "path"):
                 table.add_column(column, justify="right" if column in ("rank", "id", "distance") else "left")
             for rank, (d, i) in enumerate(zip(dist, found), 1):
                 if i < 0:
                     break
                 labels = ",".join(side.label_names(i)) if side else ""
-                table.add_row(str(rank), str(i), str(d), labels, (side.path(i) or "") if side else "")
+                table.add_row(str(rank), str(i), str(d), shown(labels), shown((side.path(i) or "") if side else ""))
             console.print(table)

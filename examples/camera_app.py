@@ -17,6 +17,7 @@ import cv2
 
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
+from sadh.sdk.printable import printable
 from sadh.sdk.retriever import Retriever, Sidecar, load_index, sidecar_path
 
 
@@ -47,7 +48,7 @@ def run(model: str, index_path: str, source: str, max_frames: int | None, kind: 
             ms = 1000 * (time.perf_counter() - t0)
             if len(ids):
                 what = side.describe(ids[0]) if side else ""
-                print(f"frame {frame_no} id {ids[0]} distance {distances[0]} {what} ({ms:.1f} ms)", flush=True)
+                print(f"frame {frame_no} id {ids[0]} distance {distances[0]} {printable(what)} ({ms:.1f} ms)", flush=True)
             else:
                 print(f"frame {frame_no} no match (empty index) ({ms:.1f} ms)", flush=True)
             frame_no += 1
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         count = run(args.model, args.index, args.source, args.max_frames, "mih" if args.mih else "flat")
     except SadhError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C is how a camera loop is stopped
         print("interrupted", file=sys.stderr)

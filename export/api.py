@@ -113,8 +113,8 @@ def export_model(
         seconds, parity = time.perf_counter() - started, None
         if threshold is not None:
             parity = compare_codes(reference, run_codes(cpu_session(staged), val))
+            require_parity(parity, threshold, staged.name)  # first: a NaN model's bits all read as agreeing
             log(f"{staged.name}: parity {parity.summary()}")
-            require_parity(parity, threshold, staged.name)
         passed.append((staged, precision, seconds, parity))
         return staged
 

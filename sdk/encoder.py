@@ -9,7 +9,6 @@ serialises its own calls. The encoder holds no other mutable state.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -21,7 +20,9 @@ from .codes import pack_codes
 from .data.images import read_image
 from .engine_meta import ENGINE_SUFFIX
 from .errors import ModelError, SadhError, first_line
+from .image_limits import max_image_pixels
 from .index import check_bits
+from .json_text import parse_json
 from .preprocess import Preprocess, as_frames, preprocess
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -100,6 +101,8 @@ class Encoder:
     ) -> None:
         """Open `path` (ONNX, or a TensorRT engine when tensorrt is installed) and read its metadata."""
         self.path = Path(path)
+        if self.path.is_dir():
+            raise SadhError(f"{self.path} is a folder, not a model file; pass the .onnx or .engine file in it")
         if not self.path.is_file():
             raise SadhError(f"{self.path}: model file not found")
         if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
@@ -135,9 +138,9 @@ class Encoder:
         size = self._preprocess.input_size
         shape = self._runner.input_shape
         if len(shape) != 4 or any(d is not None and d != want for d, want in zip(shape[1:], (3, size, size))):
-            dims = "x".join("?" if d is None else str(d) for d in shape)
+            dims = "is " + "x".join("?" if d is None else str(d) for d in shape) if shape else "has no declared shape"
             raise SadhError(
-                f"{self.path}: the model input is {dims} but its {md.PREPROCESS} metadata says {size}x{size} RGB images "
+                f"{self.path}: the model input {dims} but its {md.PREPROCESS} metadata says {size}x{size} RGB images "
                 f"(Nx3x{size}x{size}); re-export it with `sadh-cli export`"
             )
 
@@ -146,7 +149,7 @@ class Encoder:
         if text is None:
             return []
         try:
-            names = json.loads(text)
+            names = parse_json(text)
         except ValueError:
             names = None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -201,21 +204,31 @@ class Encoder:
             parts.append([np.asarray(out)[:n] for out in self._runner.run(x, outputs)])
         results = [np.concatenate(rows) for rows in zip(*parts)]
         for name, out in zip(outputs, results):
-            if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
-                raise ModelError(f"{self.path}: non-finite model outputs (NaN or inf in {name!r}); re-export or retrain the model")
+            self._check_output(name, out)
         return results
+
+    def _check_output(self, name: str, out: np.ndarray) -> None:
+        """ModelError unless output `name` is what the sadh format says: `codes` float (n, bits), `packed` uint8
+        (n, bits/8), all finite."""
+        bits_per_value, kind = (1, "float") if name == md.CODES_OUTPUT else (8, "uint8")
+        if out.ndim != 2 or out.shape[1] * bits_per_value != self._bits:
+            made = f"{out.shape[1] * bits_per_value}-bit codes" if out.ndim == 2 else f"an array of shape {out.shape}"
+            raise ModelError(
+                f"{self.path}: the model outputs {made} but its metadata says {self._bits} (its {name!r} output); "
+                "the model is at fault (re-export it)"
+            )
+        if not (out.dtype == np.uint8 if kind == "uint8" else np.issubdtype(out.dtype, np.floating)):
+            raise ModelError(f"{self.path}: the model's {name!r} output is {out.dtype}, not {kind}; the model is at fault (re-export it)")
+        if kind == "float" and not np.isfinite(out).all():
+            raise ModelError(f"{self.path}: non-finite model outputs (NaN or inf in {name!r}); re-export or retrain the model")
 
     def encode(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """One frame or a batch/list of BGR/gray/BGRA uint8 frames (see `as_frames`) -> packed uint8 codes (n, bits/8)."""
         names = self._runner.output_names
         if md.PACKED_OUTPUT in names:
             checked = [md.CODES_OUTPUT] if md.CODES_OUTPUT in names else []  # fetched only to catch NaN outputs
-            packed = self._run_batches(images, [md.PACKED_OUTPUT, *checked])[0].astype(np.uint8, copy=False)
-        else:
-            packed = pack_codes(self._continuous(images))
-        if packed.shape[1] != self._bits // 8:
-            raise ModelError(f"{self.path}: the model outputs {packed.shape[1] * 8}-bit codes but its metadata says {self._bits}")
-        return packed
+            return self._run_batches(images, [md.PACKED_OUTPUT, *checked])[0]
+        return pack_codes(self._continuous(images))
 
     def _continuous(self, images: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """The continuous code output as float32 (n, bits)."""
@@ -228,18 +241,28 @@ class Encoder:
         return self._continuous(images)
 
     def encode_files(self, paths: Iterable[str | os.PathLike]) -> tuple[np.ndarray, list[tuple[str, str]]]:
-        """Read and encode image files: (codes of the readable files in order, [(path, error)] of the others)."""
+        """Read and encode image files: (codes of the readable files in order, [(path, error)] of the others).
+
+        Decoded images wait in a batch of at most `max_batch` images and `max_image_pixels()` pixels in all (one image
+        alone may have that many), so memory is bounded by pixels, not by the number of images."""
         codes = [np.zeros((0, self._bits // 8), np.uint8)]
         failures: list[tuple[str, str]] = []
         batch: list[tuple[str, np.ndarray]] = []
+        pixels, budget = 0, max_image_pixels()
         for path in paths:
             try:
-                batch.append((str(path), read_image(path)))
+                image = read_image(path)
             except SadhError as e:
                 failures.append((str(path), str(e)))
+                continue
+            if batch and pixels + image.shape[0] * image.shape[1] > budget:
+                codes.append(self._encode_or_isolate(batch, failures))
+                batch, pixels = [], 0
+            batch.append((str(path), image))
+            pixels += image.shape[0] * image.shape[1]
             if len(batch) == self.max_batch:
                 codes.append(self._encode_or_isolate(batch, failures))
-                batch = []
+                batch, pixels = [], 0
         if batch:
             codes.append(self._encode_or_isolate(batch, failures))
         return np.concatenate(codes), failures

@@ -22,6 +22,7 @@ from . import metadata as md
 from .metadata import sidecar_path
 from .atomic import atomic_write_text
 from .errors import SadhError
+from .json_text import parse_json
 
 ENGINE_SUFFIX = ".engine"
 JETSON_MODEL_FILE = Path("/proc/device-tree/model")
@@ -84,7 +85,7 @@ def read_engine_meta(engine: str | os.PathLike) -> EngineMeta:
     """Read the sidecar JSON of `engine` (SadhError when it is missing or malformed)."""
     path = sidecar_path(engine)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = parse_json(path.read_text(encoding="utf-8"))
         missing = [k for k in EngineMeta.__dataclass_fields__ if k not in raw]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")

@@ -15,8 +15,12 @@ then publish a new snapshot. So searches may run in any number of threads, even 
 
 File format (little-endian): a 64-byte header = magic b"SADHIDX", format version (u8, 1), bits (u16),
 word bytes (u16, 4 or 8), flags (u32, 0), count (u64), blake2b-128 digest of the header fields + payload,
-zero padding; then ids (count x int64), then the word planes (words x count x word bytes), so the planes
+zero padding; then ids (count x int64), then the word planes (words x count x word bytes), so ids and planes
 can be memory-mapped. Saving writes a temporary file and renames it, so a failed save leaves the old file.
+
+Writers of one file serialise (`sadh.sdk.locking.writer_lock`, held by `save`; hold it yourself from `load` to `save`
+to make a read-modify-write one step); `save` over the file an index was loaded from refuses when another writer
+changed that file since, so an update is never lost silently.
 """
 from __future__ import annotations
 
@@ -26,13 +30,14 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
-from .atomic import atomic_open
+from .atomic import atomic_open, remove_stale_temps, resolved
 from .codes import check_packed
 from .errors import SadhError
+from .locking import writer_lock
 
 MAX_BITS = 1024
 BLOCK_ELEMS = 1 << 17  # query x database pairs per block: the uint64 XOR buffer stays ~1 MiB
@@ -334,6 +339,7 @@ class HammingIndex:
         self._ids_buf = np.zeros(0, np.int64)
         empty = np.zeros(0, np.int64)
         self._snap = Snapshot(self._planes_buf, empty, empty, empty)
+        self._file: tuple[Path, bytes] | None = None  # (file, digest) this index was last loaded from or saved to
 
     def __len__(self) -> int:
         """Number of stored codes."""
@@ -464,10 +470,28 @@ class HammingIndex:
         rows, dist, pos = scan(snap.planes, q, self.bits, radius=min(radius, self.bits))
         return range_from_candidates(rows, dist, pos, snap.ids, q.shape[1])
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the index atomically (header, ids, code planes, blake2b checksum); see `load`."""
+    @property
+    def file_digest(self) -> str | None:
+        """Digest (hex) of the file this index was last loaded from or saved to (None: neither); changes since in
+        memory do not change it."""
+        return None if self._file is None else self._file[1].hex()
+
+    def save(self, path: str | os.PathLike, before_replace: Callable[[str], None] | None = None) -> None:
+        """Write the index atomically (header, ids, code planes, blake2b checksum) holding the file's writer lock; see `load`.
+
+        Over the file this index was loaded from, SadhError when another writer changed it since (nothing is written).
+        `before_replace(digest hex)` runs once the new file is complete, before it replaces `path`.
+        """
         snap = self._snap
-        save_arrays(path, self.bits, snap.ids, snap.planes)
+        with writer_lock(path):
+            if self._file is not None and resolved(path) == self._file[0] and _file_digest(path) != self._file[1]:
+                raise SadhError(
+                    f"{path} was changed by another writer since this index was loaded from it; load it again and repeat "
+                    "the change (hold sadh.sdk.locking.writer_lock from load to save to make it one step)"
+                )
+            remove_stale_temps(path)  # of writers killed while saving it (no other writer runs now)
+            digest = save_arrays(path, self.bits, snap.ids, snap.planes, before_replace)
+        self._file = (resolved(path), digest)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool | None = None) -> "HammingIndex":
@@ -477,13 +501,14 @@ class HammingIndex:
         verify=True (that reads the whole file once). Adding to or removing from a mapped index copies
         the codes into memory. A foreign, truncated or corrupt file raises SadhError.
         """
-        bits, ids, planes = load_arrays(path, mmap, (not mmap) if verify is None else verify)
-        index = cls(bits)
+        header, ids, planes = load_arrays(path, mmap, (not mmap) if verify is None else verify)
+        index = cls(header.bits)
         order = np.argsort(ids, kind="stable")
         if ids.size and np.any(ids[order][1:] == ids[order][:-1]):
             raise SadhError(f"{path}: corrupt index file (duplicate ids)")
         index._planes_buf, index._ids_buf = planes, ids
         index._snap = Snapshot(planes, ids, ids[order], order)
+        index._file = (resolved(path), header.digest)
         return index
 
 
@@ -502,15 +527,35 @@ def _digest(header_fields: bytes, ids: np.ndarray, planes: np.ndarray) -> bytes:
     return h.digest()
 
 
-def save_arrays(path: str | os.PathLike, bits: int, ids: np.ndarray, planes: np.ndarray) -> None:
-    """Write header + ids (int64 LE) + planes (words x n, LE) atomically."""
+def save_arrays(
+    path: str | os.PathLike, bits: int, ids: np.ndarray, planes: np.ndarray, before_replace: Callable[[str], None] | None = None
+) -> bytes:
+    """Write header + ids (int64 LE) + planes (words x n, LE) atomically; return the digest. `before_replace(digest hex)`
+    runs once the new file is complete, before it replaces `path`."""
     fields = _HEADER.pack(_MAGIC, _VERSION, bits, planes.dtype.itemsize, 0, ids.size, b"")[:-16]
-    header = fields + _digest(fields, ids, planes)
-    with atomic_open(path, "wb") as f:
-        f.write(header.ljust(_HEADER_SIZE, b"\0"))
+    digest = _digest(fields, ids, planes)
+    with atomic_open(path, "wb", size=_file_size(bits, ids.size)) as f:
+        f.write((fields + digest).ljust(_HEADER_SIZE, b"\0"))
         f.write(memoryview(np.ascontiguousarray(ids, "<i8")).cast("B"))
         for plane in planes:
             f.write(memoryview(np.ascontiguousarray(plane)).cast("B"))
+        f.flush()
+        if before_replace is not None:
+            before_replace(digest.hex())
+    return digest
+
+
+def _file_size(bits: int, count: int) -> int:
+    """Bytes of an index file of `count` codes of `bits` bits."""
+    return _HEADER_SIZE + 8 * count + word_count(bits) * word_dtype(bits).itemsize * count
+
+
+def _file_digest(path: str | os.PathLike) -> bytes | None:
+    """The digest in the header of the index file at `path` (None: no such file, or not a valid one)."""
+    try:
+        return read_header(path).digest
+    except SadhError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -539,24 +584,34 @@ def read_header(path: str | os.PathLike) -> FileHeader:
         raise SadhError(f"{path}: unsupported index format version {version} (this build reads {_VERSION})")
     if bits % 8 or not 8 <= bits <= MAX_BITS or wbytes != word_dtype(bits).itemsize or flags:
         raise SadhError(f"{path}: corrupt index header (bits={bits}, word bytes={wbytes}, flags={flags})")
-    expected = _HEADER_SIZE + 8 * count + word_count(bits) * wbytes * count
+    expected = _file_size(bits, count)
     if size != expected:
         raise SadhError(f"{path}: truncated or corrupt index file ({size} bytes, expected {expected})")
     return FileHeader(bits, count, digest, head[: _HEADER.size - 16])
 
 
-def load_arrays(path: str | os.PathLike, mmap: bool, verify: bool) -> tuple[int, np.ndarray, np.ndarray]:
-    """Read and validate a file written by `save_arrays`: (bits, ids, planes)."""
+def load_arrays(path: str | os.PathLike, mmap: bool, verify: bool) -> tuple[FileHeader, np.ndarray, np.ndarray]:
+    """Read and validate a file written by `save_arrays`: (header, ids, planes); with `mmap` ids and planes are mapped.
+
+    What opening needs in memory (the sorted ids and their positions; with mmap=False also ids and planes) must fit
+    in the physical memory, else SadhError, before anything is read (a header may claim any count)."""
     path = Path(path)
     header = read_header(path)
     bits, count = header.bits, header.count
     wd, nwords = word_dtype(bits), word_count(bits)
-    ids = np.fromfile(path, "<i8", count, offset=_HEADER_SIZE).astype(np.int64)
+    need = 2 * 8 * count + (0 if mmap else _file_size(bits, count))
+    if need > physical_memory():
+        raise SadhError(
+            f"{path}: opening its {count} codes needs {need / 2**30:.4g} GiB of memory, more than this machine has "
+            f"({physical_memory() / 2**30:.4g} GiB){'' if mmap else '; open it memory-mapped (mmap=True) to need less'}"
+        )
     offset = _HEADER_SIZE + 8 * count
     if mmap and count:
+        ids = np.memmap(path, "<i8", "r", offset=_HEADER_SIZE, shape=(count,))
         planes = np.memmap(path, wd, "r", offset=offset, shape=(nwords, count))
     else:
+        ids = np.fromfile(path, "<i8", count, offset=_HEADER_SIZE).astype(np.int64)
         planes = np.fromfile(path, wd, nwords * count, offset=offset).reshape(nwords, count)
     if verify and _digest(header.fields, ids, planes) != header.digest:
         raise SadhError(f"{path}: index file checksum mismatch (corrupt file)")
-    return bits, ids, planes
+    return header, ids, planes

@@ -23,6 +23,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -139,9 +140,14 @@ class MultiIndexHashingIndex:
         """Remove ids; same rules as `HammingIndex.remove`."""
         return self._flat.remove(ids)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the index (the `HammingIndex` file format; tables are not stored)."""
-        self._flat.save(path)
+    @property
+    def file_digest(self) -> str | None:
+        """Digest of the file last loaded or saved; see `HammingIndex.file_digest`."""
+        return self._flat.file_digest
+
+    def save(self, path: str | os.PathLike, before_replace: Callable[[str], None] | None = None) -> None:
+        """Write the index (the `HammingIndex` file format; tables are not stored); see `HammingIndex.save`."""
+        self._flat.save(path, before_replace)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool | None = None, m: int | None = None) -> "MultiIndexHashingIndex":

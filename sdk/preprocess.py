@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from .errors import SadhError
+from .json_text import parse_json
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,7 +54,7 @@ class Preprocess:
     def from_json(cls, text: str) -> "Preprocess":
         """Parse what ``to_json`` wrote."""
         try:
-            d = json.loads(text)
+            d = parse_json(text)
             return cls(
                 input_size=int(d["input_size"]),
                 resize_size=int(d["resize_size"]),

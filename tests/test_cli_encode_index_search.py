@@ -260,9 +260,9 @@ def test_ctrl_c_while_index_remove_writes_finishes_the_pair_and_says_so(tmp_path
     Sidecar(ids=[0, 1, 2], labels=[[0], [1], [0]], class_names=["a", "b"]).save(sidecar_path(path))
     real_save = HammingIndex.save
 
-    def interrupted_save(self, target):
+    def interrupted_save(self, target, before_replace=None):
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while the index is written
-        real_save(self, target)
+        real_save(self, target, before_replace)
 
     monkeypatch.setattr(HammingIndex, "save", interrupted_save)
     result = CliRunner().invoke(app, ["index", "remove", "1", "-i", str(path)])

@@ -302,8 +302,8 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     real = index_mod.atomic_open
 
     @contextlib.contextmanager
-    def failing_open(p, mode="wb"):
-        with real(p, mode) as f:
+    def failing_open(p, mode="wb", size=None):
+        with real(p, mode, size) as f:
             yield _FailingFile(f)
 
     monkeypatch.setattr(index_mod, "atomic_open", failing_open)
@@ -311,7 +311,7 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     new.add(np.zeros((30, 2), np.uint8))
     with pytest.raises(OSError, match="disk full"):
         new.save(path)
-    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["idx.bin"]
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["idx.bin", "idx.bin.lock"]
     assert np.array_equal(HammingIndex.load(path).codes, old.codes)
 
 

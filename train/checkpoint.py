@@ -18,7 +18,7 @@ from ..sdk.atomic import atomic_open, interrupts_deferred
 from ..sdk.errors import SadhError, first_line
 from ..sdk.preprocess import Preprocess
 from .config import TrainConfig, type_in_words, value_fits
-from .backbones.weights import torch_file_problem
+from .backbones.weights import load_torch_file, torch_file_problem
 from .model import ImageHashNet, create_model
 
 FORMAT = "sadh-checkpoint-1"
@@ -67,7 +67,7 @@ def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS)
     if not path.is_file():
         raise SadhError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path)
     except Exception as e:  # truncated, foreign or pickled-object files all land here
         raise SadhError(f"{path}: not a readable sadh checkpoint ({torch_file_problem(path, e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Optional, Union
 
 from ..sdk.data import BUILTIN
 from ..sdk.errors import SadhError
+from ..sdk.json_text import parse_json
 
 METHODS = ("sadh", "dpsh", "csq")
 OPTIMIZERS = ("adamw", "adam", "rmsprop")
@@ -183,8 +184,8 @@ class TrainConfig:
     def from_json(cls, text: str) -> "TrainConfig":
         """Parse what `to_json` wrote."""
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
+            d = parse_json(text)
+        except ValueError as e:
             raise SadhError(f"bad training config JSON: {e}") from None
         return cls.from_dict(d)
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 
-import cv2
+import cv2  # (sadh.sdk imported sadh.sdk.image_limits first: OpenCV reads the pixel limit it set)
 import numpy as np
 
 from ..errors import SadhError
+from ..image_limits import HEADER_BYTES, MAX_PIXELS_ENV, header_size, max_image_pixels
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -19,11 +20,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SadhError(f"{path}: is a directory, not an image file") from None
     except OSError as e:
         raise SadhError(f"{path}: cannot read image file ({e.strerror})") from None
+    limit = max_image_pixels()
+    size = header_size(data[:HEADER_BYTES].tobytes())
+    if size is not None and size[0] * size[1] > limit:
+        raise SadhError(
+            f"{path}: a {size[0]} x {size[1]} image is over the limit of {limit} pixels per decoded image "
+            f"({MAX_PIXELS_ENV}); it was not decoded"
+        )
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    except cv2.error as e:  # OpenCV refuses a header it cannot honour (e.g. 50000 x 50000) by raising, not returning None
+    except cv2.error as e:  # OpenCV refuses a header over its limit (set from the same variable) by raising
         if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
-            raise SadhError(f"{path}: image too large to decode (over OpenCV's limit of 2^30 pixels)") from None
+            raise SadhError(f"{path}: the image is over the limit of {limit} pixels per decoded image ({MAX_PIXELS_ENV}); "
+                            "it was not decoded") from None
         raise SadhError(f"{path}: not a readable image (OpenCV: {e.err})") from None
     if image is None:
         raise SadhError(f"{path}: not a readable image (corrupt, empty or unsupported format)")

@@ -60,7 +60,9 @@ def write_list_file(path: str | os.PathLike, data: LabeledImages, image_root: st
     if data.paths is None:
         raise SadhError("only path-based image sets can be written as a list file")
     root = Path(image_root)
-    lines = [
-        " ".join([os.path.relpath(p, root), *map(str, row)]) for p, row in zip(data.paths, data.labels.tolist())
-    ]
+    names = [os.path.relpath(p, root) for p in data.paths]
+    spaced = next((name for name in names if len(name.split()) != 1), None)  # what read_list_file would split
+    if spaced is not None:
+        raise SadhError(f"cannot write {path}: image path {spaced!r} holds white space, which a list file cannot hold; rename it")
+    lines = [" ".join([name, *map(str, row)]) for name, row in zip(names, data.labels.tolist())]
     atomic_write_text(path, "\n".join(lines) + "\n")

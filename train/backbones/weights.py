@@ -1,7 +1,9 @@
 """Load a backbone state dict from a file (torch.load(weights_only=True) or .safetensors), strictly."""
 
+import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,14 @@ def torch_file_problem(path: Path, exc: Exception) -> str:
     return "a damaged torch file"
 
 
+def load_torch_file(path: str | Path) -> Any:
+    """`torch.load` of plain data and tensors only (weights_only, on the CPU), with torch's warnings about the file
+    silenced: a file it cannot read gets our one-line error, not torch's advice first."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Read a flat tensor dict from a .safetensors file or a torch file (no pickle of arbitrary objects)."""
     path = Path(path)
@@ -31,7 +41,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_file(path)
     except Exception as exc:  # any unreadable file is a user error
         problem = "damaged or not a safetensors file" if path.suffix == ".safetensors" else torch_file_problem(path, exc)
         raise SadhError(f"cannot read backbone weights {path}: {problem}") from None
