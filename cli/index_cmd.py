@@ -195,13 +195,16 @@ def register(app: typer.Typer) -> None:
 
     @group.command("remove")
     def remove(
-        ids: List[int] = typer.Argument(..., min=-(2**63), max=2**63 - 1, help="Ids to remove, as `sadh-cli search` prints them."),
+        ids: List[int] = typer.Argument(..., help="Ids to remove, as `sadh-cli search` prints them."),
         index: Path = typer.Option(..., "--index", "-i", help="Index file to remove from (rewritten with its sidecar)."),
     ) -> None:
         """Remove ids from an index and its sidecar (an id that is not in the index refuses the whole removal)."""
         from ..sdk.index import HammingIndex, read_header
         from ..sdk.retriever import Sidecar
 
+        wide = next((i for i in ids if not -(2**63) <= i < 2**63), None)
+        if wide is not None:
+            raise SadhError(f"id {wide} is not in the index (ids are 64-bit integers); nothing was removed")
         read_header(index)  # a missing or foreign file is refused before its lock file is made
         with writer_lock(index):  # from reading the index to renaming its new version: no other writer between
             hindex = HammingIndex.load(index)

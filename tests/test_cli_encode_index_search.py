@@ -237,8 +237,8 @@ def test_index_add_and_remove_keep_index_and_sidecar_together(setup, tmp_path):
     assert_user_error(again, "nothing to add: every file given is already in")
     kept = index.read_bytes(), sidecar_path(index).read_text()
     assert_user_error(cli("index", "remove", str(first + 1), "--index", index), f"id {first + 1} is not in the index; nothing was removed")
-    too_big = cli("index", "remove", "9" * 23, "--index", index)
-    assert too_big.returncode == 2 and "less than or equal to 9223372036854775807" in too_big.stderr and "Traceback" not in too_big.stderr, too_big.stderr
+    too_big = "9" * 23  # beyond int64: refused in sadh's words, not numpy's overflow
+    assert_user_error(cli("index", "remove", too_big, "--index", index), f"id {too_big} is not in the index (ids are 64-bit integers)")
     assert_user_error(cli("index", "add", new / "Shirt.png", "--index", index, "--label", " "), "--label takes a class name")
     other = tmp_path / "other.onnx"
     export_tiny(other, bits=16)
@@ -267,5 +267,5 @@ def test_ctrl_c_while_index_remove_writes_finishes_the_pair_and_says_so(tmp_path
     monkeypatch.setattr(HammingIndex, "save", interrupted_save)
     result = CliRunner().invoke(app, ["index", "remove", "1", "-i", str(path)])
     assert result.exit_code == 130
-    assert result.output.splitlines()[-1] == f"interrupted; {path} and its sidecar were written with 1 ids removed; nothing to re-run"
+    assert result.stderr.splitlines()[-1] == f"interrupted; {path} and its sidecar were written with 1 ids removed; nothing to re-run"
     assert HammingIndex.load(path).ids.tolist() == [0, 2] and Sidecar.load(sidecar_path(path)).ids == [0, 2]
