@@ -83,6 +83,9 @@ class Split:
                 missing = [k for k in SPLIT_NAMES if k not in loaded.files]
                 if missing:
                     raise ValueError(f"no {'/'.join(missing)} array")
+                objects = [k for k in (*SPLIT_NAMES, FINGERPRINT) if _holds_objects(loaded, k)]
+                if objects:
+                    raise ValueError(f"its {objects[0]} array holds Python objects, which sadh does not load")
                 arrays = {k: loaded[k] for k in SPLIT_NAMES}
                 fingerprint = str(loaded[FINGERPRINT]) if FINGERPRINT in loaded.files else None
         except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
@@ -94,6 +97,17 @@ class Split:
         except SadhError as e:
             raise SadhError(f"{path}: {e}") from None
         return split
+
+
+def _holds_objects(archive: np.lib.npyio.NpzFile, name: str) -> bool:
+    """Whether array `name` of an open .npz was saved holding Python objects, read from its .npy header alone
+    (numpy's own refusal to load such an array advises unpickling it)."""
+    if f"{name}.npy" not in archive.zip.namelist():
+        return False
+    with archive.zip.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        return read is not None and read(f)[2].hasobject
 
 
 def database_subset(database: np.ndarray, size: int | None, seed: int) -> np.ndarray:
