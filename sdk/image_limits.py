@@ -4,8 +4,8 @@ A small compressed file can decode to gigabytes (a 1.5 MB PNG of 20000 x 20000 R
 over the limit is refused before it is decoded. The limit is OpenCV's own setting OPENCV_IO_MAX_IMAGE_PIXELS: set it
 in the environment to change it; where it is not set, importing this module (the sdk does so first, before OpenCV is
 imported) sets it to DEFAULT_MAX_IMAGE_PIXELS, so OpenCV refuses larger images of every format it reads. PNG, JPEG,
-GIF, BMP and WebP headers are also read here, so those are refused with their size even when OpenCV was imported
-before the sdk (it reads the setting once, at import).
+GIF, BMP, WebP and TIFF headers are also read here, so those are refused with their size even when OpenCV was imported
+before the sdk (it reads the setting once, at import) or its decoder for a format ignores the setting.
 """
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ def max_image_pixels() -> int:
     return int(text)
 
 
-def header_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first bytes of a PNG, JPEG, GIF, BMP or WebP file; None for other formats or when the
-    bytes do not say."""
+def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from the bytes of a PNG, JPEG, GIF, BMP, WebP or TIFF file (the whole file: a TIFF's image
+    directory often comes last); None for other formats or when the bytes do not say."""
+    head = bytes(data[:HEADER_BYTES])
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(data)
     if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
         return struct.unpack(">II", head[16:24])
     if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
@@ -44,6 +47,24 @@ def header_size(head: bytes) -> tuple[int, int] | None:
     if head.startswith(b"\xff\xd8"):
         return _jpeg_size(head)
     return None
+
+
+def _tiff_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from the first image directory of a TIFF file (ImageWidth and ImageLength, tags 256 and 257)."""
+    order = "<" if bytes(data[:2]) == b"II" else ">"
+    if len(data) < 8:
+        return None
+    (at,) = struct.unpack(order + "I", bytes(data[4:8]))
+    if at + 2 > len(data):
+        return None
+    (entries,) = struct.unpack(order + "H", bytes(data[at : at + 2]))
+    size = {}
+    for entry in range(at + 2, min(at + 2 + 12 * entries, len(data) - 11), 12):
+        tag, kind, count = struct.unpack(order + "HHI", bytes(data[entry : entry + 8]))
+        if tag in (256, 257) and kind in (3, 4) and count == 1:  # a SHORT or LONG value, held in the entry itself
+            field = order + ("H" if kind == 3 else "I")
+            size[tag] = struct.unpack(field, bytes(data[entry + 8 : entry + 8 + struct.calcsize(field)]))[0]
+    return (size[256], size[257]) if len(size) == 2 else None
 
 
 def _webp_size(head: bytes) -> tuple[int, int] | None:

@@ -125,15 +125,25 @@ def test_a_list_file_refuses_names_it_cannot_hold(tmp_path):
     assert not (tmp_path / "list.txt").exists()
 
 
+def big_endian_tiff(path: Path, width: int, height: int) -> Path:
+    """The header and image directory of a big-endian TIFF (width a SHORT, height a LONG), with no pixels."""
+    entries = struct.pack(">HHIHH", 256, 3, 1, width, 0) + struct.pack(">HHII", 257, 4, 1, height)
+    path.write_bytes(b"MM\x00*" + struct.pack(">IH", 8, 2) + entries + struct.pack(">I", 0))
+    return path
+
+
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
     bomb = png_bomb(tmp_path / "bomb.png", 2000, 2000)  # 17 kB on disk, 16 MB decoded
     assert bomb.stat().st_size < 50_000
+    tiff = tmp_path / "bomb.tiff"  # its image directory comes after the pixels
+    cv2.imwrite(str(tiff), np.zeros((2000, 2000), np.uint8))
     monkeypatch.setenv("OPENCV_IO_MAX_IMAGE_PIXELS", "1000000")
     decoded = []
     monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
-    with pytest.raises(SadhError, match=r"bomb\.png: a 2000 x 2000 image is over the limit of 1000000 pixels per decoded image"):
-        read_image(bomb)
-    assert not decoded  # refused from its header
+    for image, size in [(bomb, "2000 x 2000"), (tiff, "2000 x 2000"), (big_endian_tiff(tmp_path / "mm.tif", 1200, 900), "1200 x 900")]:
+        with pytest.raises(SadhError, match=rf"{image.name}: a {size} image is over the limit of 1000000 pixels per decoded image"):
+            read_image(image)
+    assert not decoded  # refused from their headers
 
 
 def test_the_pixel_limit_has_a_default_the_user_can_change(tmp_path):
@@ -142,7 +152,7 @@ def test_the_pixel_limit_has_a_default_the_user_can_change(tmp_path):
     show = "import os, sadh.sdk; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
     assert subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, env=env).stdout.strip() == str(DEFAULT_MAX_IMAGE_PIXELS)
-    tiff = tmp_path / "big.tiff"  # a format whose header sadh does not read: OpenCV refuses it from the same setting
+    tiff = tmp_path / "big.tiff"
     cv2.imwrite(str(tiff), np.zeros((2000, 2000), np.uint8))
     code = f"from sadh.sdk.data.images import read_image\ntry:\n    read_image({str(tiff)!r})\nexcept Exception as e:\n    print(e)"
     read = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "OPENCV_IO_MAX_IMAGE_PIXELS": "1000000"})

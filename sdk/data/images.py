@@ -7,7 +7,7 @@ import cv2  # (sadh.sdk imported sadh.sdk.image_limits first: OpenCV reads the p
 import numpy as np
 
 from ..errors import SadhError
-from ..image_limits import HEADER_BYTES, MAX_PIXELS_ENV, header_size, max_image_pixels
+from ..image_limits import MAX_PIXELS_ENV, header_size, max_image_pixels
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -21,7 +21,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except OSError as e:
         raise SadhError(f"{path}: cannot read image file ({e.strerror})") from None
     limit = max_image_pixels()
-    size = header_size(data[:HEADER_BYTES].tobytes())
+    size = header_size(memoryview(data))
     if size is not None and size[0] * size[1] > limit:
         raise SadhError(
             f"{path}: a {size[0]} x {size[1]} image is over the limit of {limit} pixels per decoded image "
