@@ -143,8 +143,14 @@ def test_model_formats(exported: ExportResult) -> None:
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
     qdq = onnx.load(str(exported.path("int8-qdq")))
     assert qdq_violations(qdq) == []
-    cpu_ops = {n.op_type for n in onnx.load(str(exported.path("int8-cpu"))).graph.node}
-    assert "QLinearConv" in cpu_ops  # the QOperator format chosen for CPUs
+    cpu = onnx.load(str(exported.path("int8-cpu")))  # U8S8 in the QOperator format (export/quantize.py)
+    initializers = {t.name: t for t in cpu.graph.initializer}
+    weights = [t for t in initializers.values() if len(t.dims) >= 2]  # convolution kernels and the code layer's matrix
+    assert weights and {t.data_type for t in weights} == {onnx.TensorProto.INT8}, [t.name for t in weights]  # S8 weights
+    dequantized = [n.input[0] for n in cpu.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers]
+    assert dequantized == []  # QOperator: integer operators take the weights; none is turned back into float (Q/DQ)
+    zero_points = {initializers[n.input[2]].data_type for n in cpu.graph.node if n.op_type == "QuantizeLinear"}
+    assert zero_points == {onnx.TensorProto.UINT8}  # U8 activations
 
 
 def test_parity_check_fails_below_threshold() -> None:
@@ -232,11 +238,23 @@ def test_export_removes_staging_folders_of_killed_exports_only(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", "m.pt", "m.split.npz", running.name, elsewhere.name])
 
 
-class Erfinv(torch.nn.Module):
+class _NoOnnxForm(torch.autograd.Function):
+    """An operation whose ONNX translation (its `symbolic`) refuses, in every torch version."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.tanh()
+
+    @staticmethod
+    def symbolic(g: object, x: object) -> None:
+        raise RuntimeError("no ONNX form")
+
+
+class Unexportable(torch.nn.Module):
     """A layer the ONNX exporter cannot translate."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.erfinv(x.tanh() * 0.5)
+        return _NoOnnxForm.apply(x)
 
 
 def _info(model: torch.nn.Module):
@@ -249,8 +267,8 @@ def _info(model: torch.nn.Module):
 
 def test_unsupported_operator_names_the_layer(tmp_path: Path) -> None:
     model = create_model("small_cnn", BITS, 10).eval()
-    model.backbone.features[1] = Erfinv()
-    with pytest.raises(SadhError, match=r"layer 'model\.backbone\.features\.1' \(Erfinv\).*erfinv"):
+    model.backbone.features[1] = Unexportable()
+    with pytest.raises(SadhError, match=r"^ONNX export at opset \d+ failed in layer 'model\.backbone\.features\.1' \(Unexportable\): "):
         export_onnx(model, _info(model), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
