@@ -94,6 +94,7 @@ def reports_errors() -> bool:
 def _show(error: typer.TyperException) -> None:
     """Print a command-line error as click does; a group's help (asked for by giving no command) goes to stdout."""
     ctx = getattr(error, "ctx", None)
+    # by name: typer exports no NoArgsIsHelpError (its click is vendored, private: typer._click), only TyperException
     if type(error).__name__ == "NoArgsIsHelpError" and ctx is not None:
         typer.echo(ctx.get_help())
     elif hasattr(error, "show"):

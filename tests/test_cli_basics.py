@@ -36,7 +36,7 @@ def test_help_lists_every_command() -> None:
 @pytest.mark.parametrize("command", [["train"], ["export"], ["index", "build"], ["eval"]])
 def test_help_at_80_columns_names_every_option_in_full(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
-    assert result.exit_code == 0 and "…" not in result.output
+    assert result.exit_code == 0
     cmd = typer.main.get_command(app)
     for name in command:
         cmd = cmd.commands[name]
@@ -45,7 +45,7 @@ def test_help_at_80_columns_names_every_option_in_full(command: list[str]) -> No
             assert opt in result.output, opt  # rich's panels cut long names ("--backbone-weigh…") at 80 columns
 
 
-@pytest.mark.parametrize("args, message", [(["train", "--bits", "12"], "error: bits must be"), (["train", "--bogus"], "No such option")])
+@pytest.mark.parametrize("args, message", [(["train", "--bits", "12"], "error: bits must be"), (["train", "--bogus"], "--bogus")])
 def test_under_torchrun_only_rank_0_reports_a_bad_command_line(args: list[str], message: str) -> None:
     for rank, shown in (("0", True), ("1", False)):  # every rank parses the same command line: one report, not one per rank
         env = {**os.environ, "WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank}
@@ -69,7 +69,10 @@ def test_other_ranks_report_their_own_errors_once_they_joined_the_group(monkeypa
 
 def test_a_group_without_a_command_prints_its_help_on_stdout() -> None:
     out = cli("index")
-    assert out.stdout.startswith("Usage: ") and " index [OPTIONS] COMMAND" in out.stdout and "build" in out.stdout and out.stderr == ""
+    commands = typer.main.get_command(app).commands["index"].commands
+    assert len(commands) > 1 and out.stderr == "", out.stderr
+    for name in commands:
+        assert re.search(rf"^\s+{name}\s", out.stdout, re.MULTILINE), (name, out.stdout)  # each listed, one a line
 
 
 def test_the_resume_command_keeps_the_torchrun_launch(monkeypatch) -> None:
@@ -137,7 +140,8 @@ def test_long_class_names_are_shown_whole_in_a_pipe(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     height, width, _ = cv2.imread(str(tmp_path / "p.png")).shape
     lines = max(len(wrap_caption(name, TILE - 4)) for name in LONG_NAMES)
-    assert width == 2 * TILE and height == 2 * (TILE + lines * LINE_HEIGHT + 4) and lines >= 3
+    assert max(map(text_width, LONG_NAMES)) > 2 * (TILE - 4)  # in any font: three caption lines or more
+    assert width == 2 * TILE and height == 2 * (TILE + lines * LINE_HEIGHT + 4)
 
 
 def assert_wrapped(text: str, width: int) -> list[str]:
@@ -255,7 +259,7 @@ def test_ctrl_c_is_one_line_exit_130_and_usage_errors_stay_exit_2(monkeypatch) -
     monkeypatch.setattr("sadh.cli.options.load_dataset_split", interrupted)
     result = CliRunner().invoke(app, ["data", "info"])
     assert result.exit_code == 130  # (on a line of its own: after an empty one once any progress bar was drawn in this process)
-    assert result.output.lstrip("\n") == "interrupted; files written so far are complete; re-run the command to finish\n"
+    assert result.stderr.lstrip("\n") == "interrupted; files written so far are complete; re-run the command to finish\n"
     assert CliRunner().invoke(app, ["train", "--no-such-option"]).exit_code == 2
 
 
@@ -265,8 +269,7 @@ def test_ctrl_c_while_a_bar_is_drawn_starts_the_interrupt_line_on_a_line_of_its_
 
     def interrupted_while_drawing(*args: object) -> None:
         bar = tqdm(total=3, desc="epoch 2/100", leave=False, disable=False)  # drawn; Ctrl-C before a `with` closes it
-        if moment == "in its close":  # close() takes the bar off tqdm's registry first, then wipes it
-            tqdm._decr_instances(bar)
+        drawn.append(bar)
         if moment == "in its constructor":  # its close() fails, the bar's text stays on the line
 
             def close_fails() -> None:
@@ -274,14 +277,20 @@ def test_ctrl_c_while_a_bar_is_drawn_starts_the_interrupt_line_on_a_line_of_its_
                 raise AttributeError("'tqdm' object has no attribute 'pos'")
 
             bar.close = close_fails
-        drawn.append(bar)
+        if moment == "in its close":  # close() takes the bar off tqdm's registry first, then wipes it: Ctrl-C in between
+
+            def wipe_interrupted(*args: object, **kwargs: object) -> None:
+                raise KeyboardInterrupt
+
+            bar.display = wipe_interrupted
+            bar.close()
         raise KeyboardInterrupt
 
     monkeypatch.setattr("sadh.cli.options.load_dataset_split", interrupted_while_drawing)
     result = CliRunner().invoke(app, ["data", "info"])
-    lines = [line.strip() for line in result.output.replace("\r", "\n").splitlines() if line.strip()]
-    assert result.exit_code == 130 and lines[0].startswith("epoch 2/100:"), result.output
-    assert lines[-1] == "interrupted; files written so far are complete; re-run the command to finish", result.output
+    lines = [line.strip() for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert result.exit_code == 130 and "epoch 2/100" in lines[0], result.stderr
+    assert lines[-1] == "interrupted; files written so far are complete; re-run the command to finish", result.stderr
 
 
 @pytest.mark.parametrize("env, printed", [({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3", "LOCAL_RANK": "1"}, False),
@@ -294,7 +303,7 @@ def test_ctrl_c_under_torchrun_prints_from_rank_0_only(monkeypatch, env: dict[st
     for name in ("RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(app, ["data", "info"], env=env)
-    assert result.exit_code == 130 and result.output.lstrip("\n").startswith("interrupted; ") == printed and (printed or result.output == "")
+    assert result.exit_code == 130 and result.stderr.lstrip("\n").startswith("interrupted; ") == printed and (printed or result.stderr == "")
 
 
 @pytest.mark.parametrize("rank, printed", [("0", True), ("1", False)])  # under torchrun only rank 0 says it

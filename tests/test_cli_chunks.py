@@ -108,7 +108,7 @@ def test_index_build_interrupted_by_ctrl_c_continues_on_the_next_run(tmp_path, m
 
     first = invoke_with_ctrl_c_after(2, monkeypatch, args)
     assert first.exit_code == 130
-    assert f"interrupted; 200 of 300 images encoded are kept in {partial_path(out)}; re-run the same command" in first.output
+    assert f"interrupted; 200 of 300 images encoded are kept in {partial_path(out)}; re-run the same command" in first.stderr
     assert not out.exists() and len(list(partial_path(out).glob("chunk-*.npz"))) == 2
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
