@@ -22,14 +22,14 @@ def register(app: typer.Typer) -> None:
         opts: DataOptions, out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also save the split (.npz) here.")
     ) -> None:
         """Print a dataset's size, classes and split; optionally save the split."""
-        from rich.table import Table
+        from .tables import new_table
 
         if out is not None:
             check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
         if out is not None:
             check_outputs_spare_images({"--out": out}, data)
-        table = Table(title=shown(f"{data.name}: {len(data)} images, {data.num_classes} classes"))
+        table = new_table(title=shown(f"{data.name}: {len(data)} images, {data.num_classes} classes"))
         table.add_column("role")
         table.add_column("items", justify="right")
         table.add_column("labels/item", justify="right")

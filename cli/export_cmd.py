@@ -74,10 +74,10 @@ def register(app: typer.Typer) -> None:
 
 def artifact_table(result: ExportResult) -> Table:
     """A rich table of the files an export wrote."""
-    from rich.table import Table
+    from .tables import new_table
 
     folder = result.artifacts[0].path.parent if result.artifacts else ""
-    table = Table(title=shown(f"export to {folder}: {result.info.backbone}, {result.info.bits} bits"))
+    table = new_table(title=shown(f"export to {folder}: {result.info.backbone}, {result.info.bits} bits"))
     for column in ("file", "precision", "size", "time", "parity vs torch"):
         table.add_column(column, justify="right" if column in ("size", "time") else "left")
     for a in result.artifacts:
@@ -88,9 +88,9 @@ def artifact_table(result: ExportResult) -> Table:
 
 def report_table(rows: list[ReportRow]) -> Table:
     """A rich table of the accuracy and speed report."""
-    from rich.table import Table
+    from .tables import new_table
 
-    table = Table(title="accuracy (mAP@all) and onnxruntime CPU speed")
+    table = new_table(title="accuracy (mAP@all) and onnxruntime CPU speed")
     for column in ("model", "precision", "mAP", "batch 1 ms", "batch 1 img/s", "batch 32 img/s"):
         table.add_column(column, justify="left" if column in ("model", "precision") else "right")
 

@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
         index_option: Optional[Path] = typer.Option(None, "--index", "-i", help="The index file, as search and index add take it."),
     ) -> None:
         """Print an index file's code length, size and what its sidecar says (the checksum is verified)."""
-        from rich.table import Table
+        from .tables import new_table
 
         from ..sdk.index import HammingIndex
         from ..sdk.retriever import Sidecar
@@ -236,7 +236,7 @@ def register(app: typer.Typer) -> None:
             raise SadhError("give the index file once: `sadh-cli index info FILE` or `sadh-cli index info -i FILE`")
         index = index or index_option
         hindex = HammingIndex.load(index, mmap=True, verify=True)
-        table = Table(title=shown(index), show_header=False)
+        table = new_table(title=shown(index), show_header=False)
         table.add_row("codes", str(len(hindex)))
         table.add_row("bits", str(hindex.bits))
         table.add_row("file size", f"{index.stat().st_size / 1e6:.2f} MB")

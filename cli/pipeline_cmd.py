@@ -149,9 +149,9 @@ def readable(data: Any, i: int) -> bool:
 
 def summary_table(rows: list[dict[str, Any]], title: str):
     """A rich table: one row per precision."""
-    from rich.table import Table
+    from .tables import new_table
 
-    table = Table(title=shown(title))
+    table = new_table(title=shown(title))
     for column in ("model", "mAP", "tie-aware mAP", "encode ms/image", "search us/query", "size MB"):
         table.add_column(column, justify="left" if column == "model" else "right")
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Encode query images and print their k nearest indexed items (id, Hamming distance, label, path)."""
-        from rich.table import Table
+        from .tables import new_table
 
         from ..sdk.retriever import Sidecar, load_index
         from .encode_cmd import expand_images, report_failures
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         distances, ids = hindex.search(codes, min(k, max(len(hindex), 1)))  # no more rows than the index can fill
         console = make_console()
         for query, dist, found in zip([f for f in map(str, files) if f not in bad], distances, ids):
-            table = Table(title=shown(f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}"))
+            table = new_table(title=shown(f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}"))
             for column in ("rank", "id", "distance", "label", "path"):
                 table.add_column(column, justify="right" if column in ("rank", "id", "distance") else "left")
             for rank, (d, i) in enumerate(zip(dist, found), 1):

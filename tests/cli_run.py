@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from sadh.cli.tables import table_box
+
 
 def cli(*args: object, columns: int | None = 300, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """Run `sadh-cli ARGS` in a subprocess (so exit codes and stderr are the real ones) with no terminal, as in CI.
@@ -20,8 +22,14 @@ def cli(*args: object, columns: int | None = 300, cwd: str | os.PathLike | None 
 
 
 def table_rows(text: str) -> list[list[str]]:
-    """The body rows of the rich tables in `text`, as lists of stripped cells (wide rows, no wrapping)."""
-    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+    """The body rows of the tables in `text`, as lists of stripped cells (wide rows, no wrapping), read with the box
+    sadh-cli draws them with."""
+    box = table_box()
+    rows = [
+        [c.strip() for c in line[len(box.mid_left) : len(line) - len(box.mid_right)].split(box.mid_vertical)]
+        for line in text.splitlines()
+        if line.startswith(box.mid_left) and line.endswith(box.mid_right)
+    ]
     return [r for r in rows if r and r[0].isdigit()]
 
 
