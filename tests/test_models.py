@@ -51,7 +51,8 @@ def test_encode_equals_forward_code() -> None:
 def test_efficientnet_lite0_loads_every_shipped_weight(lite0: nn.Module) -> None:
     shipped = read_state_dict(shipped_efficientnet_lite0_weights())
     state = lite0.state_dict()
-    assert set(shipped) - set(state) == {"_fc.weight", "_fc.bias"}
+    unused = set(shipped) - set(state)
+    assert all(k.startswith("_fc.") for k in unused), sorted(unused)  # only the ImageNet classifier is left out
     assert set(state) <= set(shipped)
     assert all(torch.equal(state[k], shipped[k]) for k in state)
 

@@ -52,7 +52,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, fashion_mnist: 
     resumed = train(tiny_config(tmp_path / "cut", epochs=3, amp=amp, resume=True), data, split)
 
     a, b = (load_checkpoint(r.last, RESUME_KEYS) for r in (full, resumed))
-    assert (a["scaler"].get("_growth_tracker", 0) > 0) == (amp == "fp16")  # a scaler that counted its steps
+    assert bool(a["scaler"]) == (amp == "fp16")  # a scaler that is on saves its state (one that is off saves {})
     for key in ("model", "label_net", "dictionaries", "optimizer", "scheduler", "scaler", "step", "best_map"):
         assert _same_tensors(a[key], b[key]), key
     assert [{k: e[k] for k in COMPARED} for e in full.history] == [{k: e[k] for k in COMPARED} for e in resumed.history]

@@ -134,16 +134,41 @@ def test_label_network_learns_with_the_margin_asked_for(monkeypatch, margin) -> 
     assert not any(p.requires_grad for p in net.parameters())  # then frozen for stage 2
 
 
+class RecordedAutocast:
+    """torch.autocast that notes (device type, dtype, enabled) in `entered` each time a region is entered."""
+
+    entered: list[tuple[str, torch.dtype | None, bool]] = []
+    real = torch.autocast
+
+    def __init__(self, device_type: str, dtype: torch.dtype | None = None, enabled: bool = True, **kwargs: object) -> None:
+        self.region, self.key = self.real(device_type, dtype=dtype, enabled=enabled, **kwargs), (device_type, dtype, enabled)
+
+    def __enter__(self) -> None:
+        self.entered.append(self.key)
+        self.region.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.region.__exit__(*exc)
+
+
 @pytest.mark.parametrize("precision", [dict(amp="bf16", channels_last=True), dict(amp="fp16")])
-def test_the_gpu_precision_paths_train_on_cpu(tmp_path, fashion_mnist: LabeledImages, precision: dict) -> None:
+def test_the_gpu_precision_paths_train_on_cpu(tmp_path, fashion_mnist: LabeledImages, monkeypatch, precision: dict) -> None:
     """bf16 autocast with channels_last, and fp16 with gradient scaling (GPUs without bf16), run the same steps as fp32."""
     data, split = tiny_split(fashion_mnist, query=2, train=4, database=4)  # 40 training images: one step per epoch
-    runs = {name: train(tiny_config(tmp_path / name, **settings), data, split) for name, settings in (("fp32", {}), ("amp", precision))}
+    runs = {"fp32": train(tiny_config(tmp_path / "fp32"), data, split)}
+    monkeypatch.setattr(RecordedAutocast, "entered", [])
+    monkeypatch.setattr(torch, "autocast", RecordedAutocast)
+    runs["amp"] = train(tiny_config(tmp_path / "amp", **precision), data, split)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision["amp"]]
+    assert ("cpu", half, True) in RecordedAutocast.entered, RecordedAutocast.entered  # the steps ran in lower precision
     losses = {name: [h["loss"] for h in r.history] for name, r in runs.items()}
     assert np.allclose(losses["amp"], losses["fp32"], rtol=0.02), losses  # same data, seed and steps
-    assert losses["amp"] != losses["fp32"]  # ... in lower precision: autocast did run
     scaler = load_checkpoint(runs["amp"].last, ("scaler",))["scaler"]
-    assert ("scale" in scaler) == (precision["amp"] == "fp16")  # the scaler is on exactly for fp16, and saved for resume
+    assert bool(scaler) == (precision["amp"] == "fp16"), scaler  # the scaler is on exactly for fp16 (one that is off saves {})
+    if scaler:  # ... and saved for resume: a new scaler takes it
+        resumed = torch.amp.GradScaler("cpu")
+        resumed.load_state_dict(scaler)
+        assert resumed.get_scale() > 0
     model, info = load_model(runs["amp"].best)
     assert info.bits == 32 and all(torch.isfinite(p).all() for p in model.parameters())
 
