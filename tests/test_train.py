@@ -26,7 +26,7 @@ from sadh.train.cache import cache_images
 from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from sadh.train.config import RECIPES, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
-from sadh.train.model import ImageOutput, create_model
+from sadh.train.model import ImageOutput, create_model, random_start_warning
 from sadh.train import label_stage, memory
 from sadh.train.losses import label_margin
 from sadh.train.trainer import check_labels, train
@@ -357,6 +357,39 @@ def test_cli_rejects_bad_bits() -> None:
 def test_cli_rejects_unknown_backbone() -> None:
     known = "unknown backbone 'bogus'; choose one of small_cnn, efficientnet_lite0, resnet18, resnet50"
     assert_user_error(cli("train", "--backbone", "bogus", "--epochs", "1"), known)
+
+
+class SlowWorkStarted(Exception):
+    """Raised by a stand-in for the image cache: the run got past its checks."""
+
+
+def test_an_imagenet_backbone_without_weights_is_warned_about_then_refused_under_reference(
+    tmp_path, fashion_mnist: LabeledImages, monkeypatch, capsys
+) -> None:
+    def started(*args, **kwargs):
+        raise SlowWorkStarted
+
+    monkeypatch.setattr(trainer, "cache_images", started)
+    data, split = tiny_split(fashion_mnist, query=2, train=4, database=4)
+    with pytest.raises(SlowWorkStarted):  # the fast recipe trains it, after one line on stderr
+        train(tiny_config(tmp_path, backbone="resnet50", input_size=32), data, split)
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith("warning: resnet50 starts from random weights") and "--backbone-weights PATH" in warning
+    assert len(warning.splitlines()) == 1
+    with pytest.raises(SadhError, match=r"--recipe reference fine-tunes ImageNet-pretrained weights.*resnet50 would start from"):
+        train(tiny_config(tmp_path / "ref", backbone="resnet50", input_size=32, recipe="reference"), data, split)
+    for quiet in (dict(backbone="small_cnn"), dict(backbone="efficientnet_lite0"), dict(backbone="resnet50", pretrained=False),
+                  dict(backbone="resnet50", backbone_weights="r50.safetensors")):
+        assert random_start_warning(TrainConfig(**quiet)) is None, quiet
+    with pytest.raises(SadhError, match=r"would start from random weights \(--no-pretrained\)"):
+        random_start_warning(TrainConfig(backbone="efficientnet_lite0", pretrained=False, recipe="reference"))
+
+
+def test_cli_refuses_a_reference_run_of_an_untrained_resnet50(tmp_path) -> None:
+    out = cli("train", "--backbone", "resnet50", "--recipe", "reference", "--epochs", "1", "--train-per-class", "2",
+              "--query-per-class", "1", "--input-size", "32", "--eval-database", "10", "--threads", "1", "--out", tmp_path)
+    assert_user_error(out, "resnet50 would start from random weights (no ImageNet weights ship for resnet50)")
+    assert not any(tmp_path.iterdir())  # refused before the run folder or the image cache is made
 
 
 def test_cli_trains_two_bit_lengths(tmp_path) -> None:

@@ -12,7 +12,7 @@ from sadh.train.losses import as_stats, fp32_region, label_similarity, matmul_fp
 def dpsh_loss(u: Tensor, y: Tensor, eta: float = 0.1) -> tuple[Tensor, dict[str, Tensor]]:
     """DPSH: mean_ij[log(1+e^θ_ij) − s_ij·θ_ij] over the batch's pairs, θ = u·uᵀ/2, plus eta·mean((u − sign u)²).
 
-    u is the shared tanh code head (Li et al. 2016 use a linear output: measured weaker here, see the README)."""
+    u is the shared tanh code head (Li et al. 2016 use a linear output: measured weaker here, see docs/training.md)."""
     theta = 0.5 * matmul_fp32(u, u)
     likelihood = (F.softplus(theta) - label_similarity(y, y) * theta).mean()
     quant = quantisation(u)

@@ -1,12 +1,17 @@
 """SADH's two networks: the label network (stage 1) and the image hashing network (stage 2)."""
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from sadh.sdk.errors import SadhError
-from sadh.train.backbones import create_backbone
+from sadh.train.backbones import backbone_entry, create_backbone
+
+if TYPE_CHECKING:
+    from sadh.train.config import TrainConfig
 
 FEAT_DIM = 2048
 LABEL_HIDDEN = 4096
@@ -103,3 +108,31 @@ def create_model(backbone: str, bits: int, num_classes: int, pretrained: bool | 
     validate_bits(bits)
     validate_num_classes(num_classes)
     return ImageHashNet(create_backbone(backbone, pretrained=pretrained), bits, num_classes)
+
+
+def initial_weights(cfg: TrainConfig) -> bool | str:
+    """`create_model`'s pretrained argument for a run: --backbone-weights, else the shipped ImageNet weights (where the
+    backbone has some) unless --pretrained/--no-pretrained says otherwise."""
+    if cfg.backbone_weights:
+        return cfg.backbone_weights
+    return cfg.pretrained if cfg.pretrained is not None else backbone_entry(cfg.backbone).shipped_weights is not None
+
+
+def random_start_warning(cfg: TrainConfig) -> str | None:
+    """A one-line warning when a new run's ImageNet backbone would start from random weights unasked (no weights ship
+    for it and no --backbone-weights), else None. Under the reference recipe a random start of an ImageNet backbone
+    is refused (SadhError), asked for or not: the paper fine-tunes an ImageNet-pretrained ResNet-50."""
+    if initial_weights(cfg) is not False or not backbone_entry(cfg.backbone).imagenet:
+        return None
+    why = "--no-pretrained" if cfg.pretrained is False else f"no ImageNet weights ship for {cfg.backbone}"
+    if cfg.recipe == "reference":
+        raise SadhError(
+            f"--recipe reference fine-tunes ImageNet-pretrained weights, as the paper does, but {cfg.backbone} would start "
+            f"from random weights ({why}): pass --backbone-weights PATH (.pt / .safetensors), or use --recipe fast"
+        )
+    if cfg.pretrained is False:
+        return None
+    return (
+        f"{cfg.backbone} starts from random weights ({why}): pass --backbone-weights PATH (.pt / .safetensors) to "
+        "fine-tune pretrained ones, or --no-pretrained to train from scratch without this warning"
+    )

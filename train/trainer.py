@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from ..sdk.metrics import default_topk, mean_average_precision
 from ..sdk.preprocess import Preprocess
 from . import distributed
 from .augment import normalize, random_crop_flip
-from .backbones import backbone_entry
 from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
 from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, without_training_state
@@ -39,7 +39,7 @@ from .label_stage import train_label_net
 from .loader import BatchLoader
 from .losses import SadhWeights, fp32_region, sadh_loss
 from .memory import check_training_fits
-from .model import ImageHashNet, ImageOutput, LabelNet, create_model
+from .model import ImageHashNet, ImageOutput, LabelNet, create_model, initial_weights, random_start_warning
 
 LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 RUN_SPLIT = "split.npz"  # in the run folder: the split the run trains on, recording the labels it was made for
@@ -230,6 +230,10 @@ def train(
         raise SadhError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out / run name")
     elif cfg.resume and main:
         tqdm.write(f"nothing to resume in {run_dir}; starting a new run")
+    if state is None:  # a new run: say (or, under the reference recipe, refuse) when its backbone starts untrained
+        warning = random_start_warning(cfg)
+        if warning and info.is_main:
+            tqdm.write(f"warning: {warning}", file=sys.stderr)
     if info.is_main:  # this process alone writes the run's checkpoints: temp files there are a killed run's
         for path in (last_path, best_path):
             remove_stale_temps(path)
@@ -251,10 +255,7 @@ def train(
 
     # model
     torch.manual_seed(cfg.seed)
-    pretrained: bool | str = cfg.backbone_weights or (
-        cfg.pretrained if cfg.pretrained is not None else backbone_entry(cfg.backbone).shipped_weights is not None
-    )
-    model = create_model(cfg.backbone, cfg.bits, data.num_classes, pretrained=pretrained).to(info.device)
+    model = create_model(cfg.backbone, cfg.bits, data.num_classes, pretrained=initial_weights(cfg)).to(info.device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else info.device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

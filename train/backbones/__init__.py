@@ -13,18 +13,20 @@ from sadh.train.backbones.weights import load_weights
 
 
 class BackboneEntry(NamedTuple):
-    """How to build a backbone, where its shipped weights are (if any) and which checkpoint keys to ignore."""
+    """How to build a backbone, where its shipped weights are (if any), which checkpoint keys to ignore, and whether
+    it is an ImageNet architecture (meant to be fine-tuned from pretrained weights, not trained from scratch)."""
 
     build: Callable[..., nn.Module]
     shipped_weights: Callable[[], str] | None
     ignore_prefixes: tuple[str, ...]
+    imagenet: bool
 
 
 BACKBONES: dict[str, BackboneEntry] = {
-    "small_cnn": BackboneEntry(small_cnn, None, ()),
-    "efficientnet_lite0": BackboneEntry(efficientnet_lite0, shipped_efficientnet_lite0_weights, ("_fc.",)),
-    "resnet18": BackboneEntry(resnet18, None, ("fc.",)),
-    "resnet50": BackboneEntry(resnet50, None, ("fc.",)),
+    "small_cnn": BackboneEntry(small_cnn, None, (), imagenet=False),
+    "efficientnet_lite0": BackboneEntry(efficientnet_lite0, shipped_efficientnet_lite0_weights, ("_fc.",), imagenet=True),
+    "resnet18": BackboneEntry(resnet18, None, ("fc.",), imagenet=True),
+    "resnet50": BackboneEntry(resnet50, None, ("fc.",), imagenet=True),
 }
 
 
