@@ -3,11 +3,12 @@
 Stage 2 can at best reproduce the code dictionary, so retrieval with the targets themselves bounds it: every
 query label row is coded by the trained label network, ranked against the database rows' codes by Hamming
 distance, relevant = shares a label; mAP@all and mAP@1000, tie-aware (rows with the same labels share a code,
-so plain mAP would depend on database order); and the closest pair of distinct training label rows that share
+so plain mAP would depend on database order); NDCG@100 and NDCG@1000 with relevance = labels shared, tie-aware
+(whether the codes order rows by overlap at all); and the closest pair of distinct training label rows that share
 no label (the pairs the stage-1 hinge pushes apart): their minimum and mean Hamming distance. No images:
 about 30 s per run on two cores.
 
-Label sets: Fashion-MNIST's one-hot labels (10 classes), the mosaic benchmark's multi-hot labels, and two
+Label sets: Fashion-MNIST's one-hot labels (10 classes), the two mosaic benchmarks' multi-hot labels, and two
 synthetic sets shaped like NUS-WIDE (21 classes) and MS-COCO (80 classes): Zipf class popularity, items drawn
 from co-occurrence groups, 1 + Poisson labels per item (1.7 and 2.9 on average; no real label files install
 offline here), 5,000 training rows (the database) and 1,000 query rows each, as Fashion-MNIST and the mosaics
@@ -25,8 +26,9 @@ import numpy as np
 import torch
 
 from sadh.sdk.atomic import atomic_write_text
-from sadh.sdk.data import load_fashion_mnist, make_mosaic_dataset, split_per_class
-from sadh.sdk.metrics import mean_average_precision
+from sadh.sdk.data import load_dataset, load_fashion_mnist, split_per_class
+from sadh.sdk.data.sources import MOSAICS
+from sadh.sdk.metrics import graded_metrics, mean_average_precision
 from sadh.train.config import TrainConfig
 from sadh.train.label_stage import train_label_net
 from sadh.train.losses import label_margin
@@ -55,9 +57,10 @@ def label_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(train/database rows, query rows) of every label set."""
     fashion = load_fashion_mnist()
     single = split_per_class(fashion.labels)  # the training benchmark's split
-    mosaic, multi = make_mosaic_dataset(fashion, n_database=1)
-    sets = {"fashion-mnist": (fashion.labels[single.train], fashion.labels[single.query]),
-            "mosaic": (mosaic.labels[multi.train], mosaic.labels[multi.query])}
+    sets = {"fashion-mnist": (fashion.labels[single.train], fashion.labels[single.query])}
+    for name in MOSAICS:  # the training benchmark's mosaics ("mosaic" is the 2x2 set, as in earlier results)
+        mosaic, multi = load_dataset(name)
+        sets[name.replace("fashion-mnist-", "")] = (mosaic.labels[multi.train], mosaic.labels[multi.query])
     for name, (classes, extra, groups) in SYNTHETIC.items():
         rows = synthetic_labels(classes, extra, groups, N_TRAIN + N_QUERY, seed=0)
         sets[name] = (rows[:N_TRAIN], rows[N_TRAIN:])
@@ -99,6 +102,8 @@ def main() -> None:
                     run = dict(labels=name, classes=classes, bits=bits, margin=margin, theta=label_margin(margin, classes),
                                seed=seed, map_all=mean_average_precision(q, db, query, train).tie_aware_map,
                                map_1000=mean_average_precision(q, db, query, train, topk=1000).tie_aware_map,
+                               ndcg_100=graded_metrics(q, db, query, train, topk=100).tie_aware_ndcg,
+                               ndcg_1000=graded_metrics(q, db, query, train, topk=1000).tie_aware_ndcg,
                                min_negative_distance=int(apart.min()), mean_negative_distance=float(apart.mean()))
                     print(json.dumps(run), flush=True)
                     runs.append(run)

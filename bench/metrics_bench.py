@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -63,7 +64,7 @@ def main() -> None:
     result = {
         "setup": f"{args.queries} queries x {args.database} database, {BITS}-bit random codes, {CLASSES} classes (1-6 per item); "
         f"best of {args.runs} runs",
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, numpy {np.__version__}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end), numpy {np.__version__}",
         "seconds": seconds,
     }
     atomic_write_text(args.results, json.dumps(result, indent=1) + "\n")

@@ -2,13 +2,16 @@
 
 Protocols (`--data`):
 * fashion-mnist: per class 100 queries and 500 training images, the rest (64,000) is the database; mAP@all.
-* fashion-mnist-mosaic: the multi-label mosaic benchmark, 1,000 queries / 5,000 train / 20,000 database;
-  mAP@1000 (the NUS-WIDE / MS-COCO mAP@5000 convention scaled to a 20,000-item database: ~5 % of it).
+* fashion-mnist-mosaic, fashion-mnist-mosaic3: the multi-label mosaic benchmarks (2x2 and 3x3), 1,000 queries /
+  5,000 train / 20,000 database; mAP@1000 (their protocol in sadh.sdk.metrics.PROTOCOL_TOPK: the NUS-WIDE /
+  MS-COCO mAP@5000 scaled to a 20,000-item database, ~5 % of it), mAP@5000 and mAP@all beside it, and the
+  graded metrics (relevance = labels shared): NDCG@100, NDCG@1000, ACG@100, WAP@1000, plain and tie-aware.
 Every run evaluates once, after its last epoch, against the whole database (no model selection on the
 queries). Results merge into a JSON file (written atomically after each run, under a lock, so several bench
-processes may share it), keyed [data:]backbone[@size]/method/bits[/seedN][/marginX]; a finished run folder under --runs
-is reused (its checkpoint holds the history), so the JSON can be rebuilt without retraining. `--jobs N` runs
-the grid as N parallel processes (one GPU hosts several small runs); `--deadline S` stops what is unfinished.
+processes may share it), keyed [data:]backbone[@size]/method/bits[/seedN][/recipe][/marginX]; a finished run folder
+under --runs is reused (its checkpoint holds the network and the history) and its metrics are computed again, so the
+JSON can be rebuilt, or gain new metrics, without retraining. `--jobs N` runs the grid as N parallel processes (one
+GPU hosts several small runs); `--deadline S` stops what is unfinished.
 
     nice python bench/train_bench.py --bits 16,32,48,64 --methods sadh,dpsh,csq --backbones small_cnn --threads 1
     python bench/train_bench.py --backbones efficientnet_lite0 --bits 16,32,48,64 --jobs 6 --device cuda
@@ -31,7 +34,8 @@ import torch
 
 from sadh.sdk.atomic import atomic_write_text
 from sadh.sdk.data import LabeledImages, Split
-from sadh.sdk.metrics import mean_average_precision
+from sadh.sdk.data.sources import MOSAICS
+from sadh.sdk.metrics import GRADED_REPORT, GRADED_TOPKS, default_topk, graded_metrics, mean_average_precision
 from sadh.train.config import TrainConfig
 from sadh.train.evaluate import encode
 from sadh.train.trainer import TrainResult, load_data, resolve_preprocess, train
@@ -39,8 +43,7 @@ from sadh.train.trainer import TrainResult, load_data, resolve_preprocess, train
 HERE = Path(__file__).resolve().parent
 TARGETS = {"small_cnn": 0.80, "efficientnet_lite0": 0.85}  # SADH mAP@all at 32 bits on fashion-mnist
 INPUT_SIZE = {"efficientnet_lite0": 64}  # small inputs keep the pretrained backbone affordable on CPU
-TOPK = {"fashion-mnist-mosaic": 1000, "fashion-mnist-mosaic3": 1000}
-ALSO_TOPK = {"fashion-mnist-mosaic": (5000, None), "fashion-mnist-mosaic3": (5000, None)}  # other cut-offs reported beside the main one (None: all)
+ALSO_TOPK = (5000, None)  # mAP cut-offs the mosaic sets (MOSAICS) report beside the main one (None: all)
 PROTOCOL = {
     "fashion-mnist": (
         "fashion-mnist, per class 100 queries / 500 train / rest database (64,000); mAP@all with sign codes, "
@@ -48,11 +51,15 @@ PROTOCOL = {
     ),
     "fashion-mnist-mosaic": (
         "fashion-mnist-mosaic (2x2 mosaics, 1-4 classes), 1,000 queries / 5,000 train / 20,000 database; relevant = "
-        "shares a label; mAP@1000 with sign codes, ties by database index; one evaluation, after the last epoch"
+        "shares a label; mAP@1000 with sign codes, ties by database index; one evaluation, after the last epoch; graded "
+        "metrics with relevance = labels shared (NDCG@K with gain 2^rel - 1, ACG@K, WAP@K; ties by database index, "
+        "tie-aware beside)"
     ),
     "fashion-mnist-mosaic3": (
         "fashion-mnist-mosaic3 (3x3 mosaics, 2-6 classes), 1,000 queries / 5,000 train / 20,000 database; relevant = "
-        "shares a label; mAP@1000 with sign codes, ties by database index; one evaluation, after the last epoch"
+        "shares a label; mAP@1000 with sign codes, ties by database index; one evaluation, after the last epoch; graded "
+        "metrics with relevance = labels shared (NDCG@K with gain 2^rel - 1, ACG@K, WAP@K; ties by database index, "
+        "tie-aware beside)"
     ),
 }
 
@@ -62,12 +69,14 @@ def _csv(text: str) -> list[str]:
 
 
 def run_names(
-    data: str, backbone: str, size: int | None, method: str, bits: int, seed: int, margin: float | None = None
+    data: str, backbone: str, size: int | None, method: str, bits: int, seed: int, margin: float | None = None,
+    recipe: str = TrainConfig.recipe,
 ) -> tuple[str, str]:
     """The results-file key and the run folder's name of one run."""
     where = ("" if data == "fashion-mnist" else f"{data}:") + backbone
     where += f"@{size}" if size is not None and size != INPUT_SIZE.get(backbone) else ""
-    tail = (f"/seed{seed}" if seed else "") + (f"/margin{margin:g}" if margin is not None else "")
+    tail = (f"/seed{seed}" if seed else "") + (f"/{recipe}" if recipe != TrainConfig.recipe else "")
+    tail += f"/margin{margin:g}" if margin is not None else ""
     return f"{where}/{method}/{bits}{tail}", f"{where}-{method}-{bits}b{tail}".replace(":", "-").replace("/", "-")
 
 
@@ -98,11 +107,11 @@ def main() -> None:
     data, split = load_data(TrainConfig(data=args.data))
     for backbone, bits, method in grid:
         size = args.input_size or INPUT_SIZE.get(backbone)
-        key, folder = run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin)
+        key, folder = run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin, args.recipe)
         cfg = TrainConfig(
             method=method, backbone=backbone, bits=bits, recipe=args.recipe, epochs=args.epochs, data=args.data,
             input_size=size, threads=args.threads, out=str(args.runs), run_name=folder,
-            resume=True, eval_database=0, topk=TOPK.get(args.data), seed=args.seed, device=args.device,
+            resume=True, eval_database=0, topk=default_topk(data.labels, args.data), seed=args.seed, device=args.device,
             label_margin=args.label_margin,
             progress=sys.stderr.isatty(),
         )
@@ -119,18 +128,25 @@ def main() -> None:
             "history": result.history,
             "machine": machine(),
         }
-        if args.data in ALSO_TOPK:
-            run["map_at"] = also_maps(result, cfg, data, split, ALSO_TOPK[args.data])
+        run.update(final_metrics(result, cfg, data, split, args.data))
         record(args.results, args.data, key, run)
-        print(f"{key}: mAP {result.best_map:.4f} (training {run['train_s']} s)", flush=True)
+        graded = "".join(f", {name} {run['graded'][name]:.4f}" for name in run.get("graded", {}) if "tie" not in name)
+        print(f"{key}: mAP {result.best_map:.4f}{graded} (training {run['train_s']} s)", flush=True)
 
 
-def also_maps(result: TrainResult, cfg: TrainConfig, data: LabeledImages, split: Split, topks: tuple) -> dict[str, float]:
-    """mAP of the final network at other cut-offs (keys "5000", "all", ...)."""
+def final_metrics(result: TrainResult, cfg: TrainConfig, data: LabeledImages, split: Split, name: str) -> dict[str, dict]:
+    """For the mosaic sets, the final network's mAP at ALSO_TOPK ("map_at": keys "5000", "all") and graded metrics
+    ("graded": "ndcg@100", ..., and the tie-aware NDCG / ACG); nothing for other data."""
+    if name not in MOSAICS:
+        return {}
     pre = resolve_preprocess(cfg, result.model)
     q, db = (encode(result.model, data.subset(idx), pre) for idx in (split.query, split.database))
     labels_q, labels_db = data.labels[split.query], data.labels[split.database]
-    return {str(k or "all"): mean_average_precision(q, db, labels_q, labels_db, topk=k).map for k in topks}
+    scores = {k: graded_metrics(q, db, labels_q, labels_db, topk=k) for k in GRADED_TOPKS}
+    graded = {f"{m}@{k}": getattr(scores[k], m) for m, k in GRADED_REPORT}
+    graded.update({f"{m}@{k}_tie_aware": getattr(scores[k], f"tie_aware_{m}") for m, k in GRADED_REPORT if m != "wap"})
+    maps = {str(k or "all"): mean_average_precision(q, db, labels_q, labels_db, topk=k).map for k in ALSO_TOPK}
+    return {"map_at": maps, "graded": graded}
 
 
 def machine() -> str:
@@ -154,7 +170,8 @@ def run_parallel(grid: list[tuple[str, int, str]], args: argparse.Namespace) -> 
             backbone, bits, method = todo.pop(0)
             point = ["--backbones", backbone, "--bits", str(bits), "--methods", method]
             size = args.input_size or INPUT_SIZE.get(backbone)
-            log = open(args.runs / f"{run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin)[1]}.log", "w")
+            folder = run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin, args.recipe)[1]
+            log = open(args.runs / f"{folder}.log", "w")
             cmd = [sys.executable, __file__, *passed, *point]
             running.append((point, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
         if time.monotonic() >= deadline:

@@ -24,6 +24,7 @@ TIE_GAP = 0.02  # a plain mAP this far from the tie-aware one owes it to the dat
 METRICS_NAME = "metrics.json"
 PR_NAME = "pr_curve.png"
 PAN_NAME = "precision_at_n.png"
+NDCG_NAME = "ndcg_at_k.png"  # multi-label data only
 GRID_NAME = "retrieval_grid.png"
 DATABASE_CODES_NAME = "database"  # its partial folder (database.partial) keeps encoded chunks until the database is done
 PRECISION_NS = np.array([1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
@@ -78,6 +79,28 @@ def warn_tie_order(plain: float, tie_aware: float) -> None:
         )
 
 
+def graded_scores(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray, ks: np.ndarray) -> dict:
+    """The graded metrics (relevance = labels shared) for metrics.json: NDCG, ACG, WAP (plain and tie-aware NDCG / ACG)
+    at each GRADED_TOPKS cut-off within the database, as "ndcg@100" ..., and NDCG@K for each K in `ks`."""
+    from ..sdk.metrics import GRADED_TOPKS, graded_metrics, ndcg_at_k
+
+    scores: dict[str, Any] = {"relevance": "number of labels shared"}
+    for k in (k for k in GRADED_TOPKS if k <= len(db_codes)):
+        g = graded_metrics(q_codes, db_codes, q_labels, db_labels, topk=k)
+        scores.update({f"ndcg@{k}": g.ndcg, f"acg@{k}": g.acg, f"wap@{k}": g.wap})
+        scores.update({f"ndcg@{k}_tie_aware": g.tie_aware_ndcg, f"acg@{k}_tie_aware": g.tie_aware_acg})
+    scores["ndcg_at_k"] = {"k": ks.tolist(), "ndcg": ndcg_at_k(q_codes, db_codes, q_labels, db_labels, ks).tolist()}
+    return scores
+
+
+def graded_line(scores: dict) -> str:
+    """The lead graded metrics (GRADED_REPORT) of graded_scores, in words."""
+    from ..sdk.metrics import GRADED_REPORT
+
+    shown = [f"{m.upper()}@{k} {scores[f'{m}@{k}']:.4f}" for m, k in GRADED_REPORT if f"{m}@{k}" in scores]
+    return "graded (relevance = labels shared): " + (", ".join(shown) or "database smaller than every cut-off")
+
+
 def map_name(topk: int | None, database: int) -> str:
     """How to call the mAP that was computed: mAP@K, or mAP@all when K covers the whole database."""
     return "mAP@all" if topk is None or topk >= database else f"mAP@{topk}"
@@ -90,9 +113,9 @@ def evaluate(
     from ..sdk import metrics
     from ..sdk.atomic import atomic_write_text
     from ..sdk.index import HammingIndex
-    from ..sdk.metrics import default_topk
+    from ..sdk.metrics import multi_label, topk_protocol
     from .encode_cmd import encode_items
-    from .plots import plot_pr_curve, plot_precision_at_n
+    from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
 
     queries = encode_items(encoder, data, q_idx, "queries")
     q_codes, q_idx, seconds, encoded = queries.codes, queries.ids, queries.seconds, queries.encoded
@@ -106,7 +129,7 @@ def evaluate(
     t0 = time.perf_counter()
     index.search(q_codes, min(SEARCH_K, len(db_idx)))
     search_s = time.perf_counter() - t0
-    k = topk if topk is not None else default_topk(db_labels)
+    k, k_source = (topk, "--topk") if topk is not None else topk_protocol(db_labels, data.name)
     ns = PRECISION_NS[PRECISION_NS <= len(db_idx)]
     scores = metrics.mean_average_precision(q_codes, db_codes, q_labels, db_labels, topk=k)
     pan = (ns, metrics.precision_at_n(q_codes, db_codes, q_labels, db_labels, ns))
@@ -119,6 +142,7 @@ def evaluate(
         "queries": int(len(q_idx)),
         "database": int(len(db_idx)),
         "topk": k,  # None: the whole database
+        "topk_source": k_source,
         "map": scores.map,
         "map_tie_aware": scores.tie_aware_map,
         "precision_at_n": {"n": ns.tolist(), "precision": pan[1].tolist()},
@@ -127,10 +151,14 @@ def evaluate(
         "search_us_per_query": 1e6 * search_s / len(q_idx),
         "search_k": min(SEARCH_K, len(db_idx)),
     }
+    if multi_label(db_labels):
+        result["graded"] = graded_scores(q_codes, db_codes, q_labels, db_labels, ns)
     title = f"{data.name}, {encoder.bits} bits, {encoder.precision}"
     with written_before_interrupt(f"the report in {out_dir} was written completely"):  # never half of it over another
         plot_pr_curve({encoder.precision: pr}, out_dir / PR_NAME, title)
         plot_precision_at_n({encoder.precision: pan}, out_dir / PAN_NAME, title)
+        if "graded" in result:
+            plot_ndcg_at_k({encoder.precision: (ns, result["graded"]["ndcg_at_k"]["ndcg"])}, out_dir / NDCG_NAME, title)
         write_grid(data, q_idx, db_idx, q_codes, index, out_dir / GRID_NAME, title)
         atomic_write_text(out_dir / METRICS_NAME, json.dumps(result, indent=1))
         if database is not None:
@@ -147,16 +175,20 @@ def register(app: typer.Typer) -> None:
         opts: DataOptions,
         model: Path = MODEL_OPTION,
         out: Path = typer.Option(Path("report"), "--out", "-o", help="Report folder (metrics.json and PNGs)."),
-        topk: Optional[int] = typer.Option(None, min=1, help="mAP@K cut-off (default: all for single-label, 5000 for multi-label)."),
+        topk: Optional[int] = typer.Option(
+            None, min=1, help="mAP@K cut-off (default: all for single-label data; for multi-label data the named protocol's: "
+            "1000 for the mosaic sets, 5000 for NUS-WIDE / MS-COCO, all for MIRFlickr / VOC, else 5000).",
+        ),
         database: Optional[int] = typer.Option(
             None, *EVAL_DATABASE_NAMES, min=1, help="Evaluate against a seeded random subset of this many database items."
         ),
         batch: int = BATCH_OPTION,
     ) -> None:
-        """Score query-vs-database retrieval: mAP@K, tie-aware mAP, precision@N, precision-recall by radius."""
+        """Score query-vs-database retrieval: mAP@K, tie-aware mAP, precision@N, precision-recall by radius; for multi-label
+        data also NDCG, ACG and WAP with relevance = the number of labels shared."""
         from .encode_cmd import open_encoder
 
-        reports = {f"--out/{name}": out / name for name in (METRICS_NAME, PR_NAME, PAN_NAME, GRID_NAME)}
+        reports = {f"--out/{name}": out / name for name in (METRICS_NAME, PR_NAME, PAN_NAME, NDCG_NAME, GRID_NAME)}
         inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
         check_outputs(reports, inputs, folders={"--out": out, "its partial folder": partial_path(out / DATABASE_CODES_NAME)})
         encoder = open_encoder(model, batch)
@@ -168,6 +200,10 @@ def register(app: typer.Typer) -> None:
             f"{r['database']} database, {r['bits']} bits, {r['precision']}; encode {r['encode_ms_per_image']:.2f} ms/image, "
             f"search {r['search_us_per_query']:.0f} us/query"
         )
+        typer.echo(f"cut-off {map_name(r['topk'], r['database'])}: {r['topk_source']}")
+        if "graded" in r:
+            typer.echo(graded_line(r["graded"]))
         warn_tie_order(r["map"], r["map_tie_aware"])
-        typer.echo(f"wrote {out / METRICS_NAME}, {out / PR_NAME}, {out / PAN_NAME}, {out / GRID_NAME}")
+        plots = (PR_NAME, PAN_NAME, *((NDCG_NAME,) if "graded" in r else ()), GRID_NAME)
+        typer.echo(f"wrote {out / METRICS_NAME}, {', '.join(str(out / name) for name in plots)}")
         next_hint("sadh-cli", "index", "build", "--model", model, *opts.args(), "--out", "index.sidx")

@@ -148,18 +148,18 @@ def readable(data: Any, i: int) -> bool:
 
 
 def summary_table(rows: list[dict[str, Any]], title: str):
-    """A rich table: one row per precision."""
+    """A rich table: one row per precision (with NDCG@100 for multi-label data)."""
     from .tables import new_table
 
     table = new_table(title=shown(title))
-    for column in ("model", "mAP", "tie-aware mAP", "encode ms/image", "search us/query", "size MB"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    graded = {"NDCG@100": ("ndcg@100", ".4f")} if any(r.get("ndcg@100") is not None for r in rows) else {}  # multi-label data
+    columns = {"mAP": ("map", ".4f"), "tie-aware mAP": ("map_tie_aware", ".4f"), **graded, "encode ms/image": ("encode_ms_per_image", ".3f"),
+               "search us/query": ("search_us_per_query", ".1f"), "size MB": ("size_mb", ".2f")}
+    table.add_column("model", justify="left")
+    for column in columns:
+        table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(
-            shown(r["name"]), fmt(r.get("map"), ".4f"), fmt(r.get("map_tie_aware"), ".4f"), fmt(r.get("encode_ms_per_image"), ".3f"),
-            fmt(r.get("search_us_per_query"), ".1f"), fmt(r.get("size_mb"), ".2f"),
-        )
+        table.add_row(shown(r["name"]), *("-" if r.get(key) is None else format(r[key], spec) for key, spec in columns.values()))
     return table
 
 
@@ -195,21 +195,28 @@ def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, c
         console.print(f"[bold]4/4 evaluating[/] {precision}: {len(split.query)} queries x {len(eval_db)} database")
         metrics = evaluate(encoder, dataset, split.query, eval_db, out / REPORT_NAME / precision, None, db_codes)
         row.update({k: metrics[k] for k in ("map", "map_tie_aware", "encode_ms_per_image", "search_us_per_query", "topk")})
+        row["topk_source"] = metrics["topk_source"]
+        if "graded" in metrics:
+            row["ndcg@100"] = metrics["graded"].get("ndcg@100")
         rows.append({**row, "metrics": metrics})
     return rows, len(split.query), len(eval_db)
 
 
 def write_report(rows: list[dict[str, Any]], report: Path, title: str, extra: dict[str, Any]) -> None:
-    """Comparison plots over the ONNX rows and summary.json (rows without their full metrics)."""
+    """Comparison plots over the ONNX rows (NDCG@K too, for multi-label data) and summary.json (rows without full metrics)."""
     from ..sdk.atomic import atomic_write_text
-    from .eval_cmd import PAN_NAME, PR_NAME
-    from .plots import plot_pr_curve, plot_precision_at_n
+    from .eval_cmd import NDCG_NAME, PAN_NAME, PR_NAME
+    from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
 
     onnx_rows = [r for r in rows if "metrics" in r]
     pr = {r["name"]: (r["metrics"]["pr_by_radius"]["precision"], r["metrics"]["pr_by_radius"]["recall"]) for r in onnx_rows}
     pan = {r["name"]: (r["metrics"]["precision_at_n"]["n"], r["metrics"]["precision_at_n"]["precision"]) for r in onnx_rows}
     plot_pr_curve(pr, report / PR_NAME, title)
     plot_precision_at_n(pan, report / PAN_NAME, title)
+    ndcg = {r["name"]: (r["metrics"]["graded"]["ndcg_at_k"]["k"], r["metrics"]["graded"]["ndcg_at_k"]["ndcg"])
+            for r in onnx_rows if "graded" in r["metrics"]}
+    if ndcg:
+        plot_ndcg_at_k(ndcg, report / NDCG_NAME, title)
     summary = {"title": title, **extra, "rows": [{k: v for k, v in r.items() if k != "metrics"} for r in rows]}
     atomic_write_text(report / SUMMARY_NAME, json.dumps(summary, indent=1))
 
@@ -263,5 +270,7 @@ def register(app: typer.Typer) -> None:
         report = out / REPORT_NAME
         write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})
         console.print(summary_table(rows, title))
-        console.print(shown(f"report: {report} (summary.json, pr_curve.png, precision_at_n.png, one folder per precision); {seconds:.0f} s"))
+        console.print(shown(f"cut-off {map_name(topk, n_db)}: {onnx_rows[0]['topk_source']}"))
+        plots = "pr_curve.png, precision_at_n.png" + (", ndcg_at_k.png" if "ndcg@100" in onnx_rows[0] else "")
+        console.print(shown(f"report: {report} (summary.json, {plots}, one folder per precision); {seconds:.0f} s"))
         next_hint("python", camera_app_path(), "0", "--model", models["int8-cpu"], "--index", out / INDEX_NAME / "int8-cpu.sidx")

@@ -1,4 +1,4 @@
-"""Evaluation plots (matplotlib, Agg backend, written atomically): precision-recall by Hamming radius, precision@N."""
+"""Evaluation plots (matplotlib, Agg backend, written atomically): precision-recall by Hamming radius, precision@N, NDCG@N."""
 from __future__ import annotations
 
 import io
@@ -48,10 +48,20 @@ def plot_pr_curve(curves: dict[str, tuple[Sequence[float], Sequence[float]]], pa
 
 def plot_precision_at_n(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path, title: str) -> Path:
     """Precision of the top N results against N, one line per name -> (N values, precision)."""
+    return _plot_by_n(curves, path, title, "precision@N")
+
+
+def plot_ndcg_at_k(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path, title: str) -> Path:
+    """NDCG@K (relevance = labels shared) against K, one line per name -> (K values, NDCG)."""
+    return _plot_by_n(curves, path, title, "NDCG@N (relevance: labels shared)")
+
+
+def _plot_by_n(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path, title: str, ylabel: str) -> Path:
+    """A 0..1 measure of the top N results against N (log scale), one line per name -> (N values, values)."""
     fig, ax = _figure()
-    for name, (ns, precision) in curves.items():
-        ax.plot(np.asarray(ns, float), np.asarray(precision, float), marker=".", label=name)
-    ax.set(xlabel="N (top results, log scale)", ylabel="precision@N", ylim=(0, 1.02), xscale="log")  # N spans 1..5000
+    for name, (ns, values) in curves.items():
+        ax.plot(np.asarray(ns, float), np.asarray(values, float), marker=".", label=name)
+    ax.set(xlabel="N (top results, log scale)", ylabel=ylabel, ylim=(0, 1.02), xscale="log")  # N spans 1..5000
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()

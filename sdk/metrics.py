@@ -26,7 +26,8 @@ PROTOCOL_TOPK: dict[str, tuple[int | None, tuple[str, ...]]] = {  # protocol: (m
     "MIRFlickr": (None, ("mirflickr", "flickr25k")),
     "VOC": (None, ("voc",)),
 }
-GRADED_TOPKS = (100, 1000)  # the cut-offs reports give the graded metrics at
+GRADED_REPORT = (("ndcg", 100), ("ndcg", 1000), ("acg", 100), ("wap", 1000))  # the graded metrics reports lead with
+GRADED_TOPKS = tuple(sorted({k for _, k in GRADED_REPORT}))  # reports give every graded metric at these cut-offs
 
 
 def multi_label(labels: np.ndarray) -> bool:

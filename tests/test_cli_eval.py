@@ -15,7 +15,7 @@ from sadh.cli.options import DataOptions, load_for_model
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, SplitSizes, database_subset, load_dataset
 from sadh.sdk.encoder import Encoder
-from sadh.sdk.metrics import mean_average_precision, precision_at_n, precision_recall_by_radius
+from sadh.sdk.metrics import graded_metrics, mean_average_precision, ndcg_at_k, precision_at_n, precision_recall_by_radius
 from cli_run import assert_user_error, cli
 from tiny_model import export_tiny
 
@@ -36,6 +36,7 @@ def test_eval_report(tmp_path):
     out = cli("eval", "-m", model, "--data-dir", data_dir, "--query-per-class", QUERY_PER_CLASS, "--database", DATABASE, "--out", tmp_path / "rep")
     assert out.returncode == 0, out.stderr
     assert "mAP@all" in out.stdout and "metrics.json" in out.stdout
+    assert "cut-off mAP@all: single-label data: the whole database" in out.stdout and "NDCG" not in out.stdout
     assert "warning: no training split beside" in out.stderr and "may include the model's training images" in out.stderr
     assert hint(out.stdout) == [
         "sadh-cli", "index", "build", "--model", str(model), "--data-dir", data_dir, "--query-per-class", str(QUERY_PER_CLASS),
@@ -46,6 +47,7 @@ def test_eval_report(tmp_path):
         assert image is not None and min(image.shape[:2]) > 200, name
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["queries"] == 10 * QUERY_PER_CLASS and m["database"] == DATABASE and m["bits"] == 32
+    assert "graded" not in m and not (tmp_path / "rep" / "ndcg_at_k.png").exists()  # single-label data: mAP says it all
     assert 0.1 < m["map"] <= 1 and abs(m["map"] - m["map_tie_aware"]) < 0.1
     p = np.array(m["precision_at_n"]["precision"])
     assert m["precision_at_n"]["n"][0] == 1 and np.all((p >= 0) & (p <= 1))
@@ -64,6 +66,35 @@ def test_eval_report(tmp_path):
     precision, recall_expected = precision_recall_by_radius(*args)
     np.testing.assert_allclose(recall, recall_expected)
     np.testing.assert_allclose(np.array(m["pr_by_radius"]["precision"], dtype=float), precision)  # null (no item within) = NaN
+
+
+def test_eval_reports_graded_metrics_for_multi_label_data(tmp_path):
+    model = tmp_path / "m.onnx"
+    export_tiny(model, bits=16)
+    args = ("--data", "fashion-mnist-mosaic", "--query-per-class", 4, "--train-per-class", 5, "--database", 1200)
+    out = cli("eval", "-m", model, *args, "--out", tmp_path / "rep")
+    assert out.returncode == 0, out.stderr
+    assert "mAP@1000" in out.stdout and "cut-off mAP@1000: the fashion-mnist-mosaic protocol" in out.stdout
+    assert "graded (relevance = labels shared): NDCG@100 0." in out.stdout and "WAP@1000" in out.stdout
+    assert "ndcg_at_k.png" in out.stdout
+    image = cv2.imread(str(tmp_path / "rep" / "ndcg_at_k.png"))
+    assert image is not None and min(image.shape[:2]) > 200
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert (m["topk"], m["topk_source"]) == (1000, "the fashion-mnist-mosaic protocol")
+
+    data, split = load_dataset("fashion-mnist-mosaic", sizes=SplitSizes(query_total=40, train_total=50))
+    db = database_subset(split.database, 1200, 0)
+    enc = Encoder(model)
+    codes = (enc.encode(data.images[split.query]), enc.encode(data.images[db]), data.labels[split.query], data.labels[db])
+    g = m["graded"]
+    for k in (100, 1000):
+        expected = graded_metrics(*codes, topk=k)
+        assert g[f"ndcg@{k}"] == pytest.approx(expected.ndcg, abs=1e-9) and g[f"wap@{k}"] == pytest.approx(expected.wap, abs=1e-9)
+        assert g[f"acg@{k}"] == pytest.approx(expected.acg, abs=1e-9)
+        assert g[f"ndcg@{k}_tie_aware"] == pytest.approx(expected.tie_aware_ndcg, abs=1e-9)
+        assert g[f"acg@{k}_tie_aware"] == pytest.approx(expected.tie_aware_acg, abs=1e-9)
+    assert g["ndcg_at_k"]["k"][-1] == 1000 and 0 < g["ndcg@100"] < 1
+    np.testing.assert_allclose(g["ndcg_at_k"]["ndcg"], ndcg_at_k(*codes, np.array(g["ndcg_at_k"]["k"])))
 
 
 def test_grid_queries_cover_classes():

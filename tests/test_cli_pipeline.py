@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sadh.cli.index_cmd import save_index
-from sadh.cli.pipeline_cmd import QUICK_TRAIN, TRAIN_NAME, finished_index, finished_training
+from sadh.cli.pipeline_cmd import QUICK_TRAIN, TRAIN_NAME, finished_index, finished_training, summary_table
 from sadh.sdk.data import LabeledImages, Split
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
@@ -191,3 +191,17 @@ def test_pipeline_takes_the_training_and_dataset_options(tmp_path, fashion_mnist
     side = Sidecar.load(sidecar_path(run / "index" / "int8-cpu.sidx"))
     assert side.dataset["data"] == str(tmp_path / "all.txt") and side.dataset["class_names"] == str(tmp_path / "names.txt")
     assert "all.txt, csq, small_cnn, 32 bits, mAP@all" in json.loads((run / "report" / "summary.json").read_text())["title"]
+
+
+def test_summary_table_gains_ndcg_for_multi_label_data():
+    from rich.console import Console
+
+    def render(rows):
+        console = Console(width=200, record=True)
+        console.print(summary_table(rows, "t"))
+        return console.export_text()
+
+    single = [{"name": "torch (training)", "map": 0.5}, {"name": "ONNX fp32", "map": 0.51, "map_tie_aware": 0.5}]
+    assert "NDCG@100" not in render(single)
+    multi = render([single[0], {**single[1], "ndcg@100": 0.6789}])
+    assert "NDCG@100" in multi and "0.6789" in multi

@@ -403,7 +403,7 @@ def test_cli_trains_two_bit_lengths(tmp_path) -> None:
         assert f"next: sadh-cli export {shlex.quote(str(best))} --int8" in proc.stdout  # pastes into a shell
         assert load_model(best)[1].bits == bits
         header = (f"{best.parent}: dpsh, small_cnn at 28 px, {bits} bits, 1 epoch on cpu; fashion-mnist: 10 classes, "
-                  "60 training images, mAP of 20 queries against 40 of 69920 database items")
+                  "60 training images, mAP@all (single-label data: the whole database) of 20 queries against 40 of 69920 database items")
         assert header in proc.stdout + proc.stderr  # what is about to be trained, before the progress bars
 
 

@@ -92,7 +92,7 @@ class TrainConfig:
     eta: Optional[float] = None
     dpsh_eta: float = 0.1
     csq_lam: float = 1e-4
-    # evaluation during training: mAP@topk (None: all for single-label data, 5000 for multi-label) of the queries
+    # evaluation during training: mAP@topk (None: by convention, see sdk.metrics.topk_protocol) of the queries
     # against a seeded random subset of eval_database database items (0: the whole database), every eval_every
     # epochs and after the last; the best of these picks best.pt. Full-database numbers: `sadh-cli eval`.
     eval_every: int = 4

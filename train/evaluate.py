@@ -58,7 +58,7 @@ def evaluate_map(
     topk: int | None = None,
     batch_size: int = 256,
 ) -> float:
-    """mAP@topk of `query` against `database` (topk None: the convention for the labels, see default_topk)."""
+    """mAP@topk of `query` against `database` (topk None: the convention for its labels and name, see default_topk)."""
     q, db = encode(model, query, pre, batch_size), encode(model, database, pre, batch_size)
-    k = topk if topk is not None else default_topk(database.labels)
+    k = topk if topk is not None else default_topk(database.labels, database.name)
     return mean_average_precision(q, db, query.labels, database.labels, topk=k).map

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..sdk.atomic import atomic_write_text, interrupts_deferred, remove_stale_temps, unwritable_reason
 from ..sdk.data import LabeledImages, Split, database_subset, load_dataset_split
 from ..sdk.errors import SadhError
-from ..sdk.metrics import default_topk, mean_average_precision
+from ..sdk.metrics import mean_average_precision, topk_protocol
 from ..sdk.preprocess import Preprocess
 from . import distributed
 from .augment import normalize, random_crop_flip
@@ -266,13 +266,14 @@ def train(
     # images, decoded once at the training resolution
     cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
     eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)
+    topk, topk_source = (cfg.topk, "--topk") if cfg.topk is not None else topk_protocol(data.labels[eval_db], data.name)
     if main:
         ranks = f" x {info.world_size} processes" if info.world_size > 1 else ""
         epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
         tqdm.write(
             f"{run_dir}: {cfg.method}, {cfg.backbone} at {pre.input_size} px, {cfg.bits} bits, {epochs} on {info.device}{ranks}; "
-            f"{data.name}: {data.num_classes} classes, {len(split.train)} training images, mAP of {len(split.query)} queries "
-            f"against {len(eval_db)} of {len(split.database)} database items"
+            f"{data.name}: {data.num_classes} classes, {len(split.train)} training images, mAP@{topk or 'all'} ({topk_source}) "
+            f"of {len(split.query)} queries against {len(eval_db)} of {len(split.database)} database items"
         )
     with distributed.main_first(info):
         train_images, query_images, db_images = (
@@ -281,7 +282,6 @@ def train(
         )
     train_labels = data.labels[split.train]
     y_train = torch.from_numpy(train_labels).float()
-    topk = cfg.topk if cfg.topk is not None else default_topk(data.labels[eval_db])
 
     # the method's loss (SADH: stage 1 trains the label network here)
     loss_fn, method_parts = _make_loss(cfg, train_labels, info.device, state, info)
