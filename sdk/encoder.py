@@ -17,11 +17,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import metadata as md
-from .codes import pack_codes
+from .codes import check_bits, pack_codes
 from .data.images import read_image
 from .engine_meta import ENGINE_SUFFIX
 from .errors import ModelError, SadhError, first_line
-from .index import check_bits
 from .preprocess import Preprocess, as_frames, preprocess
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

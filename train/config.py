@@ -18,6 +18,7 @@ import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Iterable, Optional, Union
 
+from ..sdk.codes import MAX_TRAINED_BITS, check_bits
 from ..sdk.data import BUILTIN
 from ..sdk.errors import SadhError
 
@@ -123,7 +124,6 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise SadhError naming the first bad setting."""
         from .backbones import backbone_entry  # here, not at the top: the CLI reads the defaults without torch
-        from .model import validate_bits
 
         for name, hint in typing.get_type_hints(TrainConfig).items():
             value = getattr(self, name)
@@ -134,7 +134,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
-        validate_bits(self.bits)
+        check_bits(self.bits, MAX_TRAINED_BITS)
         for name in ("epochs", "batch_size", "label_epochs", "label_batch_size", "eval_every", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise SadhError(f"{name} must be at least 1, got {getattr(self, name)}")
