@@ -8,10 +8,10 @@ from importlib import metadata
 from typing import Optional
 
 import typer
-from tqdm import tqdm
 from typer.core import TyperGroup
 
 from ..sdk.errors import SadhError
+from ..train.progress import close_open_bars
 from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
 from . import is_main_process
 
@@ -37,20 +37,14 @@ class _Group(TyperGroup):
 
 
 def _clear_progress_bars() -> str:
-    """Close the tqdm bars a Ctrl-C left open and return what starts the interrupt line on a line of its own.
+    """Close the progress bars a Ctrl-C left open and return what starts the interrupt line on a line of its own.
 
-    A Ctrl-C can strike while a bar is being drawn or closed, before its `with` could wipe it, leaving the bar's
-    text without a line end; a half-built bar may not even close. On a terminal the line is erased; in a log, once any
-    bar was drawn, the message goes on the next line."""
-    live = list(getattr(tqdm, "_instances", ()))  # tqdm's registry of live bars; it has no public accessor
-    for bar in live:
-        try:
-            bar.close()
-        except Exception:  # noqa: BLE001 - interrupted inside tqdm's constructor: nothing more to close
-            pass
+    A Ctrl-C can strike while a bar is being drawn or closed, leaving the bar's text without a line end. On a terminal
+    the line is erased; in a log, once any bar was made, the message goes on the next line."""
+    made = close_open_bars()
     if sys.stderr.isatty():
         return "\r\x1b[K"
-    return "\n" if live or "_lock" in vars(tqdm) else ""  # tqdm makes its lock with the first bar: one may be mid-close
+    return "\n" if made else ""
 
 
 app = typer.Typer(
@@ -86,8 +80,9 @@ def reports_errors() -> bool:
     process group (before that every rank reads the same command line and data, so rank 0 says it for all)."""
     if is_main_process():
         return True
-    distributed = sys.modules.get("sadh.train.distributed")
-    return distributed is not None and distributed.joined_group()
+    from ..train.distributed import joined_group  # torch: already imported by a rank that could have joined a group
+
+    return joined_group()
 
 
 def _show(error: typer.TyperException) -> None:

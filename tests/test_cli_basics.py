@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import typer
-from tqdm import tqdm
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
@@ -19,6 +18,7 @@ from sadh.cli.data_cmd import TILE
 from sadh.sdk.grid import LINE_HEIGHT, text_width, wrap_caption
 from sadh.cli.options import DataOptions, model_split_path, next_hint
 from sadh.sdk.data import find_fashion_mnist
+from sadh.train.progress import ProgressBar
 
 from cli_run import assert_user_error, cli
 
@@ -60,10 +60,10 @@ def test_other_ranks_report_their_own_errors_once_they_joined_the_group(monkeypa
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert not reports_errors()  # the command line and data are the same on every rank: rank 0 reports
-    monkeypatch.setattr(distributed, "_joined", True)
+    monkeypatch.setattr(distributed, "joined_group", lambda: True)
     assert reports_errors()  # e.g. its own GPU out of memory: only this rank knows
     monkeypatch.setenv("RANK", "0")
-    monkeypatch.setattr(distributed, "_joined", False)
+    monkeypatch.setattr(distributed, "joined_group", lambda: False)
     assert reports_errors()
 
 
@@ -264,9 +264,9 @@ def test_ctrl_c_while_a_bar_is_drawn_starts_the_interrupt_line_on_a_line_of_its_
     drawn = []  # the interrupted frame, kept alive by the traceback, holds the bar the same way
 
     def interrupted_while_drawing(*args: object) -> None:
-        bar = tqdm(total=3, desc="epoch 2/100", leave=False, disable=False)  # drawn; Ctrl-C before a `with` closes it
-        if moment == "in its close":  # close() takes the bar off tqdm's registry first, then wipes it
-            tqdm._decr_instances(bar)
+        bar = ProgressBar(total=3, desc="epoch 2/100", leave=False, disable=False)  # drawn; Ctrl-C before a `with` closes it
+        if moment == "in its close":  # close() takes the bar off the list of open bars first, then wipes it
+            ProgressBar.live.discard(bar)
         if moment == "in its constructor":  # its close() fails, the bar's text stays on the line
 
             def close_fails() -> None:

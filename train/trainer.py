@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
-from tqdm import tqdm
 
 from ..sdk.atomic import atomic_write_text, interrupts_deferred, remove_stale_temps, unwritable_reason
 from ..sdk.data import LabeledImages, Split, database_subset, load_dataset_split
@@ -40,6 +39,7 @@ from .loader import BatchLoader
 from .losses import SadhWeights, fp32_region, sadh_loss
 from .memory import check_training_fits
 from .model import ImageHashNet, ImageOutput, LabelNet, create_model
+from .progress import ProgressBar
 
 LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 RUN_SPLIT = "split.npz"  # in the run folder: the split the run trains on, recording the labels it was made for
@@ -220,16 +220,16 @@ def train(
         except SadhError as e:
             raise SadhError(f"{run_dir}: {e}") from None
         if main and ignored:
-            tqdm.write(f"{run_dir} keeps its saved settings; ignored: {'; '.join(ignored)}")
+            ProgressBar.write(f"{run_dir} keeps its saved settings; ignored: {'; '.join(ignored)}")
         if main:
-            tqdm.write(
+            ProgressBar.write(
                 f"resuming {run_dir} after epoch {done} of {cfg.epochs}" if done < cfg.epochs
                 else f"{run_dir} is finished (epoch {done} of {cfg.epochs}); nothing left to train"
             )
     elif last_path.is_file():
         raise SadhError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out / run name")
     elif cfg.resume and main:
-        tqdm.write(f"nothing to resume in {run_dir}; starting a new run")
+        ProgressBar.write(f"nothing to resume in {run_dir}; starting a new run")
     if info.is_main:  # this process alone writes the run's checkpoints: temp files there are a killed run's
         for path in (last_path, best_path):
             remove_stale_temps(path)
@@ -268,7 +268,7 @@ def train(
     if main:
         ranks = f" x {info.world_size} processes" if info.world_size > 1 else ""
         epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
-        tqdm.write(
+        ProgressBar.write(
             f"{run_dir}: {cfg.method}, {cfg.backbone} at {pre.input_size} px, {cfg.bits} bits, {epochs} on {info.device}{ranks}; "
             f"{data.name}: {data.num_classes} classes, {len(split.train)} training images, mAP of {len(split.query)} queries "
             f"against {len(eval_db)} of {len(split.database)} database items"
@@ -372,7 +372,7 @@ def train(
         gen = torch.Generator().manual_seed(epoch_seed(cfg, epoch, info.rank))
         torch.manual_seed(epoch_seed(cfg, epoch, info.rank))
         model.train()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not main, leave=False)
+        bar = ProgressBar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not main, leave=False)
         t0, losses, checked = time.perf_counter(), torch.zeros(steps_per_epoch, device=info.device), []
         with bar, BatchLoader(train_images, y_train, order, cfg.batch_size, steps_per_epoch, info.device) as loader:
             for b, (x, y) in enumerate(loader):
@@ -417,6 +417,6 @@ def train(
             if cfg.progress:
                 shown = f", mAP {entry['map']:.4f}" if entry["map"] is not None else ""
                 rate = entry["images_per_s"]
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {entry['loss']:.4f}, {rate:.0f} img/s{shown}")
+                ProgressBar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {entry['loss']:.4f}, {rate:.0f} img/s{shown}")
         distributed.barrier(info)
     return TrainResult(run_dir, cfg.bits, best_path, last_path, best_map, history, model)
