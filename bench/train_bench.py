@@ -34,7 +34,7 @@ from sadh.sdk.data import LabeledImages, Split
 from sadh.sdk.metrics import mean_average_precision
 from sadh.train.config import TrainConfig
 from sadh.train.evaluate import encode
-from sadh.train.trainer import TrainResult, load_data, resolve_preprocess, train
+from sadh.train.trainer import TrainResult, train
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"small_cnn": 0.80, "efficientnet_lite0": 0.85}  # SADH mAP@all at 32 bits on fashion-mnist
@@ -91,7 +91,7 @@ def main() -> None:
     if args.jobs > 1:
         run_parallel(grid, args)
         return
-    data, split = load_data(TrainConfig(data=args.data))
+    data, split = TrainConfig(data=args.data).load()
     for backbone, bits, method in grid:
         size = args.input_size or INPUT_SIZE.get(backbone)
         key, folder = run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin)
@@ -123,7 +123,7 @@ def main() -> None:
 
 def also_maps(result: TrainResult, cfg: TrainConfig, data: LabeledImages, split: Split, topks: tuple) -> dict[str, float]:
     """mAP of the final network at other cut-offs (keys "5000", "all", ...)."""
-    pre = resolve_preprocess(cfg, result.model)
+    pre = cfg.preprocess()
     q, db = (encode(result.model, data.subset(idx), pre) for idx in (split.query, split.database))
     labels_q, labels_db = data.labels[split.query], data.labels[split.database]
     return {str(k or "all"): mean_average_precision(q, db, labels_q, labels_db, topk=k).map for k in topks}

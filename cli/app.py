@@ -86,10 +86,13 @@ def reports_errors() -> bool:
 
 
 def _show(error: typer.TyperException) -> None:
-    """Print a command-line error as click does; a group's help (asked for by giving no command) goes to stdout."""
+    """Print a command-line error as click does, but a refused or missing value (an unknown choice, a number out of
+    range) in one line, as other bad input; a group's help (asked for by giving no command) goes to stdout."""
     ctx = getattr(error, "ctx", None)
     if type(error).__name__ == "NoArgsIsHelpError" and ctx is not None:
         typer.echo(ctx.get_help())
+    elif isinstance(error, typer.BadParameter):
+        typer.secho(f"error: {error.format_message()}", fg=typer.colors.RED, err=True)
     elif hasattr(error, "show"):
         error.show()
     else:

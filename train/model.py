@@ -75,11 +75,6 @@ class ImageHashNet(nn.Module):
         self.code = init_linear(nn.Linear(backbone.num_features, bits))
         self.classifier = init_linear(nn.Linear(feat_dim, num_classes))
 
-    @property
-    def default_cfg(self) -> dict:
-        """The backbone's preprocessing config (input_size, resize_size, mean, std)."""
-        return self.backbone.default_cfg
-
     def forward(self, x: Tensor) -> ImageOutput:
         """Images (n, 3, h, w) → feature, continuous code and class logits."""
         pooled = self.backbone.forward_features(x)
