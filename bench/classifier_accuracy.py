@@ -19,6 +19,7 @@ from sadh.sdk.data import Split, load_fashion_mnist
 from sadh.train.augment import center_crop, normalize
 from sadh.train.cache import cache_images
 from sadh.train.checkpoint import load_model
+from sadh.train.run_folder import RunFolder
 
 SAMPLES = {"query": None, "train": 1000, "database": 2000}  # None: every item of the role; else a seeded sample
 BATCH = 200
@@ -45,8 +46,8 @@ def main() -> None:
     data = load_fashion_mnist()
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     for run in args.runs:
-        model, info = load_model(run / "best.pt")
-        split = Split.load(run / "split.npz")
+        model, info = load_model(RunFolder(run).best)
+        split = Split.load(RunFolder(run).split_file)
         rng = np.random.default_rng(0)
         row = {"best_map": info.best_map, "method": info.method, "backbone": info.backbone, "input_size": info.preprocess.input_size}
         for role, size in SAMPLES.items():

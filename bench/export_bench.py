@@ -27,12 +27,13 @@ from sadh.export.model_meta import sadh_version
 from sadh.export.quantize import CPU_FLAVOUR, Int8Flavour, QuantFormat, QuantType, preprocess_for_quantization, quantize_int8
 from sadh.export.report import THROUGHPUT_BATCH, images_per_second, report_export
 from sadh.export.samples import checkpoint_dataset, model_inputs, spread
+from sadh.export.settings import ExportSettings
 from sadh.sdk.atomic import atomic_write_text
-from sadh.sdk.preprocess import Preprocess
 from sadh.train.checkpoint import load_model, save_checkpoint
 from sadh.train.config import TrainConfig
 from sadh.train.model import create_model
-from sadh.train.trainer import load_data, train
+from sadh.train.run_folder import RunFolder
+from sadh.train.trainer import train
 
 HERE = Path(__file__).resolve().parent
 BITS = 32
@@ -49,11 +50,9 @@ def pretrained_checkpoint(backbone: str, path: Path) -> Path:
     torch.manual_seed(0)
     model = create_model(backbone, BITS, 10, pretrained=True)
     cfg = TrainConfig(backbone=backbone, bits=BITS, input_size=SIZES[backbone])
-    d = model.default_cfg
-    preprocess = Preprocess(SIZES[backbone], max(d["resize_size"], SIZES[backbone]), d["mean"], d["std"])
-    data, _ = load_data(cfg)
+    data, _ = cfg.load()
     save_checkpoint(path, {
-        "model": model.state_dict(), "config": cfg.to_dict(), "preprocess": preprocess.to_json(),
+        "model": model.state_dict(), "config": cfg.to_dict(), "preprocess": cfg.preprocess().to_json(),
         "class_names": data.class_names, "dataset": data.name, "method": "sadh", "backbone": backbone, "bits": BITS,
         "num_classes": data.num_classes, "best_map": None,
     })
@@ -62,14 +61,14 @@ def pretrained_checkpoint(backbone: str, path: Path) -> Path:
 
 def find_checkpoint(backbone: str, runs: Path, work: Path, epochs: int) -> tuple[Path, str]:
     """(checkpoint, where its weights come from): a trained one at the bench size if any, else pretrained / trained here."""
-    trained = runs / f"{backbone}-sadh-{BITS}b" / "best.pt"
+    trained = RunFolder(runs / f"{backbone}-sadh-{BITS}b").best
     if trained.is_file() and load_model(trained)[1].preprocess.input_size == SIZES[backbone]:
         return trained, f"trained checkpoint {trained}"
     if backbone != "small_cnn":
         return pretrained_checkpoint(backbone, work / f"{backbone}.pt"), "ImageNet-pretrained backbone, freshly initialised hash heads"
     cfg = TrainConfig(backbone=backbone, bits=BITS, epochs=epochs, out=str(runs), run_name=f"export-bench-{backbone}-{BITS}b", resume=False)
     cfg.eval_every = epochs
-    done = runs / cfg.run_name / "best.pt"
+    done = RunFolder.of(cfg).best
     if not done.is_file():
         train(cfg)
     return done, f"trained here: {epochs} epochs of the fast recipe ({done})"
@@ -112,10 +111,8 @@ def main() -> None:
             work = Path(tmp)
             ckpt, weights = find_checkpoint(backbone, args.runs, work, args.epochs)
             t0 = time.perf_counter()
-            result = export_model(
-                ckpt, work / "out", fp16=True, int8=True, calib_images=args.calib_images,
-                int8_threshold=args.int8_threshold, log=print,
-            )
+            settings = ExportSettings(fp16=True, int8=True, calib_images=args.calib_images, int8_threshold=args.int8_threshold)
+            result = export_model(ckpt, work / "out", settings, log=print)
             export_s = time.perf_counter() - t0
             models = {a.precision: a.path for a in result.artifacts if a.path.suffix == ".onnx"}
             rows = report_export(ckpt, models, queries=args.queries, database=args.database, speed_seconds=args.speed_seconds)

@@ -38,7 +38,7 @@ from sadh.sdk.data.sources import MOSAICS
 from sadh.sdk.metrics import GRADED_REPORT, GRADED_TOPKS, default_topk, graded_metrics, mean_average_precision
 from sadh.train.config import TrainConfig
 from sadh.train.evaluate import encode
-from sadh.train.trainer import TrainResult, load_data, resolve_preprocess, train
+from sadh.train.trainer import TrainResult, train
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"small_cnn": 0.80, "efficientnet_lite0": 0.85}  # SADH mAP@all at 32 bits on fashion-mnist
@@ -104,7 +104,7 @@ def main() -> None:
     if args.jobs > 1:
         run_parallel(grid, args)
         return
-    data, split = load_data(TrainConfig(data=args.data))
+    data, split = TrainConfig(data=args.data).load()
     for backbone, bits, method in grid:
         size = args.input_size or INPUT_SIZE.get(backbone)
         key, folder = run_names(args.data, backbone, size, method, bits, args.seed, args.label_margin, args.recipe)
@@ -139,7 +139,7 @@ def final_metrics(result: TrainResult, cfg: TrainConfig, data: LabeledImages, sp
     ("graded": "ndcg@100", ..., and the tie-aware NDCG / ACG); nothing for other data."""
     if name not in MOSAICS:
         return {}
-    pre = resolve_preprocess(cfg, result.model)
+    pre = cfg.preprocess()
     q, db = (encode(result.model, data.subset(idx), pre) for idx in (split.query, split.database))
     labels_q, labels_db = data.labels[split.query], data.labels[split.database]
     scores = {k: graded_metrics(q, db, labels_q, labels_db, topk=k) for k in GRADED_TOPKS}

@@ -25,7 +25,7 @@ from sadh.train.augment import normalize, random_crop_flip
 from sadh.train.cache import cache_images
 from sadh.train.config import TrainConfig
 from sadh.train.loader import BatchLoader
-from sadh.train.trainer import load_data, train
+from sadh.train.trainer import train
 
 HERE = Path(__file__).resolve().parent
 MODES = {  # amp, channels_last, compile
@@ -101,7 +101,7 @@ def main() -> None:
         raise SystemExit("train_throughput.py measures a GPU; none is visible to torch (--device cpu to try the script)")
 
     base = TrainConfig(query_per_class=10, train_per_class=args.train_per_class)
-    data, split = load_data(base)
+    data, split = base.load()
     util = Utilisation() if device.type == "cuda" else None
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     results["gpu"] = torch.cuda.get_device_name() if device.type == "cuda" else None

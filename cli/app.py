@@ -8,11 +8,11 @@ from importlib import metadata
 from typing import Optional
 
 import typer
-from tqdm import tqdm
 from typer.core import TyperGroup
 
 from ..sdk.errors import SadhError
 from ..sdk.printable import printable
+from ..train.progress import close_open_bars
 from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
 from . import is_main_process
 
@@ -38,20 +38,14 @@ class _Group(TyperGroup):
 
 
 def _clear_progress_bars() -> str:
-    """Close the tqdm bars a Ctrl-C left open and return what starts the interrupt line on a line of its own.
+    """Close the progress bars a Ctrl-C left open and return what starts the interrupt line on a line of its own.
 
-    A Ctrl-C can strike while a bar is being drawn or closed, before its `with` could wipe it, leaving the bar's
-    text without a line end; a half-built bar may not even close. On a terminal the line is erased; in a log, once any
-    bar was drawn, the message goes on the next line."""
-    live = list(getattr(tqdm, "_instances", ()))  # tqdm's registry of live bars; it has no public accessor
-    for bar in live:
-        try:
-            bar.close()
-        except Exception:  # noqa: BLE001 - interrupted inside tqdm's constructor: nothing more to close
-            pass
+    A Ctrl-C can strike while a bar is being drawn or closed, leaving the bar's text without a line end. On a terminal
+    the line is erased; in a log, once any bar was made, the message goes on the next line."""
+    made = close_open_bars()
     if sys.stderr.isatty():
         return "\r\x1b[K"
-    return "\n" if live or "_lock" in vars(tqdm) else ""  # tqdm makes its lock with the first bar: one may be mid-close
+    return "\n" if made else ""
 
 
 app = typer.Typer(
@@ -87,16 +81,20 @@ def reports_errors() -> bool:
     process group (before that every rank reads the same command line and data, so rank 0 says it for all)."""
     if is_main_process():
         return True
-    distributed = sys.modules.get("sadh.train.distributed")
-    return distributed is not None and distributed.joined_group()
+    from ..train.distributed import joined_group  # torch: already imported by a rank that could have joined a group
+
+    return joined_group()
 
 
 def _show(error: typer.TyperException) -> None:
-    """Print a command-line error as click does; a group's help (asked for by giving no command) goes to stdout."""
+    """Print a command-line error as click does, but a refused or missing value (an unknown choice, a number out of
+    range) in one line, as other bad input; a group's help (asked for by giving no command) goes to stdout."""
     ctx = getattr(error, "ctx", None)
     # by name: typer exports no NoArgsIsHelpError (its click is vendored, private: typer._click), only TyperException
     if type(error).__name__ == "NoArgsIsHelpError" and ctx is not None:
         typer.echo(ctx.get_help())
+    elif isinstance(error, typer.BadParameter):
+        typer.secho(f"error: {error.format_message()}", fg=typer.colors.RED, err=True)
     elif hasattr(error, "show"):
         error.show()
     else:

@@ -194,7 +194,7 @@ def register(app: typer.Typer) -> None:
         encoder = open_encoder(model, batch)
         data, split, _ = load_for_model(opts, encoder)
         check_outputs_spare_images(reports, data)
-        r = evaluate(encoder, data, split.query, database_subset(split.database, database, opts.seed), out, topk)
+        r = evaluate(encoder, data, split.query, database_subset(split.database, database, opts.split_seed), out, topk)
         typer.echo(
             f"{map_name(r['topk'], r['database'])} {r['map']:.4f} (tie-aware {r['map_tie_aware']:.4f}) on {r['queries']} queries x "
             f"{r['database']} database, {r['bits']} bits, {r['precision']}; encode {r['encode_ms_per_image']:.2f} ms/image, "

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from ..export.settings import BatchProfile, Calibration, ExportSettings, QdqTool
 from .options import EVAL_DATABASE_NAMES, DataOptions, make_console, next_hint, shown
 
 if TYPE_CHECKING:
@@ -23,18 +24,24 @@ def register(app: typer.Typer) -> None:
     def export_command(
         checkpoint: Path = typer.Argument(..., help="Checkpoint written by `sadh-cli train` (e.g. runs/NAME/best.pt)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: the checkpoint's folder)."),
-        fp16: bool = typer.Option(False, "--fp16", help="Also write an FP16 ONNX model (float32 inputs/outputs) for GPUs."),
-        int8: bool = typer.Option(False, "--int8", help="Also write INT8 models: .int8-qdq.onnx (TensorRT) and .int8-cpu.onnx."),
-        engine: bool = typer.Option(False, "--engine", help="Build TensorRT engines (or print the trtexec commands)."),
-        calib_images: int = typer.Option(300, min=1, help="Training images used to calibrate INT8."),
-        calib_method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
-        qdq_tool: str = typer.Option("onnxruntime", help="Writer of the TensorRT Q/DQ model: onnxruntime | modelopt (if installed)."),
-        batch_min: int = typer.Option(1, min=1, help="Smallest batch of the engine's optimisation profile."),
-        batch_opt: int = typer.Option(8, min=1, help="Batch the engine is tuned for."),
-        batch_max: int = typer.Option(32, min=1, help="Largest batch of the engine's optimisation profile."),
-        parity_threshold: float = typer.Option(0.999, min=0, max=1, help="Least fraction of identical sign bits, FP32."),
-        fp16_threshold: float = typer.Option(0.99, min=0, max=1, help="Least fraction of identical sign bits, FP16."),
-        int8_threshold: float = typer.Option(0.90, min=0, max=1, help="Least fraction of identical sign bits, INT8."),
+        fp16: bool = typer.Option(
+            ExportSettings.fp16, "--fp16", help="Also write an FP16 ONNX model (float32 inputs/outputs) for GPUs."
+        ),
+        int8: bool = typer.Option(
+            ExportSettings.int8, "--int8", help="Also write INT8 models: .int8-qdq.onnx (TensorRT) and .int8-cpu.onnx."
+        ),
+        engine: bool = typer.Option(ExportSettings.engine, "--engine", help="Build TensorRT engines (or print the trtexec commands)."),
+        calib_images: int = typer.Option(ExportSettings.calib_images, min=1, help="Training images used to calibrate INT8."),
+        calib_method: Calibration = typer.Option(ExportSettings.calib_method, help="How INT8 calibration picks the ranges."),
+        qdq_tool: QdqTool = typer.Option(ExportSettings.qdq_tool, help="Writer of the TensorRT Q/DQ model (modelopt: if installed)."),
+        batch_min: int = typer.Option(BatchProfile.min, min=1, help="Smallest batch of the engine's optimisation profile."),
+        batch_opt: int = typer.Option(BatchProfile.opt, min=1, help="Batch the engine is tuned for."),
+        batch_max: int = typer.Option(BatchProfile.max, min=1, help="Largest batch of the engine's optimisation profile."),
+        parity_threshold: float = typer.Option(
+            ExportSettings.parity_threshold, min=0, max=1, help="Least fraction of identical sign bits, FP32."
+        ),
+        fp16_threshold: float = typer.Option(ExportSettings.fp16_threshold, min=0, max=1, help="Least fraction of identical sign bits, FP16."),
+        int8_threshold: float = typer.Option(ExportSettings.int8_threshold, min=0, max=1, help="Least fraction of identical sign bits, INT8."),
         image_root: Optional[Path] = typer.Option(
             None, help="Where the training list files' images are now, if they moved since training (default: as trained)."
         ),
@@ -47,16 +54,18 @@ def register(app: typer.Typer) -> None:
         from ..export.model_meta import PRECISIONS
         from ..export.report import report_export
         from ..export.samples import checkpoint_data_config, checkpoint_dataset
-        from ..export.tensorrt_build import BatchProfile
 
         console = make_console()
         out_dir = out if out is not None else checkpoint.parent
         data = checkpoint_dataset(checkpoint, image_root) if image_root is not None else None
-        result = export_model(
-            checkpoint, out_dir, fp16=fp16, int8=int8, engine=engine, data=data,
-            calib_images=calib_images, calib_method=calib_method, qdq_tool=qdq_tool,
+        settings = ExportSettings(
+            fp16=fp16, int8=int8, engine=engine, calib_images=calib_images, calib_method=calib_method, qdq_tool=qdq_tool,
             parity_threshold=parity_threshold, fp16_threshold=fp16_threshold, int8_threshold=int8_threshold,
-            batch=BatchProfile(batch_min, batch_opt, batch_max), log=lambda line: console.print(shown(line), style="dim", highlight=False),
+            batch=BatchProfile(batch_min, batch_opt, batch_max),
+        )
+        result = export_model(
+            checkpoint, out_dir, settings, data=data,
+            log=lambda line: console.print(shown(line), style="dim", highlight=False),
         )
         console.print(artifact_table(result))
         if result.trtexec:
@@ -67,7 +76,7 @@ def register(app: typer.Typer) -> None:
         if run_eval:
             console.print(report_table(report_export(checkpoint, models, data, queries=eval_queries, database=eval_database)))
         runtime = models.get("int8-cpu", models["fp32"])
-        trained = dataclasses.replace(DataOptions.from_config(checkpoint_data_config(checkpoint)), split=None)  # its split is beside it
+        trained = DataOptions(**{**checkpoint_data_config(checkpoint).dataset_settings(), "split": None})  # its split is beside it
         trained = trained if image_root is None else dataclasses.replace(trained, image_root=image_root)
         next_hint("sadh-cli", "index", "build", "--model", runtime, *trained.args(), "--out", "index.sidx")
 

@@ -37,8 +37,7 @@ def role_indices(split, n_items: int, role: str) -> np.ndarray:
 
 def dataset_spec(opts: DataOptions, role: str) -> dict:
     """The dataset options (JSON-able) plus the role, so a sidecar can name its items without paths."""
-    spec = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()}
-    return {**spec, "role": role}
+    return {**opts.record(), "role": role}
 
 
 def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: int = 64):

@@ -17,9 +17,10 @@ import typer
 
 from ..sdk import metadata as md
 from ..sdk.atomic import interrupts_deferred, resolved, unwritable_reason
-from ..sdk.data import BUILTIN, LabeledImages, Split, load_dataset_split
+from ..sdk.data import BUILTIN, DatasetSpec, LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..sdk.printable import printable
+from ..train.config import TrainConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,25 +30,14 @@ PIPED_WIDTH = 1000  # rich's line width when stdout is not a terminal: tables an
 
 
 @dataclass
-class DataOptions:
-    """What `--data ...` and friends name; `load()` gives the images and their split."""
+class DataOptions(DatasetSpec):
+    """The dataset options of a command (a DatasetSpec, with paths as the command line gives them); `load()` gives the
+    images and their split."""
 
-    data: str = "fashion-mnist"
-    data_dir: Optional[Path] = None
-    image_root: Optional[Path] = None
-    class_names: Optional[Path] = None
-    split: Optional[Path] = None
-    seed: int = 0
-    query_per_class: int = 100
-    train_per_class: int = 500
-
-    def load(self, warn_other_data: bool = True) -> tuple[LabeledImages, Split]:
+    def load(self, strict: bool = True, warn_other_data: bool = True) -> tuple[LabeledImages, Split]:
         """Load the dataset and its split (a saved `--split` file wins over the seeded default; a warning, unless
         `warn_other_data` is False, when the file records that it was made for data with other labels)."""
-        data, split = load_dataset_split(
-            self.data, self.data_dir, self.image_root, self.class_names, self.split, self.seed,
-            self.query_per_class, self.train_per_class,
-        )
+        data, split = super().load(strict)
         if warn_other_data and split.fits(data.labels) is False:
             warn(f"{self.split} was made for other data (its items had other labels); its query / train / database roles "
                  f"may not be the ones it was made for")
@@ -74,45 +64,30 @@ class DataOptions:
                 pass
         elif data.is_dir():
             found = [(f"--data's {name}", data / name) for name in LIST_SPLIT_FILES.values()]
-        return [("--data", data), ("--data-dir", self.data_dir), ("--image-root", self.image_root),
-                ("--class-names", self.class_names), ("--split", self.split), *found]
+        named = [(option_name(f), getattr(self, f.name)) for f in dataclasses.fields(DatasetSpec) if f.metadata.get("path")]
+        return [("--data", data), *((name, None if p is None else Path(p)) for name, p in named), *found]
 
     def args(self) -> list[str]:
         """The command-line options that give these settings (those that differ from the defaults)."""
         return [
             word
-            for f in dataclasses.fields(self)
+            for f in dataclasses.fields(DatasetSpec)
             if getattr(self, f.name) not in (None, f.default)
-            for word in (f"--{f.name.replace('_', '-')}", str(getattr(self, f.name)))
+            for word in (option_name(f), str(getattr(self, f.name)))
         ]
 
-    @classmethod
-    def from_config(cls, cfg: Any) -> "DataOptions":
-        """The dataset options of a training config (a TrainConfig: its data settings and split seed)."""
-        return cls(
-            data=cfg.data, data_dir=_path(cfg.data_dir), image_root=_path(cfg.image_root), class_names=_path(cfg.class_names),
-            split=_path(cfg.split), seed=cfg.split_seed, query_per_class=cfg.query_per_class, train_per_class=cfg.train_per_class,
-        )
+    def record(self) -> dict[str, Any]:
+        """These settings under their option names (--seed: "seed"), paths as strings: what an index sidecar records."""
+        return {
+            option_name(f)[2:].replace("-", "_"): str(value) if isinstance(value, Path) else value
+            for f in dataclasses.fields(DatasetSpec)
+            for value in [getattr(self, f.name)]
+        }
 
 
-    def config_settings(self) -> dict[str, Any]:
-        """These options as TrainConfig settings (the inverse of `from_config`; --seed seeds the split and training).
-
-        Paths are made absolute, so a run exports and resumes from any working folder."""
-        return dict(
-            data=self.data if self.data in BUILTIN else _str(Path(self.data)),
-            data_dir=_str(self.data_dir), image_root=_str(self.image_root), class_names=_str(self.class_names),
-            split=_str(self.split), split_seed=self.seed, seed=self.seed, query_per_class=self.query_per_class,
-            train_per_class=self.train_per_class,
-        )
-
-
-def _path(value: Optional[str]) -> Optional[Path]:
-    return None if value is None else Path(value)
-
-
-def _str(path: Optional[Path]) -> Optional[str]:
-    return None if path is None else os.path.abspath(path)
+def option_name(setting: dataclasses.Field) -> str:
+    """The command-line option of a DatasetSpec field: its `flag`, else --FIELD-NAME."""
+    return setting.metadata.get("flag", "--" + setting.name.replace("_", "-"))
 
 
 def model_split_path(model: Path) -> Optional[Path]:
@@ -260,26 +235,28 @@ def _inode(path: str | os.PathLike) -> tuple[int, int] | None:
 
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Exported model (.onnx or TensorRT .engine).")
 BATCH_OPTION = typer.Option(64, "--batch", "--batch-size", min=1, help="Images per model call.")  # --batch-size as in train
-METHOD_OPTION = typer.Option("sadh", help="sadh | dpsh | csq (baselines share the harness).")
+METHOD_OPTION = typer.Option(TrainConfig.method, help="Hashing method (the DPSH and CSQ baselines share the harness).")
 BACKBONE_OPTION = typer.Option(
-    "small_cnn", help="small_cnn | efficientnet_lite0 (ImageNet weights: the choice for real images) | resnet18 | resnet50."
+    TrainConfig.backbone, help="Network trunk (efficientnet_lite0 ships ImageNet weights: the choice for real images)."
 )
-INPUT_SIZE_OPTION = typer.Option(None, help="Network input size in pixels (default: the backbone's).")
+INPUT_SIZE_OPTION = typer.Option(TrainConfig.input_size, help="Network input size in pixels (default: the backbone's).")
 EVAL_DATABASE_NAMES = ("--eval-database", "--database")  # how many database items mAP is scored on, in every command
 
-_OPTIONS: dict[str, Any] = {
-    "data": typer.Option(
-        "fashion-mnist", "--data", help=f"{' | '.join(BUILTIN)} | LIST.txt | DIR with train/test/database.txt | DIR/class/*.jpg"
-    ),
-    "data_dir": typer.Option(None, "--data-dir", help="Folder with the Fashion-MNIST IDX files (default: Debian package)."),
-    "image_root": typer.Option(None, "--image-root", help="Root that list-file image paths are relative to."),
-    "class_names": typer.Option(None, "--class-names", help="Text file with one class name per label column."),
-    "split": typer.Option(None, "--split", help="A saved split (.npz) to use instead of the seeded default."),
-    "seed": typer.Option(0, "--seed", help="Seed of the query/train/database split."),
-    "query_per_class": typer.Option(100, "--query-per-class", min=1, help="Queries per class (x10 in total for multi-label)."),
-    "train_per_class": typer.Option(500, "--train-per-class", min=1, help="Training images per class (x10 in total for multi-label)."),
-}
-_ANNOTATIONS = typing.get_type_hints(DataOptions)
+
+def _dataset_parameters() -> list[inspect.Parameter]:
+    """A command parameter per DatasetSpec field: its option (`option_name`), default, help and least value."""
+    hints = typing.get_type_hints(DatasetSpec)
+    return [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(f.default, option_name(f), help=f.metadata["help"], min=f.metadata.get("min")),
+            annotation=Optional[Path] if f.metadata.get("path") else hints[f.name],
+        )
+        for f in dataclasses.fields(DatasetSpec)
+    ]
+
+
+_DATASET_PARAMETERS = _dataset_parameters()
 
 
 def data_options(func: Callable) -> Callable:
@@ -290,16 +267,11 @@ def data_options(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
-        opts = DataOptions(**{name: kwargs.pop(name) for name in _OPTIONS})
+        opts = DataOptions(**{p.name: kwargs.pop(p.name) for p in _DATASET_PARAMETERS})
         return func(opts=opts, **kwargs)
 
-    params = [p for p in sig.parameters.values() if p.name != "opts"]
-    params += [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=_ANNOTATIONS[name])
-        for name, default in _OPTIONS.items()
-    ]
+    params = [p for p in sig.parameters.values() if p.name != "opts"] + _DATASET_PARAMETERS
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**typing.get_type_hints(func), **_ANNOTATIONS}
+    wrapper.__annotations__ = {**typing.get_type_hints(func), **{p.name: p.annotation for p in _DATASET_PARAMETERS}}
     del wrapper.__annotations__["opts"]
     return wrapper
-

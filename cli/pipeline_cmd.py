@@ -15,6 +15,8 @@ from typing import Any, Optional
 import typer
 
 from ..sdk.errors import SadhError
+from ..train.backbones import Backbone
+from ..train.config import Method, TrainConfig
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
     next_hint, shown, typed,
@@ -24,7 +26,6 @@ RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this orde
 INDEXED_PRECISIONS = ("fp32", "int8-cpu")  # get a full database index
 TRAIN_NAME, EXPORT_NAME, INDEX_NAME, REPORT_NAME = "train", "export", "index", "report"
 SUMMARY_NAME = "summary.json"
-DEFAULT_EVAL_DATABASE = 10_000
 QUICK_TRAIN = dict(query_per_class=10, train_per_class=40, epochs=1, label_epochs=1, eval_database=400)  # unless given
 QUICK_OPTION = {"eval_database": "database"}  # the option that overrides a QUICK_TRAIN setting, where its name differs
 QUICK_CALIB_IMAGES = 32
@@ -47,26 +48,22 @@ class Trained:
 
 def finished_training(run_dir: Path, cfg) -> Trained | None:
     """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
-    from ..train.checkpoint import checkpoint_config, load_checkpoint
-    from ..train.config import setting_differences, with_absolute_paths
-    from ..train.trainer import RUN_SPLIT, load_data, run_split
+    from ..train.config import setting_differences
+    from ..train.run_folder import RunFolder
 
-    last, best = run_dir / "last.pt", run_dir / "best.pt"
-    if not last.is_file():
+    run = RunFolder(run_dir)
+    saved = run.saved()
+    if saved is None:
         return None
-    state = load_checkpoint(last, ("epoch", "config", "best_map"))
-    saved = with_absolute_paths(checkpoint_config(state, last))
-    differences = setting_differences(saved.to_dict(), cfg.to_dict())
+    differences = setting_differences(saved.config.to_dict(), cfg.to_dict())
     if differences:
         raise SadhError(
             f"{run_dir.parent} holds a pipeline run with other settings ({'; '.join(differences)}); "
             f"pass another --out for this run, or delete {run_dir.parent} to start over"
         )
-    if (run_dir / RUN_SPLIT).is_file():
-        run_split(run_dir, load_data(cfg)[0])  # SadhError if the data's labels changed since
-    if not best.is_file() or state["epoch"] < saved.epochs:
-        return None
-    return Trained(run_dir, best, state["best_map"])
+    if run.split_file.is_file():
+        run.split(cfg.load()[0])  # SadhError if the data's labels changed since
+    return Trained(run_dir, run.best, saved.best_map) if run.finished(saved) else None
 
 
 def exported_models(export_dir: Path, checkpoint: Path) -> dict[str, Path]:
@@ -82,14 +79,15 @@ def exported_models(export_dir: Path, checkpoint: Path) -> dict[str, Path]:
 
 def run_training(cfg, console) -> Trained:
     """Train (resuming an interrupted run), or reuse a finished one."""
+    from ..train.run_folder import RunFolder
     from ..train.trainer import train
 
-    run_dir = Path(cfg.out) / cfg.name
-    done = finished_training(run_dir, cfg)
+    run = RunFolder.of(cfg)
+    done = finished_training(run.path, cfg)
     if done is not None:
-        console.print(shown(f"reusing finished training in {run_dir} (best mAP {done.best_map:.4f})"), style="yellow")
+        console.print(shown(f"reusing finished training in {run.path} (best mAP {done.best_map:.4f})"), style="yellow")
         return done
-    cfg.resume = (run_dir / "last.pt").is_file()
+    cfg.resume = run.last.is_file()
     epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
     console.print("[bold]1/4 training[/]", shown(f"{cfg.backbone}, {cfg.bits} bits, {epochs}" + (" (resuming)" if cfg.resume else "")))
     result = train(cfg)
@@ -99,6 +97,7 @@ def run_training(cfg, console) -> Trained:
 def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, console) -> dict[str, Path]:
     """Export FP32 + INT8 models (calibration: the exporter's default count unless given), or reuse a newer export."""
     from ..export.api import export_model
+    from ..export.settings import ExportSettings
 
     models = exported_models(export_dir, checkpoint)
     if all(p in models for p in RUNTIME_PRECISIONS):
@@ -106,7 +105,7 @@ def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, con
         return models
     console.print("[bold]2/4 exporting[/] ONNX FP32 + INT8 (TensorRT Q/DQ and CPU)")
     calib = {} if calib_images is None else {"calib_images": calib_images}
-    export_model(checkpoint, export_dir, int8=True, log=lambda line: console.print(shown(f"  {line}")), **calib)
+    export_model(checkpoint, export_dir, ExportSettings(int8=True, **calib), log=lambda line: console.print(shown(f"  {line}")))
     models = exported_models(export_dir, checkpoint)
     missing = [p for p in RUNTIME_PRECISIONS if p not in models]
     if missing:
@@ -166,16 +165,15 @@ def summary_table(rows: list[dict[str, Any]], title: str):
 def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, console) -> tuple[list[dict[str, Any]], int, int]:
     """Index the database with the INDEXED_PRECISIONS models, evaluate every model; (rows, queries, database size)."""
     from ..sdk.encoder import Encoder
-    from ..train.trainer import load_data
     from ..sdk.data import database_subset
     from .eval_cmd import evaluate
     from .index_cmd import build_index, dataset_spec
     from .options import DataOptions
 
-    dataset, split = load_data(cfg)
+    dataset, split = cfg.load()
     eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)  # the subset training's mAP used
     index_items = split.database if full_index else eval_db
-    opts = DataOptions.from_config(cfg)
+    opts = DataOptions(**cfg.dataset_settings())
     rows = []
     for precision in RUNTIME_PRECISIONS:
         encoder = Encoder(models[precision])
@@ -230,13 +228,13 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         opts: DataOptions,
         out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o", help="Run folder (reused stages are picked up from here)."),
-        method: str = METHOD_OPTION,
-        backbone: str = BACKBONE_OPTION,
+        method: Method = METHOD_OPTION,
+        backbone: Backbone = BACKBONE_OPTION,
         input_size: Optional[int] = INPUT_SIZE_OPTION,
-        epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the training recipe's)."),
-        bits: int = typer.Option(32, help="Code length (multiple of 8)."),
+        epochs: Optional[int] = typer.Option(TrainConfig.epochs, min=1, help="Training epochs (default: the training recipe's)."),
+        bits: int = typer.Option(TrainConfig.bits, help="Code length (multiple of 8)."),
         database: Optional[int] = typer.Option(
-            DEFAULT_EVAL_DATABASE, *EVAL_DATABASE_NAMES, min=1,
+            TrainConfig.eval_database, *EVAL_DATABASE_NAMES, min=1,
             help="Evaluate against a seeded subset of this many database items (training's mAP uses the same).",
         ),
         quick: bool = typer.Option(
@@ -251,21 +249,19 @@ def register(app: typer.Typer) -> None:
         opts.check()
         if opts.split is not None:
             opts.load()  # the one-line warning when the split file was made for data with other labels
-        from ..train.config import TrainConfig
-
         console = make_console()
         t_start = time.perf_counter()
         quick_settings = {k: v for k, v in QUICK_TRAIN.items() if not typed(ctx, QUICK_OPTION.get(k, k))} if quick else {}
-        settings: dict[str, Any] = {**opts.config_settings(), "eval_database": database, **quick_settings}
+        settings: dict[str, Any] = {"eval_database": database, **quick_settings}
         settings.update(method=method, backbone=backbone, input_size=input_size, **({} if epochs is None else {"epochs": epochs}))
         given = {k: v for k, v in settings.items() if v is not None}
-        cfg = TrainConfig(bits=bits, out=str(out), run_name=TRAIN_NAME, **given)
+        cfg = TrainConfig.from_spec(opts, bits=bits, out=str(out), run_name=TRAIN_NAME, **given)
         trained = run_training(cfg, console)
         models = run_export(trained.best, out / EXPORT_NAME, QUICK_CALIB_IMAGES if quick else None, console)
         onnx_rows, n_query, n_db = evaluate_models(models, cfg, out, not quick, console)
         rows = [{"name": "torch (training)", "map": trained.best_map}, *onnx_rows]
         topk = onnx_rows[0]["topk"]
-        title = f"{Path(opts.data).name}, {method}, {backbone}, {bits} bits, {map_name(topk, n_db)} on {n_query} queries x {n_db} database"
+        title = f"{Path(opts.data).name}, {cfg.method}, {cfg.backbone}, {bits} bits, {map_name(topk, n_db)} on {n_query} queries x {n_db} database"
         seconds = time.perf_counter() - t_start
         report = out / REPORT_NAME
         write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})

@@ -9,14 +9,15 @@ from typing import Any, Optional
 import typer
 
 from ..sdk.errors import SadhError
-from ..train.config import TrainConfig
+from ..train.backbones import Backbone
+from ..train.config import Amp, Method, Recipe, TrainConfig
 from . import is_main_process, launch_command
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, next_hint,
     typed,
 )
 
-CONFIG_NAMES = {"split_seed": "seed"}  # TrainConfig settings named differently on the command line
+GIVEN_BY = {"seed": "split_seed"}  # TrainConfig settings given by a parameter of another name (--seed seeds both)
 
 
 def parse_bits(values: list[str]) -> list[int]:
@@ -52,38 +53,46 @@ def register(app: typer.Typer) -> None:
     def train_command(
         ctx: typer.Context,
         opts: DataOptions,
-        method: str = METHOD_OPTION,
-        backbone: str = BACKBONE_OPTION,
+        method: Method = METHOD_OPTION,
+        backbone: Backbone = BACKBONE_OPTION,
         pretrained: Optional[bool] = typer.Option(
-            None, "--pretrained/--no-pretrained", help="Start from shipped ImageNet weights (default: if the backbone has some)."
+            TrainConfig.pretrained, "--pretrained/--no-pretrained",
+            help="Start from shipped ImageNet weights (default: if the backbone has some).",
         ),
-        backbone_weights: Optional[Path] = typer.Option(None, help="Backbone weights (.pt / .safetensors) to start from."),
-        bits: list[str] = typer.Option(["32"], help="Code length(s): repeat or comma-separate (16,32,48,64); one run each."),
-        recipe: str = typer.Option("fast", help="fast (tuned for CPU) | reference (the SADH paper's optimiser settings)."),
-        epochs: Optional[int] = typer.Option(None, min=1, help="Stage-2 epochs (default: from the recipe)."),
-        batch_size: Optional[int] = typer.Option(None, min=1, help="Batch size per process (default: from the recipe)."),
-        lr: Optional[float] = typer.Option(None, help="Stage-2 learning rate (default: from the recipe)."),
+        backbone_weights: Optional[Path] = typer.Option(
+            TrainConfig.backbone_weights, help="Backbone weights (.pt / .safetensors) to start from."
+        ),
+        bits: list[str] = typer.Option(
+            [str(TrainConfig.bits)], help="Code length(s): repeat or comma-separate (16,32,48,64); one run each."
+        ),
+        recipe: Recipe = typer.Option(
+            TrainConfig.recipe, help="fast: tuned for CPU; reference: the SADH paper's optimiser settings."
+        ),
+        epochs: Optional[int] = typer.Option(TrainConfig.epochs, min=1, help="Stage-2 epochs (default: from the recipe)."),
+        batch_size: Optional[int] = typer.Option(
+            TrainConfig.batch_size, min=1, help="Batch size per process (default: from the recipe)."
+        ),
+        lr: Optional[float] = typer.Option(TrainConfig.lr, help="Stage-2 learning rate (default: from the recipe)."),
         label_margin: Optional[str] = typer.Option(
-            None, help="Stage-1 margin: a number, or auto = 0.2 capped at 0.9/(classes-1) (default: from the recipe)."
+            TrainConfig.label_margin,
+            help="Stage-1 margin: a number, or auto = 0.2 capped at 0.9/(classes-1) (default: from the recipe).",
         ),
         input_size: Optional[int] = INPUT_SIZE_OPTION,
-        amp: str = typer.Option("auto", help="auto | bf16 | fp16 | off (auto: bf16/fp16 on CUDA, off on CPU)."),
-        compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
-        device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-        threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: torch's choice)."),
-        eval_every: Optional[int] = typer.Option(
-            None, min=1, help=f"Evaluate mAP every N epochs and after the last (default: {TrainConfig.eval_every})."
-        ),
-        eval_database: Optional[int] = typer.Option(
-            None, *EVAL_DATABASE_NAMES, min=0,
-            help=f"mAP against a seeded subset of this many database items, 0 = all (default: {TrainConfig.eval_database}).",
+        amp: Amp = typer.Option(TrainConfig.amp, help="Mixed precision (auto: bf16/fp16 on CUDA, off on CPU)."),
+        compile: bool = typer.Option(TrainConfig.compile, "--compile", help="torch.compile the network."),
+        device: str = typer.Option(TrainConfig.device, help="auto | cpu | cuda | cuda:N."),
+        threads: Optional[int] = typer.Option(TrainConfig.threads, min=1, help="CPU threads for torch (default: torch's choice)."),
+        eval_every: int = typer.Option(TrainConfig.eval_every, min=1, help="Evaluate mAP every N epochs and after the last."),
+        eval_database: int = typer.Option(
+            TrainConfig.eval_database, *EVAL_DATABASE_NAMES, min=0,
+            help="mAP against a seeded subset of this many database items, 0 = all.",
         ),
         resume: bool = typer.Option(
-            False, "--resume",
+            TrainConfig.resume, "--resume",
             help="Continue the run in OUT/NAME from its last.pt with its saved settings (a constant schedule may take more --epochs).",
         ),
-        out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder that holds the run folders."),
-        run_name: Optional[str] = typer.Option(None, help="Run folder name (default: DATA-METHOD-BACKBONE-BITSb)."),
+        out: Path = typer.Option(TrainConfig.out, "--out", "-o", help="Folder that holds the run folders."),
+        run_name: Optional[str] = typer.Option(TrainConfig.run_name, help="Run folder name (default: DATA-METHOD-BACKBONE-BITSb)."),
     ) -> None:
         """Train a hashing network; writes OUT/NAME/best.pt, last.pt, log.jsonl and split.npz (decoded images: OUT/cache)."""
         from ..train import distributed
@@ -95,13 +104,14 @@ def register(app: typer.Typer) -> None:
             recipe=recipe, epochs=epochs, batch_size=batch_size, lr=lr, label_margin=parse_margin(label_margin),
             input_size=input_size, amp=amp,
             compile=compile, device=device, threads=threads, eval_every=eval_every, eval_database=eval_database,
-            resume=resume, out=str(out), run_name=run_name, **opts.config_settings(),
+            resume=resume, out=str(out), run_name=run_name,
         )
         given = {k: v for k, v in settings.items() if v is not None}
         # the settings typed on the command line: with --resume, those the saved run overrides are named
         on_command_line = {p for p in ctx.params if typed(ctx, p)}
-        asked = {k for k in [*settings, "bits"] if CONFIG_NAMES.get(k, k) in on_command_line}
-        configs = [TrainConfig(bits=b, **given) for b in parse_bits(bits)]
+        names = [*settings, *opts.dataset_settings(), "seed", "bits"]
+        asked = {k for k in names if GIVEN_BY.get(k, k) in on_command_line}
+        configs = [TrainConfig.from_spec(opts, bits=b, **given) for b in parse_bits(bits)]
         if run_name and len(configs) > 1:
             raise SadhError("--run-name names one run; drop it to train several bit lengths")
         check_outputs({}, folders={"--out": out})

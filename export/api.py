@@ -24,16 +24,15 @@ from .onnx_export import DEFAULT_OPSET, export_onnx
 from .ort_run import cpu_session, run_codes
 from .parity import Parity, compare_codes, require_parity
 from .qdq_rules import check_qdq
-from .calibration import calibration_method
 from .modelopt_quantize import modelopt_available, quantize_qdq_modelopt
 from .quantize import CPU_FLAVOUR, TENSORRT_FLAVOUR, pack_nodes, preprocess_for_quantization, quantize_int8
 from .samples import checkpoint_dataset, model_inputs, spread
+from .settings import BatchProfile, ExportSettings, QdqTool
 from .torch_ref import torch_codes
-from .tensorrt_build import BatchProfile, build_engine, source_onnx, tensorrt_version, trtexec_builds
+from .tensorrt_build import build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256
 STAGING_PREFIX = ".sadh-export-"  # + host + "-" + the exporting process's id + "-" + random: the staging folder in OUT
-QDQ_TOOLS = ("onnxruntime", "modelopt")  # who writes the TensorRT-bound Q/DQ model
 # the files an export of STEM writes (STEM + suffix): a re-export removes those it does not rewrite
 EXPORT_SUFFIXES = (".onnx", ".fp16.onnx", f".{TENSORRT_FLAVOUR.precision}.onnx", f".{CPU_FLAVOUR.precision}.onnx", ".calib.json",
                    md.SPLIT_SUFFIX)
@@ -69,37 +68,25 @@ class ExportResult:
 def export_model(
     checkpoint: Path,
     out_dir: Path,
+    settings: ExportSettings = ExportSettings(),
     *,
-    fp16: bool = False,
-    int8: bool = False,
-    engine: bool = False,
-    calib_images: int = 300,
-    calib_method: str = "minmax",
-    qdq_tool: str = "onnxruntime",
-    parity_threshold: float = 0.999,
-    fp16_threshold: float = 0.99,
-    int8_threshold: float = 0.90,
     parity_images: int = PARITY_IMAGES,
-    batch: BatchProfile = BatchProfile(),
     packed: bool = True,
     opset: int = DEFAULT_OPSET,
     data: tuple[LabeledImages, Split] | None = None,
     log: Callable[[str], None] = lambda line: None,
 ) -> ExportResult:
-    """Export a checkpoint; every model must agree with torch on `parity_images` validation images or SadhError.
+    """Export a checkpoint as `settings` say; every model must agree with torch on `parity_images` validation images
+    or SadhError.
 
     Beside the models goes STEM.split.npz, the split the model was trained on (that of `data` when given).
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if qdq_tool not in QDQ_TOOLS:
-        raise SadhError(f"unknown Q/DQ tool {qdq_tool!r}; choose one of {', '.join(QDQ_TOOLS)}")
     unwritable = unwritable_reason(out_dir, folder=True)
     if unwritable:
         raise SadhError(f"cannot export to {out_dir}: {unwritable}")
-    if int8:
-        calibration_method(calib_method)  # fail before the slow steps
-        if qdq_tool == "modelopt" and not modelopt_available():
-            raise SadhError("--qdq-tool modelopt needs NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'")
+    if settings.int8 and settings.qdq_tool == QdqTool.MODELOPT.value and not modelopt_available():
+        raise SadhError("--qdq-tool modelopt needs NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'")
     model, info = load_model(checkpoint)
     data, split = data if data is not None else checkpoint_dataset(checkpoint)
     val = model_inputs(data, spread(split.query, parity_images), info.preprocess)
@@ -124,7 +111,7 @@ def export_model(
         staging = Path(tmp)
         t = time.perf_counter()
         fp32 = export_onnx(model, info, staging / f"{stem}.onnx", packed=packed, opset=opset)
-        fp32_path = add(staging / f"{stem}.onnx", "fp32", t, parity_threshold)
+        fp32_path = add(staging / f"{stem}.onnx", "fp32", t, settings.parity_threshold)
         t = time.perf_counter()
         # beside the models: eval / index build use it by default for the data it records it was made for (the labels
         # the run trained on, when it recorded them: data edited since is then not mistaken for the training data)
@@ -133,31 +120,31 @@ def export_model(
                 "take its training split for this data")
         (split if split.fingerprint is not None else split.made_for(data.labels)).save(staging / f"{stem}{md.SPLIT_SUFFIX}")
         add(staging / f"{stem}{md.SPLIT_SUFFIX}", "split", t, None)
-        if fp16:
+        if settings.fp16:
             t = time.perf_counter()
             convert_fp16(fp32, staging / f"{stem}.fp16.onnx")
-            add(staging / f"{stem}.fp16.onnx", "fp16", t, fp16_threshold)
-        if int8:
-            calib = model_inputs(data, spread(split.train, calib_images), info.preprocess)
-            if len(calib) < calib_images:
-                log(f"calibrating INT8 on {len(calib)} training images (fewer than the {calib_images} asked for)")
+            add(staging / f"{stem}.fp16.onnx", "fp16", t, settings.fp16_threshold)
+        if settings.int8:
+            calib = model_inputs(data, spread(split.train, settings.calib_images), info.preprocess)
+            if len(calib) < settings.calib_images:
+                log(f"calibrating INT8 on {len(calib)} training images (fewer than the {settings.calib_images} asked for)")
             cache = staging / f"{stem}.calib.json"  # fresh: ranges of an older export must not leak into this one
             prepared = staging / "prepared.onnx"
             preprocess_for_quantization(fp32_path, prepared)
             for flavour in (TENSORRT_FLAVOUR, CPU_FLAVOUR):
                 t = time.perf_counter()
                 staged = staging / f"{stem}.{flavour.precision}.onnx"
-                if flavour is TENSORRT_FLAVOUR and qdq_tool == "modelopt":
-                    quantized = quantize_qdq_modelopt(fp32_path, staged, calib, calib_method, pack_nodes(fp32))
+                if flavour is TENSORRT_FLAVOUR and settings.qdq_tool == QdqTool.MODELOPT.value:
+                    quantized = quantize_qdq_modelopt(fp32_path, staged, calib, settings.calib_method, pack_nodes(fp32))
                 else:
-                    quantized = quantize_int8(prepared, staged, calib, flavour, calib_method, cache)
+                    quantized = quantize_int8(prepared, staged, calib, flavour, settings.calib_method, cache)
                 if flavour is TENSORRT_FLAVOUR:
                     check_qdq(quantized, staged.name)
-                add(staged, flavour.precision, t, int8_threshold)
+                add(staged, flavour.precision, t, settings.int8_threshold)
             add(cache, "calib", time.perf_counter(), None)
         _publish(passed, out_dir, stem, read_stamp(fp32)[md.WEIGHTS], result, log)
-    if engine:
-        _engines(result, out_dir, stem, fp16, int8, batch, log)
+    if settings.engine:
+        _engines(result, out_dir, stem, settings.fp16, settings.int8, settings.batch, log)
     return result
 
 

@@ -5,21 +5,20 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 
 from ..sdk import metadata as keys
-from ..sdk.errors import SadhError
+from ..sdk.errors import choice
+from .settings import Calibration
 
 CALIB_METHODS = {
-    "minmax": CalibrationMethod.MinMax,
-    "entropy": CalibrationMethod.Entropy,
-    "percentile": CalibrationMethod.Percentile,
+    Calibration.MINMAX.value: CalibrationMethod.MinMax,
+    Calibration.ENTROPY.value: CalibrationMethod.Entropy,
+    Calibration.PERCENTILE.value: CalibrationMethod.Percentile,
 }
 CALIB_BATCH = 10
 
 
 def calibration_method(name: str) -> CalibrationMethod:
-    """The onnxruntime calibration method called `name`."""
-    if name not in CALIB_METHODS:
-        raise SadhError(f"unknown calibration method {name!r}; choose one of {', '.join(CALIB_METHODS)}")
-    return CALIB_METHODS[name]
+    """The onnxruntime calibration method called `name` (a Calibration)."""
+    return CALIB_METHODS[choice(Calibration, name, "calibration method")]
 
 
 class ImageBatches(CalibrationDataReader):

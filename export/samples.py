@@ -10,8 +10,8 @@ from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import Preprocess, preprocess
 from ..train.checkpoint import load_checkpoint
-from ..train.config import DATA_SETTINGS, TrainConfig
-from ..train.trainer import RUN_SPLIT, load_data
+from ..train.config import TrainConfig
+from ..train.run_folder import RunFolder
 
 
 
@@ -20,9 +20,9 @@ def checkpoint_data_config(checkpoint: Path) -> TrainConfig:
     state = load_checkpoint(checkpoint, keys=("config",))
     saved = state["config"] if isinstance(state["config"], dict) else {}
     # only the data settings: the rest of an older run's config need not validate under today's TrainConfig
-    saved_split = checkpoint.parent / RUN_SPLIT
+    saved_split = RunFolder(checkpoint.parent).split_file
     try:
-        cfg = replace(TrainConfig(), **{k: saved[k] for k in DATA_SETTINGS if k in saved})
+        cfg = replace(TrainConfig(), **{k: saved[k] for k in TrainConfig().dataset_settings() if k in saved})
     except SadhError as e:
         raise SadhError(f"{checkpoint}: bad data settings in its config ({e})") from None
     return replace(cfg, split=str(saved_split)) if cfg.split is None and saved_split.is_file() else cfg
@@ -35,7 +35,7 @@ def checkpoint_dataset(checkpoint: Path, image_root: Path | None = None) -> tupl
     if image_root is not None:
         cfg = replace(cfg, image_root=str(image_root))
     try:
-        return load_data(cfg)
+        return cfg.load()
     except SadhError as e:
         hint = "; if its images moved, pass --image-root" if image_root is None else ""
         raise SadhError(f"{checkpoint}: cannot load its dataset {cfg.data!r} for parity/calibration images ({e}){hint}") from None

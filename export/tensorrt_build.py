@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx as onnx_lib
@@ -30,28 +29,12 @@ from ..sdk.engine_meta import (
 )
 from ..sdk.errors import SadhError
 from .model_meta import read_stamp
+from .settings import BatchProfile
 
 STRONGLY_TYPED_FROM = 11  # first TensorRT major version without weakly typed networks
 ENGINE_MODELS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8-qdq"}  # engine precision -> ONNX model precision
 ENGINE_PRECISIONS = tuple(ENGINE_MODELS)
 TRTEXEC_VERSIONS = (("10", "TensorRT <= 10"), (str(STRONGLY_TYPED_FROM), f"TensorRT >= {STRONGLY_TYPED_FROM}"))
-
-
-@dataclass(frozen=True)
-class BatchProfile:
-    """The optimisation profile of the dynamic batch axis."""
-
-    min: int = 1
-    opt: int = 8
-    max: int = 32
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min <= self.opt <= self.max:
-            raise SadhError(f"batch sizes must satisfy 1 <= min <= opt <= max, got {self.min}/{self.opt}/{self.max}")
-
-    def shapes(self, size: int) -> tuple[tuple[int, int, int, int], ...]:
-        """(min, opt, max) input shapes for an input_size x input_size model."""
-        return tuple((b, 3, size, size) for b in (self.min, self.opt, self.max))
 
 
 def tensorrt_version() -> str | None:

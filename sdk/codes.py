@@ -10,6 +10,25 @@ import numpy as np
 
 from .errors import SadhError
 
+BITS_STEP = 8  # a code is whole bytes (packed 8 bits to a byte)
+MAX_TRAINED_BITS = 256  # the longest code `sadh.train` builds
+MAX_INDEX_BITS = 1024  # the longest code an index file, a model's metadata and the encoder hold (other models' codes too)
+
+
+def bits_fit(bits: object, most: int | None = MAX_INDEX_BITS) -> bool:
+    """Whether `bits` is a code length: an integer multiple of BITS_STEP, at most `most` (None: no limit)."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
+        return False
+    return bits >= BITS_STEP and bits % BITS_STEP == 0 and (most is None or bits <= most)
+
+
+def check_bits(bits: object, most: int | None = MAX_INDEX_BITS, what: str = "bits") -> int:
+    """`bits` as an int if `bits_fit(bits, most)`, else SadhError stating the rule (`what`: how it names the value)."""
+    if not bits_fit(bits, most):
+        rule = f"a positive multiple of {BITS_STEP}" if most is None else f"a multiple of {BITS_STEP} from {BITS_STEP} to {most}"
+        raise SadhError(f"{what} must be {rule}, got {bits!r}")
+    return int(bits)  # type: ignore[arg-type]
+
 
 def as_array(x: np.ndarray, what: str) -> np.ndarray:
     """np.asarray(x), with a ragged sequence (rows of different lengths) as a SadhError."""
@@ -41,8 +60,7 @@ def pack_codes(x: np.ndarray) -> np.ndarray:
         x = x[None, :]
     if x.ndim != 2:
         raise SadhError(f"codes must be 1-D or 2-D (n, bits), got {x.ndim}-D")
-    if x.shape[1] == 0 or x.shape[1] % 8:
-        raise SadhError(f"code length must be a positive multiple of 8 bits, got {x.shape[1]}")
+    check_bits(x.shape[1], None, "code length (bits)")
     return np.packbits(_as_bits(x), axis=1, bitorder="big")
 
 

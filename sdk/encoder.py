@@ -16,12 +16,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import metadata as md
-from .codes import pack_codes
+from .codes import check_bits, pack_codes
 from .data.images import read_image
 from .engine_meta import ENGINE_SUFFIX
 from .errors import ModelError, SadhError, first_line
 from .image_limits import max_image_pixels
-from .index import check_bits
 from .json_text import parse_json
 from .preprocess import Preprocess, as_frames, preprocess
 

@@ -1,4 +1,7 @@
 """The one exception type users see: a one-line message that names the problem and what to do."""
+from __future__ import annotations
+
+from enum import Enum
 
 
 class SadhError(ValueError):
@@ -13,3 +16,12 @@ def first_line(error: BaseException) -> str:
     """The first non-blank line of an exception's message (its type name when it has none), for one-line errors."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def choice(kind: type[Enum], value: object, what: str) -> str:
+    """`value` (a member of the str-valued Enum `kind`, or its value) as a plain string; SadhError listing the choices
+    for anything else (`what` names the setting)."""
+    try:
+        return kind(value).value
+    except ValueError:
+        raise SadhError(f"unknown {what} {value!r}; choose one of {', '.join(m.value for m in kind)}") from None

@@ -35,11 +35,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .atomic import atomic_open, remove_stale_temps, resolved
-from .codes import check_packed
+from .codes import bits_fit, check_bits, check_packed
 from .errors import SadhError
 from .locking import writer_lock
 
-MAX_BITS = 1024
 BLOCK_ELEMS = 1 << 17  # query x database pairs per block: the uint64 XOR buffer stays ~1 MiB
 MIN_DB_BLOCK = 4096  # with BLOCK_ELEMS: at most 32 queries x >= 4096 codes (measured best); the first block's width
 RESULT_ENTRY_BYTES = 12  # one k-NN result entry: int32 distance + int64 id
@@ -50,13 +49,6 @@ _MAGIC = b"SADHIDX"
 _VERSION = 1
 _HEADER = struct.Struct("<7sBHHIQ16s")  # magic, version, bits, word bytes, flags, count, blake2b-128
 _HEADER_SIZE = 64
-
-
-def check_bits(bits: int) -> int:
-    """Return `bits` if it is a multiple of 8 in 8..1024, else raise SadhError."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 8 <= bits <= MAX_BITS or bits % 8:
-        raise SadhError(f"bits must be a multiple of 8 between 8 and {MAX_BITS}, got {bits!r}")
-    return int(bits)
 
 
 def word_dtype(bits: int) -> np.dtype:
@@ -330,7 +322,7 @@ class HammingIndex:
     """Exact flat Hamming index over packed codes with int64 ids; see the module docstring."""
 
     def __init__(self, bits: int) -> None:
-        """Create an empty index for codes of `bits` bits (multiple of 8, 8..1024)."""
+        """Create an empty index for codes of `bits` bits (a multiple of 8, 8..MAX_INDEX_BITS)."""
         self.bits = check_bits(bits)
         self.nbytes = self.bits // 8
         self._nwords = word_count(self.bits)
@@ -582,7 +574,7 @@ def read_header(path: str | os.PathLike) -> FileHeader:
     magic, version, bits, wbytes, flags, count, digest = _HEADER.unpack(head[: _HEADER.size])
     if version != _VERSION:
         raise SadhError(f"{path}: unsupported index format version {version} (this build reads {_VERSION})")
-    if bits % 8 or not 8 <= bits <= MAX_BITS or wbytes != word_dtype(bits).itemsize or flags:
+    if not bits_fit(bits) or wbytes != word_dtype(bits).itemsize or flags:
         raise SadhError(f"{path}: corrupt index header (bits={bits}, word bytes={wbytes}, flags={flags})")
     expected = _file_size(bits, count)
     if size != expected:

@@ -19,20 +19,20 @@ import numpy as np
 from .errors import SadhError
 from .json_text import parse_json
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATION = "area"  # how fit_square resizes: pixel-area averaging when shrinking (bilinear when enlarging)
 MIN_GRAY_BATCH_WIDTH = 8  # a 3-D array with a shorter last axis is never read as a batch of gray frames
 MAX_ASPECT = 8  # a longer side beyond 8x the shorter is cropped (centred) before resizing: the crop never reaches it
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Preprocessing constants; stored in checkpoints and in ONNX metadata."""
+    """Preprocessing constants; stored in checkpoints and in ONNX metadata. mean/std have no default: they are the
+    model's (a backbone's entry, or the model's metadata)."""
 
     input_size: int
     resize_size: int
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
     channel_order: str = "RGB"
 
     def __post_init__(self) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import typer
-from tqdm import tqdm
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
@@ -19,6 +18,10 @@ from sadh.cli.data_cmd import TILE
 from sadh.sdk.grid import LINE_HEIGHT, text_width, wrap_caption
 from sadh.cli.options import DataOptions, model_split_path, next_hint
 from sadh.sdk.data import find_fashion_mnist
+from sadh.export.settings import Calibration, QdqTool
+from sadh.train.backbones import Backbone
+from sadh.train.config import Amp, Method, Recipe
+from sadh.train.progress import ProgressBar
 
 from cli_run import assert_user_error, cli
 
@@ -60,10 +63,10 @@ def test_other_ranks_report_their_own_errors_once_they_joined_the_group(monkeypa
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert not reports_errors()  # the command line and data are the same on every rank: rank 0 reports
-    monkeypatch.setattr(distributed, "_joined", True)
+    monkeypatch.setattr(distributed, "joined_group", lambda: True)
     assert reports_errors()  # e.g. its own GPU out of memory: only this rank knows
     monkeypatch.setenv("RANK", "0")
-    monkeypatch.setattr(distributed, "_joined", False)
+    monkeypatch.setattr(distributed, "joined_group", lambda: False)
     assert reports_errors()
 
 
@@ -225,8 +228,8 @@ def test_train_help_shows_real_defaults() -> None:
 
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
     assert result.exit_code == 0
-    assert f"(default: {TrainConfig.eval_every})" in result.output
-    assert f"(default: {TrainConfig.eval_database})" in result.output and "TrainConfig" not in result.output
+    assert f"default: {TrainConfig.eval_every};" in result.output
+    assert f"default: {TrainConfig.eval_database};" in result.output and "TrainConfig" not in result.output
 
 
 def _parse(command: list[str], args: list[str]) -> dict:
@@ -253,10 +256,10 @@ def test_out_is_also_dash_o_everywhere(command: list[str], needed: list[str]) ->
 
 
 def test_ctrl_c_is_one_line_exit_130_and_usage_errors_stay_exit_2(monkeypatch) -> None:
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("sadh.cli.options.load_dataset_split", interrupted)
+    monkeypatch.setattr("sadh.sdk.data.sources.load_dataset_split", interrupted)
     result = CliRunner().invoke(app, ["data", "info"])
     assert result.exit_code == 130  # (on a line of its own: after an empty one once any progress bar was drawn in this process)
     assert result.stderr.lstrip("\n") == "interrupted; files written so far are complete; re-run the command to finish\n"
@@ -267,9 +270,10 @@ def test_ctrl_c_is_one_line_exit_130_and_usage_errors_stay_exit_2(monkeypatch) -
 def test_ctrl_c_while_a_bar_is_drawn_starts_the_interrupt_line_on_a_line_of_its_own(monkeypatch, moment: str) -> None:
     drawn = []  # the interrupted frame, kept alive by the traceback, holds the bar the same way
 
-    def interrupted_while_drawing(*args: object) -> None:
-        bar = tqdm(total=3, desc="epoch 2/100", leave=False, disable=False)  # drawn; Ctrl-C before a `with` closes it
-        drawn.append(bar)
+    def interrupted_while_drawing(*args: object, **kwargs: object) -> None:
+        bar = ProgressBar(total=3, desc="epoch 2/100", leave=False, disable=False)  # drawn; Ctrl-C before a `with` closes it
+        if moment == "in its close":  # close() takes the bar off the list of open bars first, then wipes it
+            ProgressBar.live.discard(bar)
         if moment == "in its constructor":  # its close() fails, the bar's text stays on the line
 
             def close_fails() -> None:
@@ -277,16 +281,10 @@ def test_ctrl_c_while_a_bar_is_drawn_starts_the_interrupt_line_on_a_line_of_its_
                 raise AttributeError("'tqdm' object has no attribute 'pos'")
 
             bar.close = close_fails
-        if moment == "in its close":  # close() takes the bar off tqdm's registry first, then wipes it: Ctrl-C in between
-
-            def wipe_interrupted(*args: object, **kwargs: object) -> None:
-                raise KeyboardInterrupt
-
-            bar.display = wipe_interrupted
-            bar.close()
+        drawn.append(bar)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("sadh.cli.options.load_dataset_split", interrupted_while_drawing)
+    monkeypatch.setattr("sadh.sdk.data.sources.load_dataset_split", interrupted_while_drawing)
     result = CliRunner().invoke(app, ["data", "info"])
     lines = [line.strip() for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
     assert result.exit_code == 130 and "epoch 2/100" in lines[0], result.stderr
@@ -296,10 +294,10 @@ def test_ctrl_c_while_a_bar_is_drawn_starts_the_interrupt_line_on_a_line_of_its_
 @pytest.mark.parametrize("env, printed", [({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3", "LOCAL_RANK": "1"}, False),
                                            ({"LOCAL_RANK": "1"}, False)])
 def test_ctrl_c_under_torchrun_prints_from_rank_0_only(monkeypatch, env: dict[str, str], printed: bool) -> None:
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("sadh.cli.options.load_dataset_split", interrupted)
+    monkeypatch.setattr("sadh.sdk.data.sources.load_dataset_split", interrupted)
     for name in ("RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(app, ["data", "info"], env=env)
@@ -334,9 +332,55 @@ def test_next_hint_is_one_pasteable_line(capsys: pytest.CaptureFixture[str]) -> 
     assert shlex.split(out[len("next: "):]) == [str(w) for w in words]
 
 
+@pytest.mark.parametrize("command, option, choices", [
+    (["train"], "--method", Method), (["train"], "--backbone", Backbone), (["train"], "--recipe", Recipe), (["train"], "--amp", Amp),
+    (["pipeline"], "--backbone", Backbone), (["export", "m.pt"], "--calib-method", Calibration), (["export", "m.pt"], "--qdq-tool", QdqTool),
+])
+def test_an_unknown_choice_is_refused_in_one_line_and_help_lists_the_choices(command, option, choices) -> None:
+    out = cli(*command, option, "bogus")
+    assert_user_error(out, option)  # exit 2, one line, before any work
+    assert "'bogus'" in out.stderr and all(f"'{c.value}'" in out.stderr for c in choices), out.stderr
+    shown = CliRunner().invoke(app, [*command[:1], "--help"], env={"COLUMNS": "300"}).output
+    line = next(line for line in shown.splitlines() if line.strip().startswith(option))
+    assert all(c.value in line for c in choices), line
+
+
+def test_the_options_take_their_defaults_from_the_config_classes() -> None:
+    code = (
+        "import dataclasses\n"
+        "from sadh.export.settings import ExportSettings\n"
+        "from sadh.sdk.data import DatasetSpec\n"
+        "from sadh.train.config import TrainConfig\n"
+        "def change(cls, name, value):\n"
+        "    next(f for f in dataclasses.fields(cls) if f.name == name).default = value\n"
+        "    setattr(cls, name, value)\n"
+        "change(DatasetSpec, 'query_per_class', 7); change(TrainConfig, 'bits', 48); change(TrainConfig, 'method', 'csq')\n"
+        "change(ExportSettings, 'calib_images', 123)\n"
+        "import typer\n"
+        "from sadh.cli.app import app\n"
+        "cmd = typer.main.get_command(app)\n"
+        "for command, name in (('train', 'query_per_class'), ('train', 'bits'), ('pipeline', 'bits'), ('train', 'method'), "
+        "('pipeline', 'method'), ('export', 'calib_images')):\n"
+        "    print(command, name, next(p.default for p in cmd.commands[command].params if p.name == name))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "train query_per_class 7", "train bits ['48']", "pipeline bits 48", "train method csq", "pipeline method csq",
+        "export calib_images 123",
+    ]
+
+
+def test_an_index_sidecar_records_the_dataset_options_under_their_option_names() -> None:
+    record = DataOptions(data_dir=Path("/d"), split_seed=3).record()
+    assert record == {"data": "fashion-mnist", "data_dir": "/d", "image_root": None, "class_names": None, "split": None, "seed": 3,
+                      "query_per_class": 100, "train_per_class": 500}  # the sidecar format: --seed is "seed"
+    assert list(record) == ["data", "data_dir", "image_root", "class_names", "split", "seed", "query_per_class", "train_per_class"]
+
+
 def test_data_options_give_back_their_command_line() -> None:
     assert DataOptions().args() == []
-    opts = DataOptions(data="fashion-mnist-mosaic", data_dir=Path("/d d"), class_names=Path("n.txt"), seed=3, query_per_class=5)
+    opts = DataOptions(data="fashion-mnist-mosaic", data_dir=Path("/d d"), class_names=Path("n.txt"), split_seed=3, query_per_class=5)
     assert opts.args() == [
         "--data", "fashion-mnist-mosaic", "--data-dir", "/d d", "--class-names", "n.txt", "--seed", "3", "--query-per-class", "5",
     ]

@@ -18,6 +18,7 @@ from sadh.sdk.index import HammingIndex
 from sadh.sdk.retriever import Sidecar, sidecar_path
 from sadh.train.checkpoint import load_checkpoint, save_checkpoint
 from sadh.train.config import TrainConfig
+from sadh.train.run_folder import RunFolder
 from cli_run import assert_user_error, cli
 
 
@@ -102,9 +103,21 @@ def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     (tmp_path / "old").rename(tmp_path / "run")
     run_dir = tmp_path / "run" / TRAIN_NAME
     assert finished_training(run_dir, _quick_config(tmp_path / "run")).best_map == 0.5
-    differ = "bits 32 there, 16 now; data fashion-mnist there, fashion-mnist-mosaic now.*another --out"
+    differ = "data fashion-mnist there, fashion-mnist-mosaic now; bits 32 there, 16 now.*another --out"
     with pytest.raises(SadhError, match=differ):
         finished_training(run_dir, _quick_config(tmp_path / "run", bits=16, data="fashion-mnist-mosaic"))
+
+
+def test_a_run_folder_is_finished_once_all_epochs_trained_and_best_pt_is_there(tmp_path):
+    run = RunFolder(tmp_path / TRAIN_NAME)
+    assert run.saved() is None and not run.finished()
+    _finished_run(tmp_path)
+    assert run.finished() and run.saved().best_map == 0.5
+    save_checkpoint(run.last, {"epoch": QUICK_TRAIN["epochs"] - 1, "config": _quick_config(tmp_path).to_dict(), "best_map": 0.5})
+    assert not run.finished()  # an epoch short
+    _finished_run(tmp_path)
+    run.best.unlink()
+    assert not run.finished()
 
 
 def test_a_run_saved_with_a_relative_data_path_is_reused_from_its_folder(tmp_path, monkeypatch):

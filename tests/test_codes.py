@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from sadh.sdk.codes import hamming_distance, pack_codes, unpack_codes
+from sadh.sdk.codes import MAX_INDEX_BITS, MAX_TRAINED_BITS, bits_fit, hamming_distance, pack_codes, unpack_codes
 from sadh.sdk.errors import SadhError
+from sadh.sdk.index import HammingIndex
+from sadh.train.config import TrainConfig
 
 
 @pytest.mark.parametrize("bits", [8, 16, 24, 64, 128])
@@ -75,3 +77,25 @@ def test_hamming_distance_all_pairs():
     assert d.dtype == np.int32 and np.array_equal(d, expected)
     with pytest.raises(SadhError, match="bytes"):
         hamming_distance(pack_codes(a), np.zeros((2, 3), np.uint8))
+
+
+def _accepts(make, bits: int) -> bool:
+    try:
+        make(bits)
+    except SadhError:
+        return False
+    return True
+
+
+def test_one_bits_rule_with_a_limit_per_place(tmp_path) -> None:
+    """Training, the index and pack_codes apply sdk.codes' rule, each with its own limit (the index holds longer codes
+    than training makes, e.g. other models'; packing has no limit)."""
+    assert MAX_TRAINED_BITS < MAX_INDEX_BITS
+    for bits in (0, 4, 8, 12, 16, 248, 256, 264, 512, 1024, 1032, 2048):
+        assert _accepts(lambda b: TrainConfig(bits=b), bits) == bits_fit(bits, MAX_TRAINED_BITS), bits
+        assert _accepts(HammingIndex, bits) == bits_fit(bits), bits
+        assert _accepts(lambda b: pack_codes(np.ones((1, b))), bits) == bits_fit(bits, None), bits
+    longest = HammingIndex(MAX_INDEX_BITS)
+    longest.add(pack_codes(np.ones((2, MAX_INDEX_BITS))))
+    longest.save(tmp_path / "long.sidx")
+    assert HammingIndex.load(tmp_path / "long.sidx").bits == MAX_INDEX_BITS  # the file header takes the same rule

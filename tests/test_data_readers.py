@@ -24,7 +24,6 @@ from sadh.sdk.data import (
 )
 from sadh.sdk.errors import SadhError
 from sadh.train.config import TrainConfig
-from sadh.train.trainer import load_data
 
 
 IDX_TYPES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.float32): 0x0D}
@@ -260,7 +259,7 @@ def test_resolver_refuses_options_the_dataset_does_not_read(tmp_path: Path) -> N
 def test_saved_settings_with_options_the_dataset_does_not_read_still_load(tmp_path: Path) -> None:
     """Runs saved before such options were refused (e.g. --class-names with fashion-mnist) still export and resume."""
     (tmp_path / "names.txt").write_text("\n".join(f"n{i}" for i in range(10)) + "\n")
-    data, split = load_data(TrainConfig(class_names=str(tmp_path / "names.txt"), image_root=str(tmp_path)))
+    data, split = TrainConfig(class_names=str(tmp_path / "names.txt"), image_root=str(tmp_path)).load()
     assert data.name == "fashion-mnist" and len(split.query) == 1000
     with pytest.raises(SadhError, match="do not apply to fashion-mnist"):
         load_dataset_split("fashion-mnist", image_root=tmp_path, class_names_file=tmp_path / "names.txt")

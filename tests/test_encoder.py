@@ -205,7 +205,7 @@ def test_a_model_onnxruntime_cannot_run_is_one_line_and_stops_encoding(models, t
 
 
 def test_metadata_must_fit_the_graph_input(models, tmp_path):
-    other = Preprocess(input_size=32, resize_size=36).to_json()
+    other = Preprocess(32, 36, PREPROCESS.mean, PREPROCESS.std).to_json()
     with pytest.raises(SadhError, match=r"model input is \?x3x28x28 but .* says 32x32"):
         Encoder(edited_copy(models["codes"][0], tmp_path / "size.onnx", preprocess_json=other))
     nan_std = PREPROCESS.to_json().replace('"std": [0.229', '"std": [NaN')

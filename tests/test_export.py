@@ -25,11 +25,13 @@ from sadh.export.ort_run import cpu_session, run_codes
 from sadh.export.parity import Parity, compare_codes, require_parity
 from sadh.export.qdq_rules import qdq_violations
 from sadh.export.samples import checkpoint_dataset, model_inputs, spread
+from sadh.export.settings import ExportSettings
 from sadh.export.torch_ref import torch_codes
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, load_fashion_mnist
 from sadh.sdk.data.fashion_mnist import find_fashion_mnist
 from sadh.sdk.errors import SadhError
+from sadh.train.backbones import backbone_entry
 from sadh.train.checkpoint import load_model, save_checkpoint
 from sadh.train.config import TrainConfig
 from sadh.sdk.preprocess import Preprocess
@@ -43,8 +45,7 @@ def write_checkpoint(path: Path, bits: int = BITS, config: dict | None = None, s
     """A small-CNN checkpoint (random init, seeded) in the trainer's format, trained on Fashion-MNIST."""
     torch.manual_seed(seed)
     model = create_model("small_cnn", bits, 10)
-    cfg = model.default_cfg
-    pre = Preprocess(cfg["input_size"], cfg["resize_size"], cfg["mean"], cfg["std"])
+    pre = backbone_entry("small_cnn").preprocess()
     save_checkpoint(path, {
         "model": model.state_dict(), "config": config or TrainConfig(backbone="small_cnn", bits=bits).to_dict(),
         "preprocess": pre.to_json(), "class_names": [f"c{i}" for i in range(10)], "dataset": "fashion-mnist",
@@ -58,7 +59,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
     """One export of every ONNX flavour (the slow part, shared by the tests below)."""
     root = tmp_path_factory.mktemp("export")
     ckpt = write_checkpoint(root / "model.pt")
-    return export_model(ckpt, root / "out", fp16=True, int8=True, calib_images=100, parity_images=64)
+    return export_model(ckpt, root / "out", ExportSettings(fp16=True, int8=True, calib_images=100), parity_images=64)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,7 @@ def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
     for name, content in earlier.items():
         (tmp_path / name).write_bytes(content)
     with pytest.raises(SadhError, match="int8-qdq.onnx fails the parity check"):
-        export_model(ckpt, tmp_path, int8=True, calib_images=20, parity_images=16, int8_threshold=1.0)
+        export_model(ckpt, tmp_path, ExportSettings(int8=True, calib_images=20, int8_threshold=1.0), parity_images=16)
     for name, content in earlier.items():  # nothing moves unless every model passes: the earlier set stays whole
         assert (tmp_path / name).read_bytes() == content, name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", *earlier])  # no staging folder left
@@ -188,7 +189,7 @@ def test_export_fails_when_parity_threshold_is_not_met(tmp_path: Path) -> None:
 
 def test_a_narrower_re_export_keeps_models_of_the_same_weights_and_removes_others(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "m.pt")
-    export_model(ckpt, tmp_path / "out", int8=True, calib_images=20, parity_images=8)
+    export_model(ckpt, tmp_path / "out", ExportSettings(int8=True, calib_images=20), parity_images=8)
     int8 = ["m.int8-qdq.onnx", "m.int8-cpu.onnx", "m.calib.json"]
     lines: list[str] = []
     export_model(ckpt, tmp_path / "out", parity_images=8, log=lines.append)  # same checkpoint, FP32 only
@@ -207,7 +208,7 @@ def test_export_refuses_a_tensorrt_model_that_breaks_the_qdq_rules(tmp_path: Pat
     asymmetric = dataclasses.replace(api.TENSORRT_FLAVOUR, activation_symmetric=False)  # zero points TensorRT cannot take
     monkeypatch.setattr(api, "TENSORRT_FLAVOUR", asymmetric)
     with pytest.raises(SadhError, match="int8-qdq.onnx"):
-        export_model(write_checkpoint(tmp_path / "m.pt"), tmp_path / "out", int8=True, calib_images=20, parity_images=8)
+        export_model(write_checkpoint(tmp_path / "m.pt"), tmp_path / "out", ExportSettings(int8=True, calib_images=20), parity_images=8)
     assert not (tmp_path / "out" / "m.int8-qdq.onnx").exists()
 
 
@@ -216,8 +217,8 @@ def test_int8_calibration_says_when_the_training_split_is_smaller_than_asked(tmp
     data = load_fashion_mnist()
     split = Split(np.arange(0, 8), np.arange(8, 20), np.arange(20, 40))  # 12 training images
     lines: list[str] = []
-    export_model(ckpt, tmp_path / "out", int8=True, calib_images=50, parity_images=8, int8_threshold=0.0, data=(data, split),
-                 log=lines.append)
+    settings = ExportSettings(int8=True, calib_images=50, int8_threshold=0.0)
+    export_model(ckpt, tmp_path / "out", settings, parity_images=8, data=(data, split), log=lines.append)
     assert "calibrating INT8 on 12 training images (fewer than the 50 asked for)" in lines
 
 
@@ -258,9 +259,8 @@ class Unexportable(torch.nn.Module):
 
 
 def _info(model: torch.nn.Module):
-    cfg = model.default_cfg
     return type("Info", (), dict(
-        bits=model.bits, preprocess=Preprocess(cfg["input_size"], cfg["resize_size"]), class_names=["a"],
+        bits=model.bits, preprocess=backbone_entry("small_cnn").preprocess(), class_names=["a"],
         method="sadh", backbone="small_cnn", dataset="d",
     ))
 
@@ -363,11 +363,11 @@ def test_bad_int8_options_fail_before_exporting(tmp_path: Path, monkeypatch: pyt
     ckpt = write_checkpoint(tmp_path / "m.pt")
     monkeypatch.setattr("sadh.export.api.modelopt_available", lambda: False)
     with pytest.raises(SadhError, match="needs NVIDIA ModelOpt"):
-        export_model(ckpt, tmp_path / "out", int8=True, qdq_tool="modelopt")
+        export_model(ckpt, tmp_path / "out", ExportSettings(int8=True, qdq_tool="modelopt"))
     with pytest.raises(SadhError, match="unknown calibration method 'kl'"):
-        export_model(ckpt, tmp_path / "out", int8=True, calib_method="kl")
+        export_model(ckpt, tmp_path / "out", ExportSettings(int8=True, calib_method="kl"))
     with pytest.raises(SadhError, match="unknown Q/DQ tool"):
-        export_model(ckpt, tmp_path / "out", int8=True, qdq_tool="tflite")
+        export_model(ckpt, tmp_path / "out", ExportSettings(int8=True, qdq_tool="tflite"))
     assert not (tmp_path / "out").exists()
 
 

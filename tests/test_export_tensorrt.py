@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sadh.export.tensorrt_build import BatchProfile, cached_engine, engine_meta, source_onnx, trtexec_command
+from sadh.export.settings import BatchProfile, ExportSettings
+from sadh.export.tensorrt_build import cached_engine, engine_meta, source_onnx, trtexec_command
 from sadh.sdk import metadata as md
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.engine_meta import (
@@ -193,7 +194,7 @@ def test_tensorrt_builds_an_engine(tmp_path: Path) -> None:
     from test_export import write_checkpoint
 
     ckpt = write_checkpoint(tmp_path / "m.pt")
-    result = export_model(ckpt, tmp_path, fp16=True, engine=True, parity_images=16, batch=BatchProfile(1, 2, 4))
+    result = export_model(ckpt, tmp_path, ExportSettings(fp16=True, engine=True, batch=BatchProfile(1, 2, 4)), parity_images=16)
     engine = result.path("engine-fp16")
     meta = read_engine_meta(engine)
     assert (meta.tensorrt, meta.gpu, meta.batch_max) == (trt.__version__, current_gpu_name(), 4)

@@ -9,9 +9,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from sadh.sdk.errors import SadhError
-from sadh.sdk.preprocess import Preprocess, preprocess
-from sadh.train.backbones import BACKBONES, create_backbone
-from sadh.train.backbones.efficientnet_lite import shipped_efficientnet_lite0_weights
+from sadh.sdk.preprocess import preprocess
+from sadh.train.backbones import BACKBONES, backbone_entry, create_backbone, efficientnet_lite0_weights
 from sadh.train.backbones.weights import read_state_dict
 from sadh.train.dictionary import build_dictionaries
 from sadh.train.model import ImageHashNet, LabelNet, create_model
@@ -37,7 +36,7 @@ def test_backbone_and_model_shapes(name: str) -> None:
     out = model(x)
     assert out.f.shape == (2, 2048) and out.u.shape == (2, 16) and out.logits.shape == (2, 3)
     assert out.u.abs().max() < 1
-    Preprocess(**model.default_cfg)  # the sdk accepts every backbone's config as is
+    backbone_entry(name).preprocess()  # the sdk accepts every backbone's preprocessing as is
     assert set(BACKBONES) == set(SMALL_INPUTS)
 
 
@@ -49,7 +48,7 @@ def test_encode_equals_forward_code() -> None:
 
 
 def test_efficientnet_lite0_loads_every_shipped_weight(lite0: nn.Module) -> None:
-    shipped = read_state_dict(shipped_efficientnet_lite0_weights())
+    shipped = read_state_dict(efficientnet_lite0_weights())
     state = lite0.state_dict()
     unused = set(shipped) - set(state)
     assert all(k.startswith("_fc.") for k in unused), sorted(unused)  # only the ImageNet classifier is left out
@@ -60,8 +59,8 @@ def test_efficientnet_lite0_loads_every_shipped_weight(lite0: nn.Module) -> None
 def test_efficientnet_lite0_recognises_a_cat(lite0: nn.Module) -> None:
     from skimage.data import chelsea  # a photo of a cat shipped with scikit-image
 
-    shipped = read_state_dict(shipped_efficientnet_lite0_weights())
-    x = torch.from_numpy(preprocess(chelsea()[:, :, ::-1], Preprocess(**lite0.default_cfg)))
+    shipped = read_state_dict(efficientnet_lite0_weights())
+    x = torch.from_numpy(preprocess(chelsea()[:, :, ::-1], backbone_entry("efficientnet_lite0").preprocess()))
     with torch.no_grad():
         feats = lite0.forward_features(torch.cat([x, torch.zeros_like(x)]))
     logits = feats @ shipped["_fc.weight"].T + shipped["_fc.bias"]

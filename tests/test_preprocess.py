@@ -8,6 +8,8 @@ import pytest
 from sadh.sdk.errors import SadhError
 from sadh.sdk.preprocess import Preprocess, as_frames, center_crop, fit_square, normalize, preprocess, to_rgb
 
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.3, 0.25)  # a model's own (Preprocess has no default)
+
 
 def test_bgr_gray_bgra_to_rgb() -> None:
     bgr = np.zeros((2, 2, 3), np.uint8)
@@ -92,7 +94,7 @@ def test_normalize_exact_values() -> None:
 def test_preprocess_matches_a_hand_written_pipeline_pixel_for_pixel() -> None:
     rng = np.random.default_rng(0)
     bgr = rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)  # already resize_size: only the crop and the arithmetic act
-    cfg = Preprocess(input_size=24, resize_size=30, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25))
+    cfg = Preprocess(input_size=24, resize_size=30, mean=MEAN, std=STD)
     out = preprocess(bgr, cfg)[0]
     rgb = bgr[3:27, 3:27, ::-1].astype(np.float64) / 255  # the centre 24 x 24, channels reversed
     expected = ((rgb - np.array(cfg.mean)) / np.array(cfg.std)).transpose(2, 0, 1)  # C, y, x: rows stay rows
@@ -101,7 +103,7 @@ def test_preprocess_matches_a_hand_written_pipeline_pixel_for_pixel() -> None:
 
 
 def test_preprocess_batch_and_single() -> None:
-    cfg = Preprocess(input_size=8, resize_size=10)
+    cfg = Preprocess(input_size=8, resize_size=10, mean=MEAN, std=STD)
     frames = [np.zeros((30, 20, 3), np.uint8), np.full((12, 12), 255, np.uint8)]
     out = preprocess(frames, cfg)
     assert out.shape == (2, 3, 8, 8) and out.dtype == np.float32
@@ -113,10 +115,12 @@ def test_preprocess_batch_and_single() -> None:
 
 
 def test_preprocess_config_round_trip_and_errors() -> None:
-    cfg = Preprocess(input_size=224, resize_size=256)
+    cfg = Preprocess(input_size=224, resize_size=256, mean=MEAN, std=STD)
     assert Preprocess.from_json(cfg.to_json()) == cfg
     with pytest.raises(SadhError, match="bad preprocessing sizes"):
-        Preprocess(input_size=32, resize_size=16)
+        Preprocess(input_size=32, resize_size=16, mean=MEAN, std=STD)
+    with pytest.raises(TypeError, match="mean"):
+        Preprocess(input_size=224, resize_size=256)  # no silent ImageNet mean/std: they are the model's
     with pytest.raises(SadhError, match="bad preprocessing metadata"):
         Preprocess.from_json('{"input_size": 3}')
     nan, inf = float("nan"), float("inf")
@@ -135,6 +139,6 @@ def test_as_frames_shapes() -> None:
             as_frames(np.zeros(shape, np.uint8))
     with pytest.raises(SadhError, match="NoneType"):
         as_frames(None)
-    cfg = Preprocess(input_size=8, resize_size=10)
+    cfg = Preprocess(input_size=8, resize_size=10, mean=MEAN, std=STD)
     narrow = np.arange(30, dtype=np.uint8).reshape(10, 3) * 8  # one 10x3 gray frame: its slices stay gray frames
     np.testing.assert_array_equal(preprocess(as_frames(narrow)[:1], cfg), preprocess([narrow], cfg))

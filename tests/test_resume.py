@@ -13,6 +13,7 @@ from sadh.sdk.errors import SadhError
 from sadh.train import trainer
 from sadh.train.checkpoint import load_checkpoint
 from sadh.train.config import TrainConfig, resume_config
+from sadh.train.run_folder import RunFolder
 from sadh.train.trainer import RESUME_KEYS, train
 
 from train_helpers import tiny_config, tiny_split
@@ -101,11 +102,11 @@ def test_a_resumed_run_trains_on_its_own_data(tmp_path, fashion_mnist: LabeledIm
     train(cfg, data, split)
     loaded = []
 
-    def load_saved(c: TrainConfig):
+    def load_saved(c: TrainConfig, strict: bool = False):
         loaded.append(c)
         return data, split
 
-    monkeypatch.setattr(trainer, "load_data", load_saved)
+    monkeypatch.setattr(TrainConfig, "load", load_saved)
     other, other_split = tiny_split(fashion_mnist, query=1, train=4, database=4)
     resumed = train(replace(cfg, epochs=2, resume=True, query_per_class=7), other, other_split, asked={"epochs", "query_per_class"})
     assert [c.query_per_class for c in loaded] == [3]  # the caller's data was for other settings: the run's own is loaded
@@ -132,12 +133,12 @@ def test_a_resumed_run_refuses_data_whose_labels_changed(tmp_path, fashion_mnist
     data, split = tiny_split(fashion_mnist, query=2, train=10, database=10)
     cfg = tiny_config(tmp_path, method="dpsh", schedule="constant", epochs=1)
     train(cfg, data, split)
-    saved = (tmp_path / "run" / trainer.RUN_SPLIT).read_bytes()
+    saved = RunFolder(tmp_path / "run").split_file.read_bytes()
     labels = data.labels.copy()
     labels[split.train[0]] = np.roll(labels[split.train[0]], 1)  # one training item relabelled since
     edited = replace(data, labels=labels)
     with pytest.raises(SadhError, match=f"^{tmp_path / 'run'} was trained on .* before its labels changed; start a new run"):
         train(replace(cfg, epochs=2, resume=True), edited, split, asked={"epochs"})
-    assert (tmp_path / "run" / trainer.RUN_SPLIT).read_bytes() == saved  # the record of the labels it trained on is kept
+    assert RunFolder(tmp_path / "run").split_file.read_bytes() == saved  # the record of the labels it trained on is kept
     resumed = train(replace(cfg, epochs=2, resume=True), data, split, asked={"epochs"})
     assert [e["epoch"] for e in resumed.history] == [1, 2]

@@ -22,9 +22,10 @@ from sadh.sdk.errors import SadhError
 from sadh.sdk.preprocess import Preprocess, preprocess
 from sadh.train import distributed, trainer
 from sadh.train.augment import center_crop, normalize, random_crop_flip
+from sadh.train.backbones import Backbone, backbone_entry
 from sadh.train.cache import cache_images
 from sadh.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from sadh.train.config import RECIPES, TrainConfig
+from sadh.train.config import RECIPES, Amp, Method, Recipe, TrainConfig
 from sadh.train.evaluate import encode, evaluate_map
 from sadh.train.model import ImageOutput, create_model, random_start_warning
 from sadh.train import label_stage, memory
@@ -42,8 +43,9 @@ def test_eval_preprocessing_matches_sdk(fashion_small: LabeledImages) -> None:
         class_names=["a", "b"],
         images=rng.integers(0, 256, (3, 37, 53, 3), dtype=np.uint8),
     )
-    for data, pre in ((fashion_small, Preprocess(28, 32)), (colour, Preprocess(24, 30, (0.5, 0.4, 0.3), (0.2, 0.3, 0.25))),
-                      (colour, Preprocess(24, 31))):  # an odd gap: both sides must round the crop offset down
+    small_cnn = backbone_entry("small_cnn").preprocess()
+    for data, pre in ((fashion_small, small_cnn), (colour, Preprocess(24, 30, (0.5, 0.4, 0.3), (0.2, 0.3, 0.25))),
+                      (colour, Preprocess(24, 31, small_cnn.mean, small_cnn.std))):  # an odd gap: both sides must round the crop offset down
         cached = cache_images(data, np.arange(len(data)), pre.resize_size)
         train_side = normalize(center_crop(torch.from_numpy(cached), pre.input_size), pre.mean, pre.std).numpy()
         sdk_side = preprocess([data.image(i) for i in range(len(data))], pre)
@@ -86,7 +88,7 @@ def test_training_beats_untrained_network(tmp_path, fashion_mnist: LabeledImages
     cfg = tiny_config(tmp_path, epochs=3, eval_every=3)
     torch.manual_seed(cfg.seed)
     untrained = create_model("small_cnn", cfg.bits, data.num_classes)
-    pre = trainer.resolve_preprocess(cfg, untrained)
+    pre = cfg.preprocess()
     query, database = data.subset(split.query), data.subset(split.database)
     before = evaluate_map(untrained, query, database, pre)
     result = train(cfg, data, split)
@@ -261,7 +263,7 @@ def _model_checkpoint(path, **edits) -> None:
     """A small-CNN 8-bit checkpoint with the model keys (and resume's config), some fields replaced by `edits`."""
     model = create_model("small_cnn", 8, 2)
     save_checkpoint(path, {
-        "model": model.state_dict(), "preprocess": Preprocess(28, 32).to_json(), "class_names": ["a", "b"],
+        "model": model.state_dict(), "preprocess": backbone_entry("small_cnn").preprocess().to_json(), "class_names": ["a", "b"],
         "method": "sadh", "dataset": "toy", "backbone": "small_cnn", "bits": 8, "num_classes": 2, "best_map": 0.5,
         "optimizer": {}, "scheduler": {}, "scaler": {}, "config": TrainConfig(bits=8).to_dict(), "epoch": 1, "step": 1,
         "history": [], **edits,
@@ -342,6 +344,28 @@ def test_config_json_round_trip_and_recipes() -> None:
             TrainConfig.from_dict({**cfg.to_dict(), key: value})
 
 
+# TrainConfig().to_json() as 055a1d9 wrote it (before the dataset settings came from DatasetSpec): checkpoints keep it
+SAVED_BEFORE_DATASET_SPEC = (
+    '{"alpha": 1.0, "amp": "auto", "backbone": "small_cnn", "backbone_weights": null, "batch_size": 64, "beta": 0.1, "bits": 32, '
+    '"cache_dir": null, "channels_last": null, "class_names": null, "compile": false, "csq_lam": 0.0001, "data": "fashion-mnist", '
+    '"data_dir": null, "device": "auto", "dpsh_eta": 0.1, "epochs": 30, "eta": 1.0, "eval_batch_size": 256, "eval_database": 10000, '
+    '"eval_every": 4, "image_root": null, "input_size": null, "label_batch_size": 64, "label_epochs": 3, "label_lr": 0.005, '
+    '"label_margin": "auto", "label_milestones": [2], "label_weight_decay": 0.0005, "lam": 1.0, "lr": 0.002, "method": "sadh", '
+    '"optimizer": "adamw", "out": "runs", "pretrained": null, "progress": true, "query_per_class": 100, "recipe": "fast", '
+    '"resize_size": null, "resume": false, "run_name": null, "schedule": "cosine", "seed": 0, "split": null, "split_seed": 0, '
+    '"threads": null, "topk": null, "train_per_class": 500, "warmup_epochs": 1.0, "weight_decay": 0.0005, "workers": 0}'
+)
+
+
+def test_saved_configs_load_and_save_as_before(tmp_path) -> None:
+    old = TrainConfig.from_json(SAVED_BEFORE_DATASET_SPEC)
+    assert old == TrainConfig() and json.loads(old.to_json()) == json.loads(SAVED_BEFORE_DATASET_SPEC)  # flat, same keys
+    chosen = TrainConfig(method=Method.CSQ, backbone=Backbone.resnet18, recipe=Recipe.reference, amp=Amp.OFF)
+    assert [type(chosen.to_dict()[k]) for k in ("method", "backbone", "recipe", "amp")] == [str] * 4
+    save_checkpoint(tmp_path / "c.pt", {"config": chosen.to_dict()})  # weights_only loading takes plain strings only
+    assert TrainConfig.from_dict(load_checkpoint(tmp_path / "c.pt", ("config",))["config"]) == chosen
+
+
 def test_cli_rejects_bad_bits() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sadh.cli.app", "train", "--bits", "16,12", "--epochs", "1"], capture_output=True, text=True
@@ -355,8 +379,9 @@ def test_cli_rejects_bad_bits() -> None:
 
 
 def test_cli_rejects_unknown_backbone() -> None:
-    known = "unknown backbone 'bogus'; choose one of small_cnn, efficientnet_lite0, resnet18, resnet50"
-    assert_user_error(cli("train", "--backbone", "bogus", "--epochs", "1"), known)
+    out = cli("train", "--backbone", "bogus", "--epochs", "1")
+    assert_user_error(out, "--backbone")
+    assert "'bogus'" in out.stderr and all(name in out.stderr for name in ("small_cnn", "efficientnet_lite0", "resnet18", "resnet50"))
 
 
 class SlowWorkStarted(Exception):

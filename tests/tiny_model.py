@@ -11,8 +11,9 @@ from torch import nn
 
 from sadh.sdk import metadata as md
 from sadh.sdk.preprocess import Preprocess
+from sadh.train.backbones import IMAGENET_MEAN, IMAGENET_STD
 
-PREPROCESS = Preprocess(input_size=28, resize_size=32)
+PREPROCESS = Preprocess(input_size=28, resize_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 CLASS_NAMES = [f"class{i}" for i in range(10)]
 
 

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..sdk.atomic import atomic_path, make_folder
 from ..sdk.data import LabeledImages
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import fit_square
+from .progress import ProgressBar
 
 CHUNK = 256
 
@@ -39,7 +39,7 @@ def _fill(out: np.ndarray, data: LabeledImages, index: np.ndarray, resize_size: 
     def one(k: int) -> None:
         out[k] = fit_square(data.image(int(index[k])), resize_size)
 
-    bar = tqdm(total=len(index), desc=f"decoding {data.name} at {resize_size}px", unit="img", disable=not progress)
+    bar = ProgressBar(total=len(index), desc=f"decoding {data.name} at {resize_size}px", unit="img", disable=not progress)
     with bar, ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         for start in range(0, len(index), CHUNK):
             stop = min(start + CHUNK, len(index))

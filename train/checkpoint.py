@@ -63,7 +63,9 @@ def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS)
     """Read a checkpoint (weights_only) and check it is ours and has `keys`; anything else is a SadhError."""
     path = Path(path)
     if path.is_dir():
-        raise SadhError(f"{path} is a folder; pass a checkpoint file in it, e.g. {path / 'best.pt'}")
+        from .run_folder import RunFolder  # here: a run folder's files are read with this module
+
+        raise SadhError(f"{path} is a folder; pass a checkpoint file in it, e.g. {RunFolder(path).best}")
     if not path.is_file():
         raise SadhError(f"checkpoint not found: {path}")
     try:

@@ -13,22 +13,50 @@ Anything set explicitly (e.g. ``--lr``) wins over the recipe.
 from __future__ import annotations
 
 import json
-import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
 from typing import Any, Iterable, Optional, Union
 
-from ..sdk.data import BUILTIN
-from ..sdk.errors import SadhError
+from ..sdk.codes import MAX_TRAINED_BITS, check_bits
+from ..sdk.data import DatasetSpec, LabeledImages, Split
+from ..sdk.errors import SadhError, choice
 from ..sdk.json_text import parse_json
+from ..sdk.preprocess import Preprocess
+from .backbones import Backbone, backbone_entry
 
-METHODS = ("sadh", "dpsh", "csq")
-OPTIMIZERS = ("adamw", "adam", "rmsprop")
-SCHEDULES = ("cosine", "constant")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-# the settings that choose the images and their split (what `trainer.load_data` reads); those of them that name files
-DATA_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split", "split_seed", "query_per_class", "train_per_class")
-PATH_SETTINGS = ("data", "data_dir", "image_root", "class_names", "split")
+
+class Method(str, Enum):
+    """The hashing method: SADH, or the DPSH / CSQ baselines (they share the harness)."""
+
+    SADH = "sadh"
+    DPSH = "dpsh"
+    CSQ = "csq"
+
+
+class Optimizer(str, Enum):
+    """The stage-2 optimiser."""
+
+    ADAMW = "adamw"
+    ADAM = "adam"
+    RMSPROP = "rmsprop"
+
+
+class Schedule(str, Enum):
+    """The stage-2 learning-rate schedule (after the warm-up)."""
+
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
+class Amp(str, Enum):
+    """Mixed precision: auto = bf16 on GPUs that have it, fp16 + GradScaler on other GPUs, off on CPU."""
+
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    OFF = "off"
+
 # settings that change how a run executes, not what it computes (a resumed run takes them from the new call)
 EXECUTION_SETTINGS = frozenset(
     {"out", "run_name", "cache_dir", "workers", "resume", "progress", "device", "threads", "compile", "channels_last", "eval_batch_size"}
@@ -46,11 +74,17 @@ RECIPES: dict[str, dict[str, Any]] = {
         label_margin=0.2, beta=0.01, eta=0.1,
     ),
 }
+Recipe = Enum("Recipe", {name: name for name in RECIPES}, type=str)  # the choices of --recipe
+Recipe.__doc__ = "The named recipes of RECIPES."
+CHOICES: dict[str, type[Enum]] = {  # the settings that name one of a few choices (saved as the choice's string)
+    "method": Method, "backbone": Backbone, "recipe": Recipe, "optimizer": Optimizer, "schedule": Schedule, "amp": Amp,
+}
 
 
 @dataclass
-class TrainConfig:
-    """All settings of one training run (stage 1 label network + stage 2 image network)."""
+class TrainConfig(DatasetSpec):
+    """All settings of one training run (stage 1 label network + stage 2 image network): the dataset and its split
+    (a DatasetSpec's fields, as `sadh-cli --data ...` names them) and the settings below, saved flat."""
 
     # what to train
     method: str = "sadh"
@@ -58,17 +92,8 @@ class TrainConfig:
     pretrained: Optional[bool] = None  # None: use the backbone's shipped ImageNet weights when it has some
     backbone_weights: Optional[str] = None
     bits: int = 32
-    input_size: Optional[int] = None  # None: the backbone's default_cfg
+    input_size: Optional[int] = None  # None: the backbone's (its BACKBONES entry)
     resize_size: Optional[int] = None
-    # dataset (as `sadh-cli --data ...` names it)
-    data: str = "fashion-mnist"
-    data_dir: Optional[str] = None
-    image_root: Optional[str] = None
-    class_names: Optional[str] = None
-    split: Optional[str] = None
-    split_seed: int = 0
-    query_per_class: int = 100
-    train_per_class: int = 500
     # optimisation (None: from the recipe)
     recipe: str = "fast"
     epochs: Optional[int] = None
@@ -100,11 +125,11 @@ class TrainConfig:
     eval_database: int = 10000
     eval_batch_size: int = 256
     # system
-    amp: str = "auto"  # auto: bf16 on GPUs that have it, fp16 + GradScaler on other GPUs, off on CPU
+    amp: str = "auto"  # see Amp
     channels_last: Optional[bool] = None  # None: on for CUDA (faster there), off on CPU (slower there)
     compile: bool = False
     device: str = "auto"
-    seed: int = 0
+    seed: int = 0  # training: initialisation, shuffling, augmentation, CSQ centres and the eval subset
     threads: Optional[int] = None  # torch CPU threads (None: torch's default)
     out: str = "runs"
     run_name: Optional[str] = None  # None: {data}-{method}-{backbone}-{bits}b
@@ -114,28 +139,24 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise SadhError(f"unknown recipe {self.recipe!r}: use one of {', '.join(RECIPES)}")
+        self.recipe = choice(Recipe, self.recipe, "recipe")
         for key, value in RECIPES[self.recipe].items():
             if getattr(self, key) is None:
                 setattr(self, key, list(value) if isinstance(value, list) else value)
+        for name in CHOICES:  # a choice given as its Enum member is saved as its string
+            if isinstance(getattr(self, name), Enum):
+                setattr(self, name, getattr(self, name).value)
         self.validate()
 
     def validate(self) -> None:
         """Raise SadhError naming the first bad setting."""
-        from .backbones import backbone_entry  # here, not at the top: the CLI reads the defaults without torch
-        from .model import validate_bits
-
         for name, hint in typing.get_type_hints(TrainConfig).items():
             value = getattr(self, name)
             if not value_fits(value, hint):
                 raise SadhError(f"{name} must be {type_in_words(hint)}, got {value!r}")
-        _choice("method", self.method, METHODS)
-        backbone_entry(self.backbone)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("amp", self.amp, AMP_MODES)
-        validate_bits(self.bits)
+        for name, kind in CHOICES.items():
+            choice(kind, getattr(self, name), name)
+        check_bits(self.bits, MAX_TRAINED_BITS)
         for name in ("epochs", "batch_size", "label_epochs", "label_batch_size", "eval_every", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise SadhError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -151,6 +172,22 @@ class TrainConfig:
             raise SadhError(f"label_margin must be 'auto' or a number between 0 and 1, got {self.label_margin!r}")
         if self.eval_database < 0:
             raise SadhError(f"eval_database must be 0 (whole database) or positive, got {self.eval_database}")
+
+    @classmethod
+    def from_spec(cls, spec: DatasetSpec, **settings: Any) -> "TrainConfig":
+        """A config that trains on `spec`'s dataset, its paths made absolute (the run exports and resumes from any
+        folder) and its training seed the split seed (`--seed` seeds both), unless `settings` name them."""
+        return cls(**{**spec.with_absolute_paths().dataset_settings(), "seed": spec.split_seed, **settings})
+
+    def load(self, strict: bool = False) -> tuple[LabeledImages, Split]:
+        """The dataset and split these settings name (a saved split file wins over the seeded default). Not strict: a
+        saved config may hold dataset options its dataset does not read, accepted (and ignored) before they were
+        refused on the command line; commands check what users type (`DataOptions.load`, `check()`)."""
+        return super().load(strict)
+
+    def preprocess(self) -> Preprocess:
+        """The images' preprocessing: the backbone's, at input_size / resize_size where set (the resize scales)."""
+        return backbone_entry(self.backbone).preprocess(self.input_size, self.resize_size)
 
     @property
     def name(self) -> str:
@@ -199,15 +236,6 @@ def setting_differences(saved: dict[str, Any], asked: dict[str, Any]) -> list[st
     ]
 
 
-def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
-    """`cfg` with its file settings made absolute from the working folder (runs saved before paths were stored absolute
-    are read as a resume from the folder they were started in reads them; built-in dataset names stay as they are)."""
-    paths = {k: getattr(cfg, k) for k in PATH_SETTINGS if getattr(cfg, k) is not None}
-    if paths.get("data") in BUILTIN:
-        del paths["data"]
-    return replace(cfg, **{k: os.path.abspath(v) for k, v in paths.items()})
-
-
 def resume_config(saved: TrainConfig, cfg: TrainConfig, asked: Iterable[str], done: int) -> tuple[TrainConfig, list[str]]:
     """The config a run saved after `done` epochs continues with, and the differences of `cfg`'s `asked` settings
     that it ignores (`setting_differences`). The saved settings win, but execution settings come from `cfg`, and so
@@ -225,11 +253,6 @@ def resume_config(saved: TrainConfig, cfg: TrainConfig, asked: Iterable[str], do
     epochs = cfg.epochs if "epochs" in names else saved.epochs
     ignored = setting_differences(saved.to_dict(), {k: v for k, v in now.items() if k in names and k != "epochs"})
     return replace(saved, epochs=epochs, **{k: now[k] for k in EXECUTION_SETTINGS}), ignored
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise SadhError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
 
 
 def value_fits(value: Any, hint: Any) -> bool:

@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..sdk.errors import SadhError
 from .config import TrainConfig
 from .losses import label_margin, label_net_loss
 from .model import LabelNet
+from .progress import ProgressBar
 
 LR_DECAY = 0.1
 
@@ -30,7 +30,7 @@ def train_label_net(
     margin = label_margin(cfg.label_margin, labels.shape[1])
     steps = math.ceil(len(y_all) / cfg.label_batch_size)
     losses = []
-    bar = tqdm(total=cfg.label_epochs * steps, desc=f"label net {cfg.bits}b", unit="step", disable=not progress)
+    bar = ProgressBar(total=cfg.label_epochs * steps, desc=f"label net {cfg.bits}b", unit="step", disable=not progress)
     with bar:
         for epoch in range(cfg.label_epochs):
             perm = torch.randperm(len(y_all), generator=gen)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from sadh.sdk.codes import MAX_TRAINED_BITS, check_bits
 from sadh.sdk.errors import SadhError
 from sadh.train.backbones import backbone_entry, create_backbone
 
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
 FEAT_DIM = 2048
 LABEL_HIDDEN = 4096
 HEAD_INIT_STD = 0.01
-MIN_BITS, MAX_BITS, BITS_STEP = 8, 256, 8
 
 
 class LabelOutput(NamedTuple):
@@ -42,13 +42,6 @@ def init_linear(layer: nn.Linear) -> nn.Linear:
     return layer
 
 
-def validate_bits(bits: int) -> int:
-    """Return bits if it is a multiple of 8 in [8, 256], else raise SadhError."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS or bits % BITS_STEP:
-        raise SadhError(f"bits must be a multiple of {BITS_STEP} between {MIN_BITS} and {MAX_BITS}, got {bits!r}")
-    return bits
-
-
 def validate_num_classes(num_classes: int) -> int:
     """Return num_classes if it is an integer ≥ 1, else raise SadhError."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -62,7 +55,7 @@ class LabelNet(nn.Module):
     def __init__(self, num_classes: int, bits: int, hidden: int = LABEL_HIDDEN, feat_dim: int = FEAT_DIM) -> None:
         super().__init__()
         self.num_classes = validate_num_classes(num_classes)
-        self.bits = validate_bits(bits)
+        self.bits = check_bits(bits, MAX_TRAINED_BITS)
         self.body = nn.Sequential(
             init_linear(nn.Linear(num_classes, hidden)), nn.ReLU(inplace=True), init_linear(nn.Linear(hidden, feat_dim))
         )
@@ -80,17 +73,12 @@ class ImageHashNet(nn.Module):
 
     def __init__(self, backbone: nn.Module, bits: int, num_classes: int, feat_dim: int = FEAT_DIM) -> None:
         super().__init__()
-        self.bits = validate_bits(bits)
+        self.bits = check_bits(bits, MAX_TRAINED_BITS)
         self.num_classes = validate_num_classes(num_classes)
         self.backbone = backbone
         self.feature = init_linear(nn.Linear(backbone.num_features, feat_dim))
         self.code = init_linear(nn.Linear(backbone.num_features, bits))
         self.classifier = init_linear(nn.Linear(feat_dim, num_classes))
-
-    @property
-    def default_cfg(self) -> dict:
-        """The backbone's preprocessing config (input_size, resize_size, mean, std)."""
-        return self.backbone.default_cfg
 
     def forward(self, x: Tensor) -> ImageOutput:
         """Images (n, 3, h, w) → feature, continuous code and class logits."""
@@ -105,7 +93,7 @@ class ImageHashNet(nn.Module):
 
 def create_model(backbone: str, bits: int, num_classes: int, pretrained: bool | str = False) -> ImageHashNet:
     """Build the image hashing network on a named backbone (pretrained: True = shipped weights, str = a file)."""
-    validate_bits(bits)
+    check_bits(bits, MAX_TRAINED_BITS)
     validate_num_classes(num_classes)
     return ImageHashNet(create_backbone(backbone, pretrained=pretrained), bits, num_classes)
 

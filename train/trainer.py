@@ -8,7 +8,6 @@ from an epoch-end checkpoint draws exactly what the uninterrupted run drew.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 import time
@@ -20,19 +19,17 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
-from tqdm import tqdm
 
-from ..sdk.atomic import atomic_write_text, interrupts_deferred, remove_stale_temps, unwritable_reason
-from ..sdk.data import LabeledImages, Split, database_subset, load_dataset_split
+from ..sdk.atomic import interrupts_deferred, remove_stale_temps, unwritable_reason
+from ..sdk.data import LabeledImages, Split, database_subset
 from ..sdk.errors import SadhError
 from ..sdk.metrics import mean_average_precision, topk_protocol
-from ..sdk.preprocess import Preprocess
 from . import distributed
 from .augment import normalize, random_crop_flip
 from .baselines import CSQCentres, csq_loss, dpsh_loss
 from .cache import cache_images
-from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, without_training_state
-from .config import DATA_SETTINGS, TrainConfig, resume_config, with_absolute_paths
+from .checkpoint import load_checkpoint, save_checkpoint, without_training_state
+from .config import TrainConfig, resume_config
 from .dictionary import Dictionaries, build_dictionaries
 from .evaluate import encode_cached
 from .label_stage import train_label_net
@@ -40,9 +37,10 @@ from .loader import BatchLoader
 from .losses import SadhWeights, fp32_region, sadh_loss
 from .memory import check_training_fits
 from .model import ImageHashNet, ImageOutput, LabelNet, create_model, initial_weights, random_start_warning
+from .progress import ProgressBar
+from .run_folder import RunFolder
 
 LossFn = Callable[[ImageOutput, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-RUN_SPLIT = "split.npz"  # in the run folder: the split the run trains on, recording the labels it was made for
 CHECK_EVERY = 25  # training steps between loss read-backs (the NaN check and the progress bar)
 RESUME_KEYS = (
     "model", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "best_map", "history", "num_classes"
@@ -60,44 +58,6 @@ class TrainResult:
     best_map: float | None
     history: list[dict[str, Any]]
     model: ImageHashNet  # the network after the last epoch (identical on every rank)
-
-
-def write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite the run's log.jsonl, one JSON line per epoch trained, atomically (a kill never leaves half a line)."""
-    atomic_write_text(run_dir / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-
-
-def load_data(cfg: TrainConfig) -> tuple[LabeledImages, Split]:
-    """The dataset and split a config names (a saved split file wins over the seeded default).
-
-    Not strict: a saved config may hold dataset options its dataset does not read, accepted (and ignored) before
-    they were refused on the command line; commands check what users type (`DataOptions.load`, `check()`)."""
-    return load_dataset_split(
-        cfg.data, cfg.data_dir, cfg.image_root, cfg.class_names, cfg.split, cfg.split_seed,
-        cfg.query_per_class, cfg.train_per_class, strict=False,
-    )
-
-
-def run_split(run_dir: Path, data: LabeledImages) -> Split | None:
-    """The split the run in `run_dir` trains on (None: it saved none); SadhError when `data`'s labels changed since."""
-    path = run_dir / RUN_SPLIT
-    if not path.is_file():
-        return None
-    try:
-        split = Split.load(path, len(data))  # its indices must fit the data's size
-    except SadhError as e:
-        raise SadhError(f"{e}; the run's data changed since it started: start a new run in another folder") from None
-    if split.fits(data.labels) is False:
-        raise SadhError(f"{run_dir} was trained on {data.name} before its labels changed; start a new run in another folder")
-    return split
-
-
-def resolve_preprocess(cfg: TrainConfig, model: ImageHashNet) -> Preprocess:
-    """The backbone's default_cfg, with the config's input/resize sizes where set (resize scales with input)."""
-    d = model.default_cfg
-    input_size = cfg.input_size or d["input_size"]
-    resize_size = cfg.resize_size or round(input_size * d["resize_size"] / d["input_size"])
-    return Preprocess(input_size=input_size, resize_size=resize_size, mean=tuple(d["mean"]), std=tuple(d["std"]))
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -198,17 +158,18 @@ def train(
     saved split: `data` / `split` are used only when its data settings are the caller's, and data whose labels changed
     since the run started is refused."""
     info = distributed.setup(cfg.device)
-    run_dir = Path(cfg.out) / cfg.name
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    run = RunFolder.of(cfg)
+    run_dir, last_path, best_path = run.path, run.last, run.best
     main = info.is_main and cfg.progress
-    for path in (last_path, best_path, run_dir / "log.jsonl", run_dir / RUN_SPLIT) if info.is_main else ():  # rank 0 writes
+    for path in run.files() if info.is_main else ():  # rank 0 writes
         reason = unwritable_reason(path)
         if reason:
             raise SadhError(f"cannot write {path}: {reason}")
     state, requested = None, cfg
     if cfg.resume and last_path.is_file():
         state = load_checkpoint(last_path, RESUME_KEYS)
-        saved, done = with_absolute_paths(checkpoint_config(state, last_path)), int(state["epoch"])
+        saved_run = run.saved_from(state)
+        saved, done = saved_run.config, saved_run.epoch
         trained_by = int(state.get("world_size", info.world_size))  # runs saved before it was recorded: not checked
         if trained_by != info.world_size:
             raise SadhError(
@@ -220,20 +181,20 @@ def train(
         except SadhError as e:
             raise SadhError(f"{run_dir}: {e}") from None
         if main and ignored:
-            tqdm.write(f"{run_dir} keeps its saved settings; ignored: {'; '.join(ignored)}")
+            ProgressBar.write(f"{run_dir} keeps its saved settings; ignored: {'; '.join(ignored)}")
         if main:
-            tqdm.write(
+            ProgressBar.write(
                 f"resuming {run_dir} after epoch {done} of {cfg.epochs}" if done < cfg.epochs
                 else f"{run_dir} is finished (epoch {done} of {cfg.epochs}); nothing left to train"
             )
     elif last_path.is_file():
         raise SadhError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out / run name")
     elif cfg.resume and main:
-        tqdm.write(f"nothing to resume in {run_dir}; starting a new run")
+        ProgressBar.write(f"nothing to resume in {run_dir}; starting a new run")
     if state is None:  # a new run: say (or, under the reference recipe, refuse) when its backbone starts untrained
         warning = random_start_warning(cfg)
         if warning and info.is_main:
-            tqdm.write(f"warning: {warning}", file=sys.stderr)
+            ProgressBar.write(f"warning: {warning}", file=sys.stderr)
     if info.is_main:  # this process alone writes the run's checkpoints: temp files there are a killed run's
         for path in (last_path, best_path):
             remove_stale_temps(path)
@@ -247,10 +208,10 @@ def train(
 
     # data: what the caller loaded for `requested`, unless the resumed run names other data (it trains on its own);
     # a resumed run keeps the split it saved, and refuses data whose labels changed since
-    if data is None or split is None or any(getattr(cfg, k) != getattr(requested, k) for k in DATA_SETTINGS):
-        data, split = load_data(cfg)
+    if data is None or split is None or cfg.dataset_settings() != requested.dataset_settings():
+        data, split = cfg.load()
     if state is not None:
-        split = run_split(run_dir, data) or split
+        split = run.split(data) or split
     check_labels(data, split, None if state is None else int(state["num_classes"]))
 
     # model
@@ -259,7 +220,7 @@ def train(
     channels_last = cfg.channels_last if cfg.channels_last is not None else info.device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    pre = resolve_preprocess(cfg, model)
+    pre = cfg.preprocess()
     half = autocast_dtype(cfg.amp, info.device) is not None
     check_training_fits(model, cfg.backbone, pre.input_size, min(cfg.batch_size, len(split.train)), info.device, half)
 
@@ -270,7 +231,7 @@ def train(
     if main:
         ranks = f" x {info.world_size} processes" if info.world_size > 1 else ""
         epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
-        tqdm.write(
+        ProgressBar.write(
             f"{run_dir}: {cfg.method}, {cfg.backbone} at {pre.input_size} px, {cfg.bits} bits, {epochs} on {info.device}{ranks}; "
             f"{data.name}: {data.num_classes} classes, {len(split.train)} training images, mAP@{topk or 'all'} ({topk_source}) "
             f"of {len(split.query)} queries against {len(eval_db)} of {len(split.database)} database items"
@@ -308,7 +269,7 @@ def train(
         start_epoch, step, best_map = int(state["epoch"]), int(state["step"]), state["best_map"]
         history = list(state["history"])
         if info.is_main:
-            write_log(run_dir, history)
+            run.write_log(history)
 
     net = torch.compile(model) if cfg.compile else model
     if info.world_size > 1:
@@ -318,8 +279,7 @@ def train(
             find_unused_parameters=cfg.method != "sadh",
         )
     if info.is_main and state is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        split.made_for(data.labels).save(run_dir / RUN_SPLIT)  # records the labels: a resume or reuse can tell edited data
+        run.save_split(split, data)
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {
@@ -373,7 +333,7 @@ def train(
         gen = torch.Generator().manual_seed(epoch_seed(cfg, epoch, info.rank))
         torch.manual_seed(epoch_seed(cfg, epoch, info.rank))
         model.train()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not main, leave=False)
+        bar = ProgressBar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", disable=not main, leave=False)
         t0, losses, checked = time.perf_counter(), torch.zeros(steps_per_epoch, device=info.device), []
         with bar, BatchLoader(train_images, y_train, order, cfg.batch_size, steps_per_epoch, info.device) as loader:
             for b, (x, y) in enumerate(loader):
@@ -414,10 +374,10 @@ def train(
                 if improved:
                     save_checkpoint(best_path, without_training_state(ckpt))
                 save_checkpoint(last_path, ckpt)
-                write_log(run_dir, history)
+                run.write_log(history)
             if cfg.progress:
                 shown = f", mAP {entry['map']:.4f}" if entry["map"] is not None else ""
                 rate = entry["images_per_s"]
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {entry['loss']:.4f}, {rate:.0f} img/s{shown}")
+                ProgressBar.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {entry['loss']:.4f}, {rate:.0f} img/s{shown}")
         distributed.barrier(info)
     return TrainResult(run_dir, cfg.bits, best_path, last_path, best_map, history, model)

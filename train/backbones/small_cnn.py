@@ -2,8 +2,6 @@
 
 from torch import Tensor, nn
 
-from sadh.train.backbones.cfg import make_cfg
-
 SMALL_CNN_WIDTHS = (32, 64, 128, 256)
 
 
@@ -22,7 +20,6 @@ class SmallCNN(nn.Module):
             layers += [nn.MaxPool2d(2), *conv_block(cin, cout), *conv_block(cout, cout)]
         self.features = nn.Sequential(*layers)
         self.num_features = widths[-1]
-        self.default_cfg = make_cfg(28, 32)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
