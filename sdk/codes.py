@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SadhError
+from .popcount import popcount
 
 
 def as_array(x: np.ndarray, what: str) -> np.ndarray:
@@ -77,5 +78,5 @@ def hamming_distance(a_packed: np.ndarray, b_packed: np.ndarray) -> np.ndarray:
     b = check_packed(b_packed, a.shape[1], what="codes b")
     out = np.zeros((a.shape[0], b.shape[0]), np.int32)
     for j in range(a.shape[1]):
-        out += np.bitwise_count(a[:, j, None] ^ b[None, :, j])
+        out += popcount(a[:, j, None] ^ b[None, :, j])
     return out

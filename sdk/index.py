@@ -33,6 +33,7 @@ import numpy as np
 from .atomic import atomic_open
 from .codes import check_packed
 from .errors import SadhError
+from .popcount import popcount
 
 MAX_BITS = 1024
 BLOCK_ELEMS = 1 << 17  # query x database pairs per block: the uint64 XOR buffer stays ~1 MiB
@@ -204,7 +205,7 @@ def _block_distances(blk: np.ndarray, qs: np.ndarray, xbuf: np.ndarray, abuf: np
     tmp, acc, part = (buf[: m * w].reshape(m, w) for buf in (xbuf, abuf, sbuf))
     for j in range(blk.shape[0]):
         np.bitwise_xor(blk[j][None, :], qs[j][:, None], out=tmp)
-        np.bitwise_count(tmp, out=acc if j == 0 else part)
+        popcount(tmp, out=acc if j == 0 else part)
         if j:
             np.add(acc, part, out=acc)
     return acc

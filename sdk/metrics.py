@@ -15,6 +15,7 @@ import numpy as np
 from .codes import as_array, pack_codes
 from .errors import SadhError
 from .index import to_planes
+from .popcount import popcount
 
 CHUNK_PAIRS = 1 << 22  # query x database pairs per chunk
 MULTI_LABEL_TOPK = 5000  # the usual mAP@K for multi-label sets (NUS-WIDE, MS-COCO)
@@ -100,7 +101,7 @@ def _pairs(
         c = min(step, q.shape[0] - s)
         dist = np.zeros((c, db.shape[0]), np.int16)
         for w in range(dp.shape[0]):
-            dist += np.bitwise_count(dp[w][None, :] ^ qp[w, s : s + step, None])
+            dist += popcount(dp[w][None, :] ^ qp[w, s : s + step, None])
         rel = np.zeros((c, db.shape[0]), np.bool_)
         for w in range(dw.shape[0]):
             rel |= (dw[w][None, :] & qw[w, s : s + step, None]) != 0
