@@ -13,10 +13,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-import cv2
 import numpy as np
 
 from .errors import SadhError
+from .extras import require
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,6 +75,7 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
         image = image[:, :, 0]
     if image.ndim in (2, 3) and min(image.shape[:2]) < 1:
         raise SadhError(f"empty image of shape {image.shape}")
+    cv2 = require("cv2")
     if image.ndim == 2:
         out = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.ndim == 3 and image.shape[2] == 3:
@@ -102,6 +103,7 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
     scale = size / short
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     if (nh, nw) != (h, w):
+        cv2 = require("cv2")
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         try:
             rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 
 from ..errors import SadhError
+from ..extras import require
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -19,6 +19,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SadhError(f"{path}: is a directory, not an image file") from None
     except OSError as e:
         raise SadhError(f"{path}: cannot read image file ({e.strerror})") from None
+    cv2 = require("cv2")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     except cv2.error as e:  # OpenCV refuses a header it cannot honour (e.g. 50000 x 50000) by raising, not returning None
