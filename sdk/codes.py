@@ -6,16 +6,28 @@ it is 0 for a float <= 0 (so 0.0 and -0.0 map to 0), False, or 0.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .errors import SadhError
 from .popcount import popcount
 
 
+def asarray(x: np.ndarray) -> np.ndarray:
+    """np.asarray(x); a ragged sequence raises ValueError on every numpy (1.23, JetPack 6's, made an object array)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getattr(np, "exceptions", np).VisibleDeprecationWarning)
+        try:
+            return np.asarray(x)
+        except getattr(np, "exceptions", np).VisibleDeprecationWarning:
+            raise ValueError("ragged nested sequence") from None
+
+
 def as_array(x: np.ndarray, what: str) -> np.ndarray:
     """np.asarray(x), with a ragged sequence (rows of different lengths) as a SadhError."""
     try:
-        return np.asarray(x)
+        return asarray(x)
     except ValueError:
         raise SadhError(f"{what} must be an array of equal-length rows, got a ragged sequence") from None
 

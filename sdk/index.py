@@ -31,7 +31,7 @@ from typing import Iterator
 import numpy as np
 
 from .atomic import atomic_open
-from .codes import check_packed
+from .codes import asarray, check_packed
 from .errors import SadhError
 from .popcount import popcount
 
@@ -292,7 +292,7 @@ def check_ids(ids: np.ndarray, n: int | None = None) -> np.ndarray:
     """Return ids (a scalar or 1-D integers within int64; `n` of them when given) as int64, else raise SadhError."""
     count = "" if n is None else f"{n} "
     try:
-        given = np.asarray(ids)
+        given = asarray(ids)
     except ValueError:
         raise SadhError(f"ids must be {count}integers in a 1-D list or array, got a ragged sequence") from None
     ids = given[None] if given.ndim == 0 else given
