@@ -71,6 +71,7 @@ def test_editable_install_points_at_this_checkout() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.torch  # imports every layer from the wheel
 def test_wheel_install(tmp_path: Path) -> None:
     wheel_dir, target = tmp_path / "wheels", tmp_path / "site"
     subprocess.run(
