@@ -24,12 +24,9 @@ PIECES = {  # module -> (what it is, what to install)
     ),
     "tensorrt": (
         "TensorRT",
-        f"pip install 'sadh[tensorrt]' on a CUDA desktop; on a Jetson use JetPack's TensorRT ({JETSON}); or run the .onnx model",
+        f"on a Jetson use JetPack's TensorRT ({JETSON}); on a CUDA desktop pip install tensorrt; or run the .onnx model",
     ),
-    "cuda.bindings.runtime": (
-        "cuda-python",
-        "pip install 'sadh[tensorrt]' on a CUDA desktop, or pip install cuda-python on a Jetson; or run the .onnx model",
-    ),
+    "cuda.bindings.runtime": ("cuda-python", "pip install 'sadh[tensorrt]' (cuda-python); or run the .onnx model"),
 }
 
 

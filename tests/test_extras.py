@@ -13,8 +13,8 @@ OPENCV = ("OpenCV (cv2) is not installed: pip install 'sadh[cpu]' (or 'sadh[gpu]
           "(a venv made with --system-site-packages, no pip OpenCV on top)")
 ORT = ("onnxruntime is not installed: pip install 'sadh[cpu]' (CPU) or 'sadh[gpu]' (CUDA); on a Jetson use NVIDIA's "
        "onnxruntime-gpu wheel for JetPack (a venv made with --system-site-packages)")
-TRT = ("TensorRT is not installed: pip install 'sadh[tensorrt]' on a CUDA desktop; on a Jetson use JetPack's TensorRT "
-       "(a venv made with --system-site-packages); or run the .onnx model")
+TRT = ("TensorRT is not installed: on a Jetson use JetPack's TensorRT (a venv made with --system-site-packages); "
+       "on a CUDA desktop pip install tensorrt; or run the .onnx model")
 
 
 def run_python(code: str, tmp_path: Path, blocked: tuple[str, ...] = (), path: Path | None = None) -> subprocess.CompletedProcess:
