@@ -4,6 +4,7 @@ Flat: N random codes, Q queries, k=100 at 32/64/128 bits vs faiss.IndexBinaryFla
 latency, medians of >= 5 runs, results checked against faiss), beside the numpy floor (XOR + popcount of every
 pair and nothing else) and MultiIndexHashingIndex on the same random codes (where it should not lose). MIH: clustered codes (1,000 centres, 5% bit
 flips, 64 bits) vs the flat index and faiss.IndexBinaryMultiHash (speedup, recall@100, exact radius search).
+Popcount: numpy's bitwise_count vs the numpy-1.x fallback, per word and in the flat search (64 bits, <= 200k codes).
 Writes bench/results/index_bench.json and prints a table.  Usage: python bench/index_bench.py [--quick]
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sadh.sdk.atomic import atomic_write_text  # noqa: E402
 from sadh.sdk import index as index_mod  # noqa: E402
 from sadh.sdk.index import HammingIndex  # noqa: E402
 from sadh.sdk.mih import MultiIndexHashingIndex  # noqa: E402
+from sadh.sdk.popcount import popcount, popcount_swar  # noqa: E402
 
 K = 100
 OUT = Path(__file__).parent / "results" / "index_bench.json"
@@ -55,7 +57,7 @@ def batch1_latencies(indexes: list, q: np.ndarray, lat_queries: int, runs: int) 
 
 def true_distances(db: np.ndarray, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Hamming distances between each query row and the codes with the given ids (-1 -> large)."""
-    d = np.bitwise_count(db[np.maximum(ids, 0)] ^ q[:, None, :]).sum(-1, dtype=np.int64)
+    d = popcount(db[np.maximum(ids, 0)] ^ q[:, None, :]).sum(-1, dtype=np.int64)
     return np.where(ids < 0, 1 << 30, d)
 
 
@@ -128,6 +130,32 @@ def flat_section(n: int, nq: int, runs: int, lat_queries: int) -> list[dict]:
         })
         print_row(rows[-1])
     return rows
+
+
+def popcount_section(n: int, nq: int, runs: int, lat_queries: int) -> dict:
+    """numpy's bitwise_count vs the numpy-1.x fallback (sdk/popcount.py): ns per word, and the flat search with each."""
+    rng = np.random.default_rng(2)
+    out: dict = {"numpy_has_bitwise_count": hasattr(np, "bitwise_count"), "ns_per_word": {}, "flat_64_bits": {"n": n, "queries": nq}}
+    paths = {"fallback": popcount_swar, **({"native": np.bitwise_count} if hasattr(np, "bitwise_count") else {})}
+    for dtype in (np.uint32, np.uint64):
+        x = rng.integers(0, np.iinfo(dtype).max, index_mod.BLOCK_ELEMS, dtype=dtype, endpoint=True)  # one scan block
+        acc = np.empty(x.size, np.uint8)
+        times = median_times([lambda f=f: f(x, out=acc) for f in paths.values()], runs)
+        out["ns_per_word"][np.dtype(dtype).name] = {name: t / x.size * 1e9 for name, t in zip(paths, times)}
+    db = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    q = rng.integers(0, 256, (nq, 8), dtype=np.uint8)
+    index = HammingIndex(64)
+    index.add(db)
+    try:
+        for name, f in paths.items():
+            index_mod.popcount = f  # the index's one popcount call site
+            (t,) = median_times([lambda: index.search(q, K)], runs)
+            (lat,) = batch1_latencies([index], q, lat_queries, runs)
+            out["flat_64_bits"][name] = {"codes_per_s": n * nq / t, "batch1_us": lat * 1e6}
+    finally:
+        index_mod.popcount = popcount
+    print(f"popcount: {out}", flush=True)
+    return out
 
 
 def clustered(rng, centres: np.ndarray, n: int, p: float = 0.05) -> np.ndarray:
@@ -228,10 +256,18 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="n=50,000, 100 queries, 3 runs")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--popcount-only", action="store_true", help="rerun only the popcount section, kept in the existing --out file")
     args = ap.parse_args()
     if args.quick:
         args.n, args.queries, args.runs = 50_000, 100, 3
     faiss.omp_set_num_threads(1)
+    popcount_args = (min(args.n, 200_000), min(args.queries, 200), args.runs, min(50, args.queries))
+    if args.popcount_only:
+        report = json.loads(args.out.read_text())
+        report["popcount"] = popcount_section(*popcount_args)
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
     report = {
         "config": {"n": args.n, "queries": args.queries, "k": K, "runs": args.runs, "threads": 1,
                    "numpy": np.__version__, "faiss": faiss.__version__, "machine": platform.processor() or platform.machine(),
@@ -240,6 +276,7 @@ def main() -> None:
     }
     report["mih"] = mih_section(args.n, args.queries, args.runs, min(200, args.queries))
     print_mih(report["mih"])
+    report["popcount"] = popcount_section(*popcount_args)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 

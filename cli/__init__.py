@@ -29,7 +29,7 @@ def main() -> None:
         if is_main_process():
             sys.stderr.write("interrupted while starting; nothing was done\n")
         raise SystemExit(130) from None
-    except ModuleNotFoundError as e:  # a runtime-only install (numpy, OpenCV, onnxruntime) has no CLI dependencies
+    except ModuleNotFoundError as e:  # a runtime-only install (`sadh`, `sadh[cpu]`, ...) has no CLI dependencies
         sys.stderr.write(f"error: sadh-cli needs {e.name}, which this install lacks: pip install 'sadh[export]'\n")
         raise SystemExit(2) from None
     run_app()

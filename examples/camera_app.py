@@ -2,6 +2,7 @@
 
     python examples/camera_app.py --model model.int8-cpu.onnx --index index.sidx 0            # camera 0
     python examples/camera_app.py --model model.onnx --index index.sidx clip.avi --max-frames 100 --mih
+    python examples/camera_app.py --model model.onnx --index index.sidx csi://0 --width 1280 --height 720 --fps 30  # Jetson
 
 Uses only the torch-free runtime (`sadh.sdk`): Encoder + a Hamming index (flat, or multi-index hashing with
 --mih: same matches, faster on large indexes of trained codes), and the index sidecar for labels/paths.
@@ -9,34 +10,24 @@ Uses only the torch-free runtime (`sadh.sdk`): Encoder + a Hamming index (flat, 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-import cv2
-
+from sadh.sdk.camera import open_source
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.printable import printable
 from sadh.sdk.retriever import Retriever, Sidecar, load_index, sidecar_path
 
 
-def open_capture(source: str) -> cv2.VideoCapture:
-    """A VideoCapture on a camera index ("0"), a video file path or a stream URL; SadhError if it does not open."""
-    if not source.isdigit() and "://" not in source and not os.path.isfile(source):
-        raise SadhError(f"cannot open video {source!r}: no such file")
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our one-line error instead of OpenCV's warnings
-    capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
-    if not capture.isOpened():
-        raise SadhError(f"cannot open camera or video {source!r}")
-    return capture
-
-
-def run(model: str, index_path: str, source: str, max_frames: int | None, kind: str = "flat") -> int:
-    """Match frames until the source ends or max_frames; print one line per frame; return the frame count."""
+def run(
+    model: str, index_path: str, source: str, max_frames: int | None, kind: str = "flat", size: tuple[int | None, ...] = (None,) * 3
+) -> int:
+    """Match frames until the source ends or max_frames; print one line per frame; return the frame count.
+    `size`: (width, height, fps) asked of a camera (None: its default; csi://N: 1920x1080 at 30)."""
     retriever = Retriever(Encoder(model, max_batch=1), load_index(index_path, kind, mmap=True))
     side = Sidecar.load(sidecar_path(index_path)) if sidecar_path(index_path).is_file() else None
-    capture = open_capture(source)
+    capture = open_source(source, *size)
     frame_no = 0
     try:
         while max_frames is None or frame_no < max_frames:
@@ -60,14 +51,19 @@ def run(model: str, index_path: str, source: str, max_frames: int | None, kind: 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run; user errors print one line and return 2."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="camera index (0, 1, ...) or a video file path")
+    parser.add_argument(
+        "source", help="camera index (0, 1, ...), /dev/videoN, csi://N (Jetson CSI camera), rtsp://..., a GStreamer pipeline ending in appsink, or a video file"
+    )
     parser.add_argument("--model", required=True, help="exported model (.onnx or TensorRT .engine)")
     parser.add_argument("--index", required=True, help="index file from `sadh-cli index build`")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--mih", action="store_true", help="search with multi-index hashing (large indexes of trained codes)")
+    for name in ("width", "height", "fps"):
+        parser.add_argument(f"--{name}", type=int, default=None, help=f"camera {name} (cameras only; csi://N default: 1920x1080 at 30)")
     args = parser.parse_args(argv)
     try:
-        count = run(args.model, args.index, args.source, args.max_frames, "mih" if args.mih else "flat")
+        size = (args.width, args.height, args.fps)
+        count = run(args.model, args.index, args.source, args.max_frames, "mih" if args.mih else "flat", size)
     except SadhError as e:
         print(f"error: {printable(e)}", file=sys.stderr)
         return 2

@@ -144,8 +144,7 @@ def build_engine(onnx: Path, out_dir: Path, stem: str, precision: str, batch: Ba
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     strong = strongly_typed(version)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strong else 0
-    network = builder.create_network(flags)
+    network = builder.create_network(0)  # 10.x: weakly typed; 11.x: strongly typed always (its STRONGLY_TYPED flag is deprecated)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

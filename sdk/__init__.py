@@ -1,4 +1,4 @@
-"""sadh.sdk: the torch-free runtime (numpy, OpenCV, onnxruntime): encoder, codes, Hamming index, metrics, data."""
+"""sadh.sdk: the torch-free runtime (numpy; OpenCV and onnxruntime or TensorRT on first use): encoder, codes, Hamming index, metrics, data."""
 from . import image_limits  # noqa: F401 - first: it sets OpenCV's pixel limit before OpenCV is imported
 from .codes import hamming_distance, pack_codes, unpack_codes
 from .encoder import Encoder

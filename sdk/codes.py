@@ -6,9 +6,22 @@ it is 0 for a float <= 0 (so 0.0 and -0.0 map to 0), False, or 0.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .errors import SadhError
+from .popcount import popcount
+
+
+def asarray(x: np.ndarray) -> np.ndarray:
+    """np.asarray(x); a ragged sequence raises ValueError on every numpy (1.23, JetPack 6's, made an object array)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getattr(np, "exceptions", np).VisibleDeprecationWarning)
+        try:
+            return np.asarray(x)
+        except getattr(np, "exceptions", np).VisibleDeprecationWarning:
+            raise ValueError("ragged nested sequence") from None
 
 BITS_STEP = 8  # a code is whole bytes (packed 8 bits to a byte)
 MAX_TRAINED_BITS = 256  # the longest code `sadh.train` builds
@@ -33,7 +46,7 @@ def check_bits(bits: object, most: int | None = MAX_INDEX_BITS, what: str = "bit
 def as_array(x: np.ndarray, what: str) -> np.ndarray:
     """np.asarray(x), with a ragged sequence (rows of different lengths) as a SadhError."""
     try:
-        return np.asarray(x)
+        return asarray(x)
     except ValueError:
         raise SadhError(f"{what} must be an array of equal-length rows, got a ragged sequence") from None
 
@@ -95,5 +108,5 @@ def hamming_distance(a_packed: np.ndarray, b_packed: np.ndarray) -> np.ndarray:
     b = check_packed(b_packed, a.shape[1], what="codes b")
     out = np.zeros((a.shape[0], b.shape[0]), np.int32)
     for j in range(a.shape[1]):
-        out += np.bitwise_count(a[:, j, None] ^ b[None, :, j])
+        out += popcount(a[:, j, None] ^ b[None, :, j])
     return out

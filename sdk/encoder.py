@@ -20,6 +20,7 @@ from .codes import check_bits, pack_codes
 from .data.images import read_image
 from .engine_meta import ENGINE_SUFFIX
 from .errors import ModelError, SadhError, first_line
+from .extras import require
 from .image_limits import max_image_pixels
 from .json_text import parse_json
 from .preprocess import Preprocess, as_frames, preprocess
@@ -30,9 +31,7 @@ DEFAULT_MAX_BATCH = 64
 
 def default_providers() -> list[str]:
     """The onnxruntime providers the encoder uses by default: TensorRT, CUDA, CPU, those available."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
+    available = require("onnxruntime").get_available_providers()
     return [p for p in PREFERRED_PROVIDERS if p in available]
 
 
@@ -47,8 +46,7 @@ class OrtRunner:
 
     def __init__(self, path: Path, providers: Sequence[str] | None) -> None:
         """Open the ONNX model at `path` with `providers` (default: `default_providers()`)."""
-        import onnxruntime as ort
-
+        ort = require("onnxruntime")
         self.path = path
         available = ort.get_available_providers()
         chosen = [providers] if isinstance(providers, str) else list(providers) if providers is not None else default_providers()

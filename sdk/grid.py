@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from .errors import SadhError
+from .extras import require
 from .preprocess import fit_square
 
 RELEVANT_BGR = (0, 200, 0)
@@ -21,13 +21,26 @@ TEXT_BGR = (0, 0, 0)
 WHITE = 255
 BORDER = 4
 GAP = 12
-FONT, FONT_SCALE, LINE_HEIGHT = cv2.FONT_HERSHEY_PLAIN, 0.7, 12  # caption font, its scale, and pixels per line
+FONT_SCALE, LINE_HEIGHT = 0.7, 12  # scale of the caption font (OpenCV's FONT_HERSHEY_PLAIN), pixels per line
 LEGEND = (("query", QUERY_BGR), ("shares a label with the query", RELEVANT_BGR), ("shares none", IRRELEVANT_BGR))
+
+
+def _font():
+    """OpenCV (imported on first use, see sdk/extras.py) and its caption font."""
+    cv2 = require("cv2")
+    return cv2, cv2.FONT_HERSHEY_PLAIN
 
 
 def text_width(text: str) -> int:
     """Width in pixels of `text` in the caption font."""
-    return cv2.getTextSize(text, FONT, FONT_SCALE, 1)[0][0]
+    cv2, font = _font()
+    return cv2.getTextSize(text, font, FONT_SCALE, 1)[0][0]
+
+
+def put_text(image: np.ndarray, text: str, origin: tuple[int, int]) -> None:
+    """Draw `text` in the caption font, its baseline starting at `origin` (x, y)."""
+    cv2, font = _font()
+    cv2.putText(image, text, origin, font, FONT_SCALE, TEXT_BGR, 1, cv2.LINE_AA)
 
 
 def wrap_caption(text: str, width: int) -> list[str]:
@@ -61,9 +74,10 @@ def captioned_tile(image: np.ndarray, size: int, lines: Sequence[str], band: int
     tile = np.full((size + band, size, 3), WHITE, np.uint8)
     if color is not None:
         tile[:size] = color
+    cv2 = require("cv2")
     tile[edge : size - edge, edge : size - edge] = cv2.cvtColor(fit_square(image, size - 2 * edge), cv2.COLOR_RGB2BGR)
     for row, line in enumerate(lines, 1):
-        cv2.putText(tile, line, (2, size + row * LINE_HEIGHT), FONT, FONT_SCALE, TEXT_BGR, 1, cv2.LINE_AA)
+        put_text(tile, line, (2, size + row * LINE_HEIGHT))
     return tile
 
 
@@ -73,12 +87,12 @@ def legend_strip(width: int, title: str | None) -> np.ndarray:
     strip = np.full((lines * (LINE_HEIGHT + 4) + 4, width, 3), WHITE, np.uint8)
     y = LINE_HEIGHT
     if title:
-        cv2.putText(strip, title, (2, y), FONT, FONT_SCALE, TEXT_BGR, 1, cv2.LINE_AA)
+        put_text(strip, title, (2, y))
         y += LINE_HEIGHT + 4
     x = 2
     for name, color in LEGEND:
-        cv2.rectangle(strip, (x, y - 9), (x + 9, y), color, -1)
-        cv2.putText(strip, name, (x + 13, y), FONT, FONT_SCALE, TEXT_BGR, 1, cv2.LINE_AA)
+        require("cv2").rectangle(strip, (x, y - 9), (x + 9, y), color, -1)
+        put_text(strip, name, (x + 13, y))
         x += 13 + text_width(name) + 16
     return strip
 
@@ -134,7 +148,7 @@ def retrieval_grid(
 
 def encode_png(image: np.ndarray) -> bytes:
     """PNG bytes of a BGR/gray uint8 image."""
-    ok, buf = cv2.imencode(".png", image)
+    ok, buf = require("cv2").imencode(".png", image)
     if not ok:
         raise SadhError(f"cannot encode an image of shape {image.shape} as PNG")
     return buf.tobytes()

@@ -16,6 +16,7 @@ import numpy as np
 from .codes import as_array, pack_codes
 from .errors import SadhError
 from .index import to_planes
+from .popcount import popcount
 
 CHUNK_PAIRS = 1 << 22  # query x database pairs per chunk
 MULTI_LABEL_TOPK = 5000  # mAP@K for a multi-label set that no protocol below names (the NUS-WIDE / MS-COCO one)
@@ -153,12 +154,12 @@ def _pairs(
         c = min(step, q.shape[0] - s)
         dist = np.zeros((c, db.shape[0]), np.int16)
         for w in range(dp.shape[0]):
-            dist += np.bitwise_count(dp[w][None, :] ^ qp[w, s : s + step, None])
+            dist += popcount(dp[w][None, :] ^ qp[w, s : s + step, None])
         rel = np.zeros((c, db.shape[0]), np.int16 if graded else np.bool_)
         for w in range(dw.shape[0]):
             both = dw[w][None, :] & qw[w, s : s + step, None]
             if graded:
-                rel += np.bitwise_count(both)
+                rel += popcount(both)
             else:
                 rel |= both != 0
         yield dist, rel, bits

@@ -43,6 +43,7 @@ from .index import (
     topk_from_candidates,
     word_dtype,
 )
+from .popcount import popcount
 
 # Measured costs in units of one code of the flat scan. A k-NN query whose predicted MIH cost exceeds n goes to the
 # flat scan at once; any query moves there (abandoning its MIH work) as soon as its MIH cost so far would exceed n.
@@ -219,10 +220,10 @@ class MultiIndexHashingIndex:
         xs = [plane[f] ^ qplane[r] for plane, qplane in zip(t.planes[j], qplanes)]
         seen = np.zeros(r.size, np.bool_)
         for jj in range(j) if s == 0 else (jj for jj in range(self.m) if jj != j):  # no substring is within -1
-            sub = sum(np.bitwise_count(xs[w] & xs[w].dtype.type(mask)) for w, mask in self._parts[jj])
+            sub = sum(popcount(xs[w] & xs[w].dtype.type(mask)) for w, mask in self._parts[jj])
             seen |= sub <= s if jj < j else sub < s
         new = ~seen
-        dist = sum(np.bitwise_count(x[new]).astype(np.int32) for x in xs)
+        dist = sum(popcount(x[new]).astype(np.int32) for x in xs)
         return r[new], dist, t.positions[j][f[new]]
 
     def _steps(self, last: int) -> list[tuple[int, int]]:

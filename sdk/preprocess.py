@@ -13,11 +13,11 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-import cv2
 import numpy as np
 
 from .errors import SadhError
 from .json_text import parse_json
+from .extras import require
 
 INTERPOLATION = "area"  # how fit_square resizes: pixel-area averaging when shrinking (bilinear when enlarging)
 MIN_GRAY_BATCH_WIDTH = 8  # a 3-D array with a shorter last axis is never read as a batch of gray frames
@@ -76,6 +76,7 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
         image = image[:, :, 0]
     if image.ndim in (2, 3) and min(image.shape[:2]) < 1:
         raise SadhError(f"empty image of shape {image.shape}")
+    cv2 = require("cv2")
     if image.ndim == 2:
         out = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.ndim == 3 and image.shape[2] == 3:
@@ -103,6 +104,7 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
     scale = size / short
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     if (nh, nw) != (h, w):
+        cv2 = require("cv2")
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         try:
             rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)

@@ -15,24 +15,12 @@ import numpy as np
 from . import metadata as md
 from .engine_meta import check_engine_meta, check_engine_shapes, current_gpu_name, read_engine_meta
 from .errors import ModelError, SadhError
-
-INSTALL_HINT = "install TensorRT (JetPack ships it; elsewhere `pip install tensorrt`) and the `gpu` extra (cuda-python) on a CUDA machine, or use the .onnx model"
+from .extras import require
 
 
 def _import_trt():
-    """(tensorrt, cudart) modules, or SadhError when they are not installed."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise SadhError(f"TensorRT is not installed, so an engine file cannot run here: {INSTALL_HINT}") from None
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError:
-            raise SadhError(f"cuda-python is not installed, so an engine file cannot run here: {INSTALL_HINT}") from None
-    return trt, cudart
+    """(tensorrt, cudart) modules, or SadhError naming what to install (see sdk/extras.py)."""
+    return require("tensorrt"), require("cuda.bindings.runtime", "cuda.cudart")  # cuda-python >= 12.6, or its older layout
 
 
 def _check(result):

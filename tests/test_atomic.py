@@ -56,6 +56,7 @@ def test_failed_rename_is_one_line_error_and_keeps_previous_file(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
+@pytest.mark.torch  # the training layer's cache
 def test_image_cache_is_written_like_every_other_file(tmp_path: Path) -> None:
     import cv2
     import numpy as np

@@ -11,8 +11,6 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import skimage.data
-import torch
 
 from sadh.sdk import metadata as md
 from sadh.sdk.codes import pack_codes
@@ -20,14 +18,14 @@ from sadh.sdk import encoder as encoder_module
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import ModelError, SadhError
 from sadh.sdk.preprocess import Preprocess, preprocess
-from tiny_model import CLASS_NAMES, PREPROCESS, TinyHashNet, export_tiny
+from tiny_model import CLASS_NAMES, PREPROCESS, export_tiny, torch_reference
 
 MARGIN = 1e-4  # bits whose torch value is this close to 0 may flip between runtimes
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, TinyHashNet]]:
-    """Tiny exported models: continuous output only, and with a packed output too."""
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
+    """Tiny exported models (and their parameters): continuous output only, and with a packed output too."""
     d = tmp_path_factory.mktemp("models")
     return {
         "codes": (d / "codes.onnx", export_tiny(d / "codes.onnx", bits=32)),
@@ -38,6 +36,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Ti
 @pytest.fixture(scope="module")
 def frames(fashion_small) -> list[np.ndarray]:
     """Real frames of several sizes and channel counts: gray 28x28, a BGR photo, BGRA, a gray photo, odd sizes."""
+    import skimage.data
+
     astronaut = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
     coffee = cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR)
     return [
@@ -52,11 +52,12 @@ def frames(fashion_small) -> list[np.ndarray]:
     ]
 
 
-def torch_codes(model: TinyHashNet, frames: list[np.ndarray]) -> np.ndarray:
-    """The torch model's continuous codes on the sdk-preprocessed frames."""
+def torch_codes(params: dict[str, np.ndarray], frames: list[np.ndarray]) -> np.ndarray:
+    """The same net's continuous codes in torch on the sdk-preprocessed frames."""
+    import torch
+
     with torch.no_grad():
-        out = model(torch.from_numpy(preprocess(frames, PREPROCESS)))
-    return (out[0] if isinstance(out, tuple) else out).numpy()
+        return torch_reference(params)(torch.from_numpy(preprocess(frames, PREPROCESS))).numpy()
 
 
 def assert_same_bits(packed: np.ndarray, reference: np.ndarray) -> None:
@@ -68,13 +69,14 @@ def assert_same_bits(packed: np.ndarray, reference: np.ndarray) -> None:
     np.testing.assert_array_equal(bits[sure], (reference > 0)[sure])
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("kind", ["codes", "packed"])
 def test_codes_match_torch(models, frames, kind):
-    path, model = models[kind]
+    path, params = models[kind]
     enc = Encoder(path, max_batch=3)
-    ref = torch_codes(model, frames)
+    ref = torch_codes(params, frames)
     codes = enc.encode(frames)
-    assert codes.dtype == np.uint8 and codes.shape == (len(frames), model.head.out_features // 8)
+    assert codes.dtype == np.uint8 and codes.shape == (len(frames), params["head.bias"].size // 8)
     assert_same_bits(codes, ref)
     assert len({row.tobytes() for row in codes}) > len(frames) // 2  # the codes really depend on the image
     np.testing.assert_allclose(enc.encode_continuous(frames), ref, atol=1e-4)
@@ -131,10 +133,6 @@ def test_errors(models, tmp_path):
         Encoder(engine)
     with pytest.raises(SadhError, match="max_batch"):
         Encoder(models["codes"][0], max_batch=0)
-    checkpoint = tmp_path / "best.pt"
-    torch.save({"model": {}}, checkpoint)
-    with pytest.raises(SadhError, match=r"best.pt: a training checkpoint \(torch zip\), not a model to run; export it"):
-        Encoder(checkpoint)
     one = Encoder(models["codes"][0], providers="CPUExecutionProvider", max_batch=np.int64(3))  # a name, not a list
     assert one.providers == ["CPUExecutionProvider"] and one.max_batch == 3 and type(one.max_batch) is int
     enc = Encoder(models["codes"][0])
@@ -144,6 +142,16 @@ def test_errors(models, tmp_path):
         enc.encode(np.zeros((30, 30, 3), np.float32))
     with pytest.raises(SadhError, match="no images"):
         enc.encode([])
+
+
+@pytest.mark.torch
+def test_a_training_checkpoint_is_named(tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": {}}, checkpoint)
+    with pytest.raises(SadhError, match=r"best.pt: a training checkpoint \(torch zip\), not a model to run; export it"):
+        Encoder(checkpoint)
 
 
 def edited_copy(src: Path, dst: Path, preprocess_json: str | None = None, nan_head: bool = False) -> Path:

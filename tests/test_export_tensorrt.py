@@ -2,11 +2,13 @@
 where `tensorrt` is installed."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -199,3 +201,140 @@ def test_tensorrt_builds_an_engine(tmp_path: Path) -> None:
     meta = read_engine_meta(engine)
     assert (meta.tensorrt, meta.gpu, meta.batch_max) == (trt.__version__, current_gpu_name(), 4)
     assert list(tmp_path.glob("timing.*.cache"))
+
+
+class FakeDevice:
+    """cuda-python's runtime calls the runner makes, on host memory: (error, value) tuples like cuda.bindings.runtime."""
+
+    cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice="h2d", cudaMemcpyDeviceToHost="d2h")
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, bytearray] = {}
+
+    def cudaStreamCreate(self):
+        return 0, "stream"
+
+    def cudaMalloc(self, size: int):
+        self.buffers[len(self.buffers) + 1000] = bytearray(size)
+        return 0, len(self.buffers) + 999
+
+    def cudaFree(self, ptr: int):
+        del self.buffers[int(ptr)]
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, count: int, kind: str, stream: str):
+        if kind == "h2d":
+            self.buffers[dst][:count] = ctypes.string_at(src, count)
+        else:
+            ctypes.memmove(dst, bytes(self.buffers[src][:count]), count)
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream: str):
+        return (0,)
+
+
+class FakeContext:
+    """An execution context with TensorRT 10.x/11.x's named-tensor calls only, running the ONNX model on the bound buffers."""
+
+    def __init__(self, device: FakeDevice, onnx_path: Path, bits: int) -> None:
+        import onnxruntime
+
+        self.device, self.bits, self.addresses, self.shape = device, bits, {}, None
+        self.session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        assert name == md.INPUT_NAME
+        self.shape = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return (self.shape[0], self.bits)
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        assert isinstance(address, int)
+        self.addresses[name] = address
+        return True
+
+    def execute_async_v3(self, stream_handle) -> bool:
+        x = np.frombuffer(bytes(self.device.buffers[self.addresses[md.INPUT_NAME]]), np.float32).reshape(self.shape)
+        (codes,) = self.session.run([md.CODES_OUTPUT], {md.INPUT_NAME: x})
+        self.device.buffers[self.addresses[md.CODES_OUTPUT]][:] = codes.astype(np.float32).tobytes()
+        return True
+
+
+def test_engine_runner_moves_frames_through_named_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion_small) -> None:
+    from tiny_model import export_tiny
+
+    export_tiny(tmp_path / "m.onnx", bits=16)
+    engine = tmp_path / "m.fp32.engine"
+    engine.write_bytes(b"engine")
+    write_engine_meta(engine, engine_meta(tmp_path / "m.onnx", "fp32", BatchProfile(1, 2, 4), 28, None, None))
+    fake_tensorrt(monkeypatch, [(1, 3, 28, 28), (2, 3, 28, 28), (4, 3, 28, 28)], 16)
+    device = FakeDevice()
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", device)
+    context = FakeContext(device, tmp_path / "m.onnx", 16)
+    trt = sys.modules["tensorrt"]
+    engine_obj = trt.Runtime(None).deserialize_cuda_engine(b"")
+    monkeypatch.setattr(engine_obj, "create_execution_context", lambda: context)
+    frames = list(fashion_small.images[:10])  # 4 + 4 + 2: batches of the engine's maximum
+    codes = Encoder(engine).encode(frames)
+    assert np.array_equal(codes, Encoder(tmp_path / "m.onnx").encode(frames))
+    assert device.buffers == {}  # every device buffer freed
+    runner = Encoder(engine)._runner
+    with pytest.raises(SadhError, match="batch of 5 exceeds the engine's maximum batch 4"):
+        runner.run(np.zeros((5, 3, 28, 28), np.float32), [md.CODES_OUTPUT])
+
+
+def fake_builder(monkeypatch: pytest.MonkeyPatch, version: str) -> list[tuple]:
+    """A `tensorrt` stand-in with the builder API of `version`: TensorRT 11 has no precision BuilderFlags (removed with weak
+    typing). Returns the calls the build makes."""
+    from types import ModuleType
+
+    calls: list[tuple] = []
+    trt = ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.Logger = type("Logger", (), {"WARNING": 0, "__init__": lambda self, level: None})
+    trt.BuilderFlag = SimpleNamespace(**({} if version.startswith("11") else {"FP16": "FP16", "INT8": "INT8"}))
+    cache = SimpleNamespace(serialize=lambda: b"timing")
+    config = SimpleNamespace(
+        set_flag=lambda flag: calls.append(("set_flag", flag)),
+        add_optimization_profile=lambda profile: calls.append(("profile", profile.shapes)),
+        create_timing_cache=lambda data: cache,
+        set_timing_cache=lambda c, ignore_mismatch: True,
+        get_timing_cache=lambda: cache,
+    )
+    profile = SimpleNamespace(shapes=None)
+    profile.set_shape = lambda name, lo, opt, hi: setattr(profile, "shapes", (name, lo, opt, hi))
+    trt.Builder = lambda logger: SimpleNamespace(
+        create_network=lambda flags: calls.append(("create_network", flags)) or "network",
+        create_builder_config=lambda: config,
+        create_optimization_profile=lambda: profile,
+        build_serialized_network=lambda network, cfg: b"plan",
+    )
+    trt.OnnxParser = lambda network, logger: SimpleNamespace(parse=lambda data: calls.append(("parse", len(data))) or True)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "version, precision, builder_flags",
+    [
+        ("10.3.0", "fp32", []),
+        ("10.3.0", "fp16", ["FP16"]),  # JetPack 6: weakly typed, the precision is a builder flag
+        ("10.3.0", "int8", ["INT8"]),  # explicit quantization: the Q/DQ model with the INT8 flag
+        ("11.1.0", "fp16", []),  # strongly typed (always, no creation flag): the precision is the model's (.fp16.onnx)
+        ("11.1.0", "int8", []),
+    ],
+)
+def test_engine_build_calls_match_the_tensorrt_version(tmp_path, monkeypatch, version, precision, builder_flags):
+    from sadh.export.tensorrt_build import build_engine
+    from tiny_model import export_tiny
+
+    calls = fake_builder(monkeypatch, version)
+    onnx = tmp_path / "m.onnx"
+    export_tiny(onnx, bits=16)
+    engine = build_engine(onnx, tmp_path, "m", precision, BatchProfile(1, 2, 4), 28)
+    assert engine.read_bytes() == b"plan" and read_engine_meta(engine).tensorrt == version
+    assert ("create_network", 0) in calls
+    assert [flag for name, flag in calls if name == "set_flag"] == builder_flags
+    assert ("profile", (md.INPUT_NAME, (1, 3, 28, 28), (2, 3, 28, 28), (4, 3, 28, 28))) in calls

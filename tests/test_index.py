@@ -428,3 +428,17 @@ class IndexMachine(RuleBasedStateMachine):
 
 TestIndexMachine = IndexMachine.TestCase
 TestIndexMachine.settings = settings(max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def test_adds_larger_than_a_conversion_chunk_keep_every_code_and_id():
+    rng = np.random.default_rng(7)
+    first, second = (rng.integers(0, 256, (n, 8), dtype=np.uint8) for n in (index_mod.ADD_CHUNK + 5, index_mod.ADD_CHUNK * 2 + 1))
+    index = HammingIndex(64)
+    assert np.array_equal(index.add(first), np.arange(len(first)))  # assigned ids
+    given = rng.permutation(len(second)) * 3 + len(first)  # explicit ids, unsorted
+    assert np.array_equal(index.add(second, given), given)
+    assert np.array_equal(index.codes, np.concatenate([first, second]))
+    picks = np.concatenate([[0, len(first) - 1], given[[0, -1, len(given) // 2]]])
+    assert np.array_equal(index.reconstruct(picks), np.concatenate([first[[0, -1]], second[[0, -1, len(given) // 2]]]))
+    D, I = index.search(second[[3]], 1)
+    assert D[0, 0] == 0 and I[0, 0] == given[3]

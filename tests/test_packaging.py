@@ -71,6 +71,7 @@ def test_editable_install_points_at_this_checkout() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.torch  # imports every layer from the wheel
 def test_wheel_install(tmp_path: Path) -> None:
     wheel_dir, target = tmp_path / "wheels", tmp_path / "site"
     subprocess.run(
@@ -94,3 +95,24 @@ def test_wheel_install(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert all(line.startswith(str(target)) for line in out.stdout.split()), out.stdout
     assert (target / "sadh" / "train" / "backbones" / "__init__.py").is_file()
+
+
+def test_lowest_pins_are_the_lower_bounds() -> None:
+    """requirements/lowest.txt (scripts/test-lowest.sh) tests exactly the lower bounds users are promised."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
+        import tomli as tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = config["project"]
+    runtime = project["dependencies"] + project["optional-dependencies"]["cpu"] + project["optional-dependencies"]["gpu"]
+    bounds = {}
+    for requirement in runtime:
+        name, _, version = requirement.partition(">=")
+        assert version, f"{requirement}: every runtime requirement has a lower bound"
+        bounds[name] = version
+    build = dict(r.partition(">=")[::2] for r in config["build-system"]["requires"])
+    pins = dict(line.split("==") for line in (ROOT / "requirements" / "lowest.txt").read_text().splitlines() if "==" in line)
+    assert {name: pins[name] for name in bounds} == bounds
+    assert pins["setuptools"].startswith(build["setuptools"])
+    assert project["requires-python"] == ">=3.10"  # the Python scripts/test-lowest.sh runs

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-import cv2  # (sadh.sdk imported sadh.sdk.image_limits first: OpenCV reads the pixel limit it set)
 import numpy as np
 
 from ..errors import SadhError
+from ..extras import require
 from ..image_limits import MAX_PIXELS_ENV, header_size, max_image_pixels
 
 
@@ -27,6 +27,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             f"{path}: a {size[0]} x {size[1]} image is over the limit of {limit} pixels per decoded image "
             f"({MAX_PIXELS_ENV}); it was not decoded"
         )
+    cv2 = require("cv2")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     except cv2.error as e:  # OpenCV refuses a header over its limit (set from the same variable) by raising
