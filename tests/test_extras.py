@@ -40,7 +40,7 @@ def test_importing_the_sdk_imports_no_optional_piece(tmp_path):
 @pytest.mark.parametrize(
     "call, blocked, message",
     [
-        ("from sadh.sdk import preprocess, Preprocess; preprocess(np.zeros((9, 9, 3), np.uint8), Preprocess(8, 8))", ("cv2",), OPENCV),
+        ("from sadh.sdk import preprocess, Preprocess; preprocess(np.zeros((9, 9, 3), np.uint8), Preprocess(8, 8, (0.5,) * 3, (0.25,) * 3))", ("cv2",), OPENCV),
         ("from sadh.sdk.data.images import read_image; read_image('x.onnx')", ("cv2",), OPENCV),
         ("from sadh.sdk import retrieval_grid; retrieval_grid([np.zeros((9, 9), np.uint8)], [[]], np.zeros((1, 0)))", ("cv2",), OPENCV),
         ("from sadh.sdk import Encoder; Encoder('x.onnx')", ("onnxruntime",), ORT),
