@@ -154,6 +154,15 @@ def test_model_formats(exported: ExportResult) -> None:
     assert zero_points == {onnx.TensorProto.UINT8}  # U8 activations
 
 
+def test_every_model_loads_in_jetpack_6s_onnxruntime(exported: ExportResult) -> None:
+    """onnxruntime 1.20 (NVIDIA's Jetson builds for JetPack 6) reads ONNX IR <= 10 and ai.onnx opsets <= 21; the
+    torch-free test stages run these files' kind with 1.20.1 itself (scripts/test-lowest.sh, test-aarch64.sh)."""
+    for precision in ("fp32", "fp16", "int8-qdq", "int8-cpu"):
+        model = onnx.load(str(exported.path(precision)))
+        assert model.ir_version <= 10, precision
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) <= 21, precision
+
+
 def test_parity_check_fails_below_threshold() -> None:
     reference = np.array([[0.5, -0.5, 0.2, -0.1]], dtype=np.float32)
     flipped = reference * np.array([1, 1, -1, -1], dtype=np.float32)
