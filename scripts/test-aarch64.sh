@@ -31,7 +31,12 @@ debian_mirror() {  # the Debian mirror this machine's apt uses (deb822 .sources 
 if [ ! -x "$QEMU" ] || [ ! -x "$CACHE/tools/usr/sbin/debootstrap" ]; then
     log "fetching Debian's qemu-user-static and debootstrap"
     mkdir -p "$CACHE/debs" && cd "$CACHE/debs"
-    apt-get download qemu-user-static debootstrap >/dev/null 2>&1 || { apt-get update -qq && apt-get download qemu-user-static debootstrap >/dev/null 2>&1; }
+    for try in 1 2 3; do  # apt-get update can meet another apt holding its lock: wait and try again
+        apt-get download qemu-user-static debootstrap >/dev/null 2>&1 && break
+        apt-get update -qq >/dev/null 2>&1 || sleep 20
+    done
+    compgen -G "./qemu-user-static_*.deb" >/dev/null && compgen -G "./debootstrap_*.deb" >/dev/null \
+        || { log "could not download qemu-user-static and debootstrap with apt-get" >&2; exit 1; }
     for deb in ./*.deb; do dpkg-deb -x "$deb" "$CACHE/tools"; done
     cd "$REPO"
 fi
