@@ -23,8 +23,8 @@ log() { echo "[aarch64] $*"; }
 
 debian_mirror() {  # the Debian mirror this machine's apt uses (deb822 .sources or sources.list), or $SADH_DEBIAN_MIRROR
     if [ -n "${SADH_DEBIAN_MIRROR:-}" ]; then echo "$SADH_DEBIAN_MIRROR"; return; fi
-    { awk '/^URIs:/ {u = $2} /^Suites:/ && / bookworm( |$)/ && u {print u; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null
-      awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+    { awk '/^URIs:/ {u = $2} /^Suites:/ && / bookworm( |$)/ && u {print u; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true  # a missing file is no error
+      awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
     } | head -1
 }
 
