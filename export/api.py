@@ -18,9 +18,8 @@ from ..sdk.atomic import interrupts_deferred, make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
-from .fp16 import convert_fp16
 from .model_meta import read_stamp
-from .onnx_export import DEFAULT_OPSET, export_onnx
+from .onnx_model import DEFAULT_OPSET, convert_fp16, export_onnx
 from .ort_run import cpu_session, run_codes
 from .parity import Parity, compare_codes, require_parity
 from .qdq_rules import check_qdq

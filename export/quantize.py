@@ -22,7 +22,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from ..sdk.atomic import atomic_write_bytes
 from .calibration import ImageBatches, calibration_method
 from .model_meta import read_stamp, stamp, with_precision
-from .onnx_export import PACK_SCOPE
+from .onnx_model import PACK_SCOPE
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sadh.cli.app import app
 from sadh.export import api
 from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
 from sadh.export.model_meta import weights_digest
-from sadh.export.onnx_export import export_onnx
+from sadh.export.onnx_model import export_onnx
 from sadh.export.ort_run import cpu_session, run_codes
 from sadh.export.parity import Parity, compare_codes, require_parity
 from sadh.export.qdq_rules import qdq_violations
@@ -383,7 +383,7 @@ def test_bad_int8_options_fail_before_exporting(tmp_path: Path, monkeypatch: pyt
 def test_fp16_graph_order_puts_producers_first_and_names_a_broken_graph() -> None:
     from onnx import helper
 
-    from sadh.export.fp16 import topological_sort
+    from sadh.export.onnx_model import topological_sort
 
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
     late, early = helper.make_node("Relu", ["a"], ["b"], name="late"), helper.make_node("Neg", ["x"], ["a"], name="early")
