@@ -20,14 +20,21 @@ from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
 from .model_meta import read_stamp
 from .onnx_model import DEFAULT_OPSET, convert_fp16, export_onnx
-from .ort_run import cpu_session, run_codes
-from .parity import Parity, compare_codes, require_parity
+from .parity import (
+    Parity,
+    checkpoint_dataset,
+    compare_codes,
+    cpu_session,
+    model_inputs,
+    require_parity,
+    run_codes,
+    spread,
+    torch_codes,
+)
 from .qdq_rules import check_qdq
 from .modelopt_quantize import modelopt_available, quantize_qdq_modelopt
 from .quantize import CPU_FLAVOUR, TENSORRT_FLAVOUR, pack_nodes, preprocess_for_quantization, quantize_int8
-from .samples import checkpoint_dataset, model_inputs, spread
 from .settings import BatchProfile, ExportSettings, QdqTool
-from .torch_ref import torch_codes
 from .tensorrt_build import build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256

@@ -21,12 +21,19 @@ from sadh.export import api
 from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
 from sadh.export.model_meta import weights_digest
 from sadh.export.onnx_model import export_onnx
-from sadh.export.ort_run import cpu_session, run_codes
-from sadh.export.parity import Parity, compare_codes, require_parity
+from sadh.export.parity import (
+    Parity,
+    checkpoint_dataset,
+    compare_codes,
+    cpu_session,
+    model_inputs,
+    require_parity,
+    run_codes,
+    spread,
+    torch_codes,
+)
 from sadh.export.qdq_rules import qdq_violations
-from sadh.export.samples import checkpoint_dataset, model_inputs, spread
 from sadh.export.settings import ExportSettings
-from sadh.export.torch_ref import torch_codes
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, load_fashion_mnist
 from sadh.sdk.data.fashion_mnist import find_fashion_mnist
