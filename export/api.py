@@ -18,6 +18,16 @@ from ..sdk.atomic import interrupts_deferred, make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
+from .int8 import (
+    CPU_FLAVOUR,
+    TENSORRT_FLAVOUR,
+    check_qdq,
+    modelopt_available,
+    pack_nodes,
+    preprocess_for_quantization,
+    quantize_int8,
+    quantize_qdq_modelopt,
+)
 from .model_meta import read_stamp
 from .onnx_model import DEFAULT_OPSET, convert_fp16, export_onnx
 from .parity import (
@@ -31,9 +41,6 @@ from .parity import (
     spread,
     torch_codes,
 )
-from .qdq_rules import check_qdq
-from .modelopt_quantize import modelopt_available, quantize_qdq_modelopt
-from .quantize import CPU_FLAVOUR, TENSORRT_FLAVOUR, pack_nodes, preprocess_for_quantization, quantize_int8
 from .settings import BatchProfile, ExportSettings, QdqTool
 from .tensorrt_build import build_engine, source_onnx, tensorrt_version, trtexec_builds
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from sadh.cli.app import app
 from sadh.export import api
 from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
+from sadh.export.int8 import qdq_violations
 from sadh.export.model_meta import weights_digest
 from sadh.export.onnx_model import export_onnx
 from sadh.export.parity import (
@@ -32,7 +33,6 @@ from sadh.export.parity import (
     spread,
     torch_codes,
 )
-from sadh.export.qdq_rules import qdq_violations
 from sadh.export.settings import ExportSettings
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, load_fashion_mnist
@@ -151,7 +151,7 @@ def test_model_formats(exported: ExportResult) -> None:
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
     qdq = onnx.load(str(exported.path("int8-qdq")))
     assert qdq_violations(qdq) == []
-    cpu = onnx.load(str(exported.path("int8-cpu")))  # U8S8 in the QOperator format (export/quantize.py)
+    cpu = onnx.load(str(exported.path("int8-cpu")))  # U8S8 in the QOperator format (export/int8.py)
     initializers = {t.name: t for t in cpu.graph.initializer}
     weights = [t for t in initializers.values() if len(t.dims) >= 2]  # convolution kernels and the code layer's matrix
     assert weights and {t.data_type for t in weights} == {onnx.TensorProto.INT8}, [t.name for t in weights]  # S8 weights
