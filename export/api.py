@@ -42,7 +42,7 @@ from .parity import (
     torch_codes,
 )
 from .settings import BatchProfile, ExportSettings, QdqTool
-from .tensorrt_build import build_engine, source_onnx, tensorrt_version, trtexec_builds
+from .trt_engine import build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256
 STAGING_PREFIX = ".sadh-export-"  # + host + "-" + the exporting process's id + "-" + random: the staging folder in OUT
