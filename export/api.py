@@ -19,27 +19,13 @@ from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
 from .int8 import (
-    CPU_FLAVOUR,
-    TENSORRT_FLAVOUR,
-    check_qdq,
-    modelopt_available,
-    pack_nodes,
-    preprocess_for_quantization,
-    quantize_int8,
+    CPU_FLAVOUR, TENSORRT_FLAVOUR, check_qdq, modelopt_available, pack_nodes, preprocess_for_quantization, quantize_int8,
     quantize_qdq_modelopt,
 )
 from .model_meta import read_stamp
 from .onnx_model import DEFAULT_OPSET, convert_fp16, export_onnx
 from .parity import (
-    Parity,
-    checkpoint_dataset,
-    compare_codes,
-    cpu_session,
-    model_inputs,
-    require_parity,
-    run_codes,
-    spread,
-    torch_codes,
+    Parity, checkpoint_dataset, compare_codes, cpu_session, model_inputs, require_parity, run_codes, spread, torch_codes,
 )
 from .settings import BatchProfile, ExportSettings, QdqTool
 from .trt_engine import build_engine, source_onnx, tensorrt_version, trtexec_builds

@@ -23,15 +23,7 @@ from sadh.export.int8 import qdq_violations
 from sadh.export.model_meta import weights_digest
 from sadh.export.onnx_model import export_onnx
 from sadh.export.parity import (
-    Parity,
-    checkpoint_dataset,
-    compare_codes,
-    cpu_session,
-    model_inputs,
-    require_parity,
-    run_codes,
-    spread,
-    torch_codes,
+    Parity, checkpoint_dataset, compare_codes, cpu_session, model_inputs, require_parity, run_codes, spread, torch_codes,
 )
 from sadh.export.settings import ExportSettings
 from sadh.sdk import metadata as md
