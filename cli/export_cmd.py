@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         from ..export.api import export_model
         from ..export.model_meta import PRECISIONS
         from ..export.report import report_export
-        from ..export.samples import checkpoint_data_config, checkpoint_dataset
+        from ..export.parity import checkpoint_data_config, checkpoint_dataset
 
         console = make_console()
         out_dir = out if out is not None else checkpoint.parent

@@ -18,18 +18,17 @@ from ..sdk.atomic import interrupts_deferred, make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..train.checkpoint import ModelInfo, load_model
-from .fp16 import convert_fp16
+from .int8 import (
+    CPU_FLAVOUR, TENSORRT_FLAVOUR, check_qdq, modelopt_available, pack_nodes, preprocess_for_quantization, quantize_int8,
+    quantize_qdq_modelopt,
+)
 from .model_meta import read_stamp
-from .onnx_export import DEFAULT_OPSET, export_onnx
-from .ort_run import cpu_session, run_codes
-from .parity import Parity, compare_codes, require_parity
-from .qdq_rules import check_qdq
-from .modelopt_quantize import modelopt_available, quantize_qdq_modelopt
-from .quantize import CPU_FLAVOUR, TENSORRT_FLAVOUR, pack_nodes, preprocess_for_quantization, quantize_int8
-from .samples import checkpoint_dataset, model_inputs, spread
+from .onnx_model import DEFAULT_OPSET, convert_fp16, export_onnx
+from .parity import (
+    Parity, checkpoint_dataset, compare_codes, cpu_session, model_inputs, require_parity, run_codes, spread, torch_codes,
+)
 from .settings import BatchProfile, ExportSettings, QdqTool
-from .torch_ref import torch_codes
-from .tensorrt_build import build_engine, source_onnx, tensorrt_version, trtexec_builds
+from .trt_engine import build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256
 STAGING_PREFIX = ".sadh-export-"  # + host + "-" + the exporting process's id + "-" + random: the staging folder in OUT

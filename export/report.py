@@ -15,9 +15,7 @@ from ..sdk.data import LabeledImages, Split
 from ..sdk.metrics import mean_average_precision
 from ..sdk.preprocess import Preprocess
 from ..train.checkpoint import load_model
-from .ort_run import CPU_THREADS, cpu_session, run_codes
-from .samples import checkpoint_dataset, model_inputs, spread
-from .torch_ref import torch_codes
+from .parity import CPU_THREADS, checkpoint_dataset, cpu_session, model_inputs, run_codes, spread, torch_codes
 
 SPEED_PRECISIONS = ("fp32", "int8-qdq", "int8-cpu")  # fp16 is for GPUs; onnxruntime CPU only emulates it
 LATENCY_BATCH, THROUGHPUT_BATCH = 1, 32

@@ -19,14 +19,13 @@ from typer.testing import CliRunner
 from sadh.cli.app import app
 from sadh.export import api
 from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
+from sadh.export.int8 import qdq_violations
 from sadh.export.model_meta import weights_digest
-from sadh.export.onnx_export import export_onnx
-from sadh.export.ort_run import cpu_session, run_codes
-from sadh.export.parity import Parity, compare_codes, require_parity
-from sadh.export.qdq_rules import qdq_violations
-from sadh.export.samples import checkpoint_dataset, model_inputs, spread
+from sadh.export.onnx_model import export_onnx
+from sadh.export.parity import (
+    Parity, checkpoint_dataset, compare_codes, cpu_session, model_inputs, require_parity, run_codes, spread, torch_codes,
+)
 from sadh.export.settings import ExportSettings
-from sadh.export.torch_ref import torch_codes
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, load_fashion_mnist
 from sadh.sdk.data.fashion_mnist import find_fashion_mnist
@@ -144,7 +143,7 @@ def test_model_formats(exported: ExportResult) -> None:
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
     qdq = onnx.load(str(exported.path("int8-qdq")))
     assert qdq_violations(qdq) == []
-    cpu = onnx.load(str(exported.path("int8-cpu")))  # U8S8 in the QOperator format (export/quantize.py)
+    cpu = onnx.load(str(exported.path("int8-cpu")))  # U8S8 in the QOperator format (export/int8.py)
     initializers = {t.name: t for t in cpu.graph.initializer}
     weights = [t for t in initializers.values() if len(t.dims) >= 2]  # convolution kernels and the code layer's matrix
     assert weights and {t.data_type for t in weights} == {onnx.TensorProto.INT8}, [t.name for t in weights]  # S8 weights
@@ -383,7 +382,7 @@ def test_bad_int8_options_fail_before_exporting(tmp_path: Path, monkeypatch: pyt
 def test_fp16_graph_order_puts_producers_first_and_names_a_broken_graph() -> None:
     from onnx import helper
 
-    from sadh.export.fp16 import topological_sort
+    from sadh.export.onnx_model import topological_sort
 
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
     late, early = helper.make_node("Relu", ["a"], ["b"], name="late"), helper.make_node("Neg", ["x"], ["a"], name="early")

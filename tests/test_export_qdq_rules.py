@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sadh.export.qdq_rules import check_qdq, qdq_violations
+from sadh.export.int8 import check_qdq, qdq_violations
 from sadh.sdk.errors import SadhError
 
 C_IN, C_OUT = 3, 4

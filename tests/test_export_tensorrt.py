@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sadh.export.settings import BatchProfile, ExportSettings
-from sadh.export.tensorrt_build import cached_engine, engine_meta, source_onnx, trtexec_command
+from sadh.export.trt_engine import cached_engine, engine_meta, source_onnx, trtexec_command
 from sadh.sdk import metadata as md
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.engine_meta import (
@@ -327,7 +327,7 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, version: str) -> list[tuple]:
     ],
 )
 def test_engine_build_calls_match_the_tensorrt_version(tmp_path, monkeypatch, version, precision, builder_flags):
-    from sadh.export.tensorrt_build import build_engine
+    from sadh.export.trt_engine import build_engine
     from tiny_model import export_tiny
 
     calls = fake_builder(monkeypatch, version)

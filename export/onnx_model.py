@@ -1,6 +1,7 @@
-"""Export the image network's inference path (images -> codes [, packed bits]) to ONNX.
+"""The ONNX models: the image network's inference path (images -> codes [, packed bits]) exported as FP32, and its
+FP16 copy for GPUs (weights and activations in float16, inputs and outputs kept float32).
 
-Uses the TorchScript-based exporter (``dynamo=False``): on torch 2.13 it exports these CNNs in
+The FP32 export uses the TorchScript-based exporter (``dynamo=False``): on torch 2.13 it exports these CNNs in
 ~0.2 s at any opset >= 17, while the torch.export-based one takes seconds and round-trips through
 a version converter. A failure is reported naming the layer that caused it.
 """
@@ -14,12 +15,13 @@ from typing import Any, Iterator
 
 import onnx
 import torch
+from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
 from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.errors import SadhError, first_line
-from .model_meta import model_metadata, stamp, weights_digest
+from .model_meta import model_metadata, read_stamp, stamp, weights_digest, with_precision
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -140,3 +142,30 @@ def export_onnx(model: nn.Module, info: Any, path: Path, *, packed: bool = True,
     stamp(proto, model_metadata(info, "fp32", weights_digest(model)))
     atomic_write_bytes(path, proto.SerializeToString())
     return proto
+
+
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder `graph.node` so every node comes after the producers of its inputs (the converter appends casts)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        runnable = [n for n in pending if all(i in ready for i in n.input)]
+        if not runnable:
+            raise SadhError(f"the FP16 graph has a cycle or a missing input at node {pending[0].name!r}; export without --fp16")
+        for node in runnable:
+            ready.update(node.output)
+        ordered += runnable
+        taken = {id(n) for n in runnable}
+        pending = [n for n in pending if id(n) not in taken]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def convert_fp16(src: onnx.ModelProto, dst: Path) -> onnx.ModelProto:
+    """Write a float16 copy of `src` (keep_io_types: callers still feed and read float32)."""
+    half = convert_float_to_float16(src, keep_io_types=True)
+    topological_sort(half.graph)
+    stamp(half, with_precision(read_stamp(src), "fp16"))
+    onnx.checker.check_model(half)
+    atomic_write_bytes(dst, half.SerializeToString())
+    return half
