@@ -255,7 +255,9 @@ def breaks_line(name: str) -> bool:
     return len(f"{name}x".splitlines()) != 1
 
 
-def encode_files_to(encoder, files: Sequence[Path], out: Path, listing: Path, progress: Progress = no_progress) -> Encoded:
+def encode_files_to(
+    encoder, files: Sequence[str | os.PathLike], out: str | os.PathLike, listing: str | os.PathLike, progress: Progress = no_progress
+) -> Encoded:
     """Encode image files into packed codes written to `out` (.npy) and the list of the files encoded, one per line, to
     `listing`, both as one step; resumable through OUT.partial. Unreadable files (and names a list cannot hold) are
     logged and left out."""
@@ -268,6 +270,7 @@ def encode_files_to(encoder, files: Sequence[Path], out: Path, listing: Path, pr
         bad = {path for path, _ in failed + unlisted}
         return codes, np.array([i for i in range(start, stop) if str(files[i]) not in bad], np.int64), unlisted + failed
 
+    files, out = [Path(f) for f in files], Path(out)
     key = job_key(encoder.path, file_identities(files))
     result = encode_in_chunks(len(files), encoder.bits // 8, encode_chunk, "images", partial_path(out), key, progress)
     report_encoded(result, len(files))

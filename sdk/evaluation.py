@@ -5,6 +5,7 @@ split with an exported model (resumably) and evaluates it. Training and the expo
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,23 +143,27 @@ def evaluate(
     *,
     dataset: str | None = None,
     topk: int | None = None,
-    out: Path | None = None,
+    out: str | os.PathLike | None = None,
     name: str = "codes",
     title: str = "",
     grid: GridItems | None = None,
     about: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
     on_written: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate query codes against database codes: `score` (mAP at the protocol's cut-off unless `topk`, precision@N,
-    precision-recall, graded metrics for multi-label data) plus the flat index's search time per query, after the
-    entries of `about` (e.g. the model). With `out`, write there metrics.json, pr_curve.png, precision_at_n.png (a line
-    called `name`, plots titled `title`), ndcg_at_k.png for multi-label data and, given `grid`, retrieval_grid.png; the
-    writes are one step that a Ctrl-C waits for, and `on_written` runs inside it (e.g. to drop a partial folder)."""
+    precision-recall, graded metrics for multi-label data) after the entries of `about` (e.g. the model), then the
+    entries of `timings` (e.g. the encoding time) and the flat index's search time per query.
+
+    With `out`, write there metrics.json, pr_curve.png, precision_at_n.png (a line called `name`, plots titled
+    `title`), ndcg_at_k.png for multi-label data and, given `grid`, retrieval_grid.png; the writes are one step that a
+    Ctrl-C waits for, and `on_written` runs inside it (e.g. to drop a partial folder)."""
     from .atomic import atomic_write_text, written_before_interrupt
     from .index import HammingIndex
     from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
 
     q_codes, db_codes = _packed(q_codes), _packed(db_codes)
+    out = Path(out) if out is not None else None
     index = HammingIndex(db_codes.shape[1] * 8)
     index.add(db_codes)
     search_k = min(SEARCH_K, len(db_codes))
@@ -166,7 +171,7 @@ def evaluate(
     index.search(q_codes, search_k)
     search_s = time.perf_counter() - t0
     result: dict[str, Any] = {**(about or {}), **score(q_codes, db_codes, q_labels, db_labels, dataset=dataset, topk=topk)}
-    result.update(search_us_per_query=1e6 * search_s / len(q_codes), search_k=search_k)
+    result.update(timings or {}, search_us_per_query=1e6 * search_s / len(q_codes), search_k=search_k)
     if "graded" in result:
         result["graded"] = result.pop("graded")  # last: the longest block
     if out is None:
@@ -190,7 +195,7 @@ def evaluate_model(
     data: LabeledImages,
     q_idx: np.ndarray,
     db_idx: np.ndarray,
-    out: Path,
+    out: str | os.PathLike,
     topk: int | None = None,
     db_codes: np.ndarray | None = None,
     progress: Progress = no_progress,
@@ -198,16 +203,16 @@ def evaluate_model(
     """Score queries `q_idx` against database items `db_idx` of `data` with an exported model (`sadh.sdk.Encoder`):
     encode them (the database resumably, in OUT/database.partial; or take its codes `db_codes`), then `evaluate` with
     the report, plots and retrieval grid written to `out`. Returns what metrics.json holds."""
+    out = Path(out)
     queries = encode_items(encoder, data, q_idx, "queries", progress=progress)
     q_codes, q_idx, seconds, encoded = queries.codes, queries.ids, queries.seconds, queries.encoded
     database = None
     if db_codes is None:
         database = encode_items(encoder, data, db_idx, "database images", partial_path(out / DATABASE_CODES_NAME), progress)
         db_codes, db_idx, seconds, encoded = database.codes, database.ids, seconds + database.seconds, encoded + database.encoded
-    about = {"model": str(encoder.path), "precision": encoder.precision, "bits": encoder.bits,
-             "encode_ms_per_image": 1000 * seconds / encoded}
+    about = {"model": str(encoder.path), "precision": encoder.precision, "bits": encoder.bits}
     return evaluate(
         q_codes, db_codes, data.labels[q_idx], data.labels[db_idx], dataset=data.name, topk=topk, out=out,
         name=encoder.precision, title=f"{data.name}, {encoder.bits} bits, {encoder.precision}", grid=GridItems(data, q_idx, db_idx),
-        about=about, on_written=database.discard_partial if database is not None else None,
+        about=about, timings={"encode_ms_per_image": 1000 * seconds / encoded}, on_written=database.discard_partial if database is not None else None,
     )

@@ -79,13 +79,14 @@ def save_index(hindex, side, index: Path) -> None:
 
 
 def build_index(
-    encoder, data: LabeledImages, index: np.ndarray, out: Path, dataset: dict | None, progress: Progress = no_progress
+    encoder, data: LabeledImages, index: np.ndarray, out: str | os.PathLike, dataset: dict | None, progress: Progress = no_progress
 ) -> tuple[Any, Encoded]:
     """Encode items `index` of `data` (resumable: OUT.partial), write the index (ids = dataset indices) and its sidecar
     (labels, class names, absolute paths, the `dataset` record, the model); return (index, what was encoded)."""
     from .index import HammingIndex
     from .retriever import Sidecar
 
+    out = Path(out)
     encoded = encode_items(encoder, data, index, partial=partial_path(out), progress=progress)
     codes, ids = encoded.codes, encoded.ids
     hindex = HammingIndex(encoder.bits)

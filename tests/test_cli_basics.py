@@ -14,8 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
-from sadh.cli.data_cmd import TILE
-from sadh.sdk.grid import LINE_HEIGHT, text_width, wrap_caption
+from sadh.sdk.grid import LINE_HEIGHT, PREVIEW_TILE as TILE, text_width, wrap_caption
 from sadh.cli.options import DataOptions, next_hint
 from sadh.sdk.data import find_fashion_mnist
 from sadh.export.settings import Calibration, QdqTool
