@@ -214,5 +214,6 @@ def evaluate_model(
     return evaluate(
         q_codes, db_codes, data.labels[q_idx], data.labels[db_idx], dataset=data.name, topk=topk, out=out,
         name=encoder.precision, title=f"{data.name}, {encoder.bits} bits, {encoder.precision}", grid=GridItems(data, q_idx, db_idx),
-        about=about, timings={"encode_ms_per_image": 1000 * seconds / encoded}, on_written=database.discard_partial if database is not None else None,
+        about=about, timings={"encode_ms_per_image": 1000 * seconds / encoded},
+        on_written=database.discard_partial if database is not None else None,
     )

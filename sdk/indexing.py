@@ -242,7 +242,9 @@ class Found:
     ids: np.ndarray
 
 
-def search_files(index: Path, images: Sequence[Path], model: Optional[Path] = None, k: int = 10, mih: bool = False) -> tuple[list[Found], Any, int]:
+def search_files(
+    index: Path, images: Sequence[Path], model: Optional[Path] = None, k: int = 10, mih: bool = False
+) -> tuple[list[Found], Any, int]:
     """The k nearest indexed items of each readable query image (folders: their images; unreadable ones: a warning),
     with `model` or the one the sidecar names, by a flat scan or multi-index hashing (`mih`); returns (results per query,
     the sidecar or None, the index size)."""
