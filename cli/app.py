@@ -15,6 +15,7 @@ from ..sdk.printable import printable
 from ..train.progress import close_open_bars
 from . import bench_cmd, data_cmd, encode_cmd, eval_cmd, export_cmd, index_cmd, pipeline_cmd, search_cmd, train_cmd
 from . import is_main_process
+from .options import library_warnings_shown
 
 NEXT_AFTER_INTERRUPT = "files written so far are complete; re-run the command to finish"
 
@@ -27,9 +28,11 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> None:
         """Run the command; a KeyboardInterrupt becomes "interrupted; NEXT STEP" on stderr (rank 0) and exit code 130.
-        What a command returns is dropped: only typer.Exit sets the exit code."""
+        What a command returns is dropped: only typer.Exit sets the exit code. The library's logged warnings are shown
+        as `warning: ...` lines meanwhile."""
         try:
-            super().invoke(ctx)
+            with library_warnings_shown():
+                super().invoke(ctx)
         except KeyboardInterrupt as e:
             fresh_line = _clear_progress_bars()
             if is_main_process():

@@ -8,8 +8,6 @@ import typer
 
 from .options import DataOptions, check_outputs, check_outputs_spare_images, data_options, make_console, say, shown
 
-TILE = 96  # preview tile size in pixels; the label names go in a band below the tiles
-
 
 def register(app: typer.Typer) -> None:
     """Add the `data` command group to the app."""
@@ -51,20 +49,12 @@ def register(app: typer.Typer) -> None:
         count: int = typer.Option(16, min=1, max=256, help="How many training images to show."),
     ) -> None:
         """Write a grid image of training items, each above its label names (wrapped, never cut)."""
-        import numpy as np
-
         from ..sdk.atomic import atomic_write_bytes
-        from ..sdk.grid import band_height, captioned_tile, encode_png, wrap_caption
+        from ..sdk.grid import encode_png, preview_grid
 
         check_outputs({"--out": out}, opts.inputs())
         data, split = opts.load()
         check_outputs_spare_images({"--out": out}, data)
         idx = split.train[:count]
-        captions = [wrap_caption(", ".join(data.class_names[c] for c in np.flatnonzero(data.labels[i])), TILE - 4) for i in idx]
-        band = band_height(captions)
-        tiles = [captioned_tile(data.image(i), TILE, lines, band) for i, lines in zip(idx, captions)]
-        cols = int(np.ceil(np.sqrt(len(tiles))))
-        tiles += [np.full_like(tiles[0], 255)] * (cols * cols - len(tiles))
-        grid = np.vstack([np.hstack(tiles[r * cols : (r + 1) * cols]) for r in range(cols)])
-        atomic_write_bytes(out, encode_png(grid))
+        atomic_write_bytes(out, encode_png(preview_grid(data, idx)))
         say(f"wrote {out} ({len(idx)} images)")

@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import logging
 import os
 import shlex
 import sys
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Op
 
 import typer
 
-from ..sdk import metadata as md
-from ..sdk.atomic import interrupts_deferred, resolved, unwritable_reason
+from ..sdk.atomic import resolved, unwritable_reason
 from ..sdk.data import BUILTIN, DatasetSpec, LabeledImages, Split
+from ..sdk.data.sources import option_name
 from ..sdk.errors import SadhError
+from ..sdk.model_split import load_data
 from ..sdk.printable import printable
 from ..train.config import TrainConfig
 
@@ -35,13 +37,9 @@ class DataOptions(DatasetSpec):
     images and their split."""
 
     def load(self, strict: bool = True, warn_other_data: bool = True) -> tuple[LabeledImages, Split]:
-        """Load the dataset and its split (a saved `--split` file wins over the seeded default; a warning, unless
-        `warn_other_data` is False, when the file records that it was made for data with other labels)."""
-        data, split = super().load(strict)
-        if warn_other_data and split.fits(data.labels) is False:
-            warn(f"{self.split} was made for other data (its items had other labels); its query / train / database roles "
-                 f"may not be the ones it was made for")
-        return data, split
+        """Load the dataset and its split (`sadh.sdk.model_split.load_data`: a saved `--split` file wins over the seeded
+        default; a warning, unless `warn_other_data` is False, when the file records that it was made for other data)."""
+        return load_data(self, strict, warn_other_data)
 
     def check(self) -> None:
         """SadhError for a dataset option that this dataset does not read (before slow work that loads it later)."""
@@ -76,29 +74,6 @@ class DataOptions(DatasetSpec):
             for word in (option_name(f), str(getattr(self, f.name)))
         ]
 
-    def record(self) -> dict[str, Any]:
-        """These settings under their option names (--seed: "seed"), paths as strings: what an index sidecar records."""
-        return {
-            option_name(f)[2:].replace("-", "_"): str(value) if isinstance(value, Path) else value
-            for f in dataclasses.fields(DatasetSpec)
-            for value in [getattr(self, f.name)]
-        }
-
-
-def option_name(setting: dataclasses.Field) -> str:
-    """The command-line option of a DatasetSpec field: its `flag`, else --FIELD-NAME."""
-    return setting.metadata.get("flag", "--" + setting.name.replace("_", "-"))
-
-
-def model_split_path(model: Path) -> Optional[Path]:
-    """The training split `export` wrote beside `model` (STEM.split.npz for STEM[.precision...].onnx or .engine), if any."""
-    parts = model.name.split(".")
-    for n in range(len(parts) - 1, 0, -1):
-        candidate = model.with_name(".".join(parts[:n]) + md.SPLIT_SUFFIX)
-        if candidate.is_file():
-            return candidate
-    return None
-
 
 def make_console() -> Console:
     """The rich console commands print to: the terminal's width, or PIPED_WIDTH when stdout is piped (COLUMNS still wins)."""
@@ -126,64 +101,44 @@ def typed(ctx: typer.Context, param: str) -> bool:
     return getattr(ctx.get_parameter_source(param), "name", "") == "COMMANDLINE"
 
 
-@contextlib.contextmanager
-def written_before_interrupt(done: str) -> Iterator[None]:
-    """Run a block of writes with Ctrl-C / SIGTERM held; one that arrived meanwhile then stops the command, saying
-    `done` instead of asking for a re-run (the outputs are complete and consistent)."""
-    try:
-        with interrupts_deferred():
-            yield
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"{done}; nothing to re-run") from None
-
-
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
     typer.secho(f"warning: {printable(message)}", fg=typer.colors.YELLOW, err=True)
 
 
-def load_for_model(opts: DataOptions, encoder: Any) -> tuple[LabeledImages, Split, DataOptions]:
-    """The data and split to score or index with `encoder`, and the options that name them.
+class WarningLines(logging.Handler):
+    """Shows the library's logged warnings (the "sadh" logger) as `warn` lines; its INFO lines are not shown."""
 
-    `--split` wins; else the model's training split (from its export) when the data is the dataset it was trained on
-    (same name, and the labels the split file records it was made for).
-    One line says which split is used; a warning when its items may include the model's training images, and one
-    when the data's class names are not the model's.
-    """
-    trained_on = encoder.metadata.get(md.DATASET)
-    saved = model_split_path(encoder.path)
-    if opts.split is not None:
-        data, split = opts.load()
-        say(f"split: {opts.split} (--split)")
-    else:
-        loaded, reason = None, f"no training split beside {encoder.path} (sadh-cli export writes one)"
-        if saved is not None:
-            try:
-                loaded = dataclasses.replace(opts, split=saved).load(warn_other_data=False)  # checked below
-            except SadhError as e:
-                reason = f"the model's training split does not fit this data ({e})"
-        # a split file older than fingerprints (fits() is None) is matched by the dataset name alone
-        if loaded is not None and loaded[0].name == trained_on and loaded[1].fits(loaded[0].labels) is not False:
-            (data, split), opts = loaded, dataclasses.replace(opts, split=saved)
-            say(f"split: the model's training split {saved} (--split FILE to use another)")
-        else:
-            data, split = opts.load()
-            if trained_on and data.name != trained_on:
-                reason = f"the model was trained on {trained_on}, not {data.name}"
-            elif loaded is not None and not trained_on:
-                reason = "the model does not record the dataset it was trained on"
-            elif loaded is not None:
-                reason = f"the model's training split {saved} was made for another {trained_on} (other items or labels)"
-            warn(f"{reason}: using the default split of {data.name}, whose items may include the model's training images")
-    if encoder.class_names and list(data.class_names) != encoder.class_names:
-        warn(f"{data.name} has classes {_names(data.class_names)} but the model was trained on {_names(encoder.class_names)}")
-    return data, split, opts
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """One `warning: ...` line on stderr."""
+        warn(record.getMessage())
 
 
-def _names(names: list[str], shown: int = 4) -> str:
-    """A short list of class names: the first `shown` and how many more."""
-    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
+@contextlib.contextmanager
+def library_warnings_shown() -> Iterator[None]:
+    """Within the block, warnings the library logs under "sadh" are printed as `warning: ...` lines."""
+    logger, handler = logging.getLogger("sadh"), WarningLines()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A `sadh.sdk.encoding.Progress` for commands: a live rich bar on a terminal's stderr, nothing in a log or pipe
+    (it left blank lines there)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done: progress.advance(task, done)
 
 
 def next_hint(*words: object) -> None:

@@ -1,34 +1,26 @@
-"""`sadh-cli pipeline`: the main job - train, export FP32 + INT8, index the database, evaluate every precision.
-
-Run folder (default runs/pipeline/): train/ (checkpoints), export/ (ONNX models), index/ (one index per
-runtime model, with sidecars), report/ (summary.json, comparison plots, one sub-folder per precision).
-Each stage is reused when its output is already there and finished, so an interrupted run resumes.
-"""
+"""`sadh-cli pipeline`: the main job - train, export FP32 + INT8, index the database, evaluate every precision
+(`sadh.export.pipeline.run_pipeline`), then a summary table."""
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 
-from ..sdk.errors import SadhError
 from ..train.backbones import Backbone
 from ..train.config import Method, TrainConfig
 from .options import (
     BACKBONE_OPTION, EVAL_DATABASE_NAMES, INPUT_SIZE_OPTION, METHOD_OPTION, DataOptions, check_outputs, data_options, make_console,
-    next_hint, shown, typed,
+    next_hint, progress_bar, shown, typed,
 )
 
-RUNTIME_PRECISIONS = ("fp32", "int8-cpu", "int8-qdq")  # evaluated, in this order
-INDEXED_PRECISIONS = ("fp32", "int8-cpu")  # get a full database index
-TRAIN_NAME, EXPORT_NAME, INDEX_NAME, REPORT_NAME = "train", "export", "index", "report"
-SUMMARY_NAME = "summary.json"
-QUICK_TRAIN = dict(query_per_class=10, train_per_class=40, epochs=1, label_epochs=1, eval_database=400)  # unless given
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..export.pipeline import Step
+    from rich.table import Table
+
 QUICK_OPTION = {"eval_database": "database"}  # the option that overrides a QUICK_TRAIN setting, where its name differs
-QUICK_CALIB_IMAGES = 32
 
 
 def camera_app_path() -> str:
@@ -37,116 +29,7 @@ def camera_app_path() -> str:
     return str(example) if example.is_file() else "examples/camera_app.py"
 
 
-@dataclass(frozen=True)
-class Trained:
-    """What the later stages need from training: the run folder, its best checkpoint and that checkpoint's mAP."""
-
-    run_dir: Path
-    best: Path
-    best_map: float | None
-
-
-def finished_training(run_dir: Path, cfg) -> Trained | None:
-    """The finished run in `run_dir` (its last epoch reached), else None; SadhError if it was started with other settings."""
-    from ..train.config import setting_differences
-    from ..train.run_folder import RunFolder
-
-    run = RunFolder(run_dir)
-    saved = run.saved()
-    if saved is None:
-        return None
-    differences = setting_differences(saved.config.to_dict(), cfg.to_dict())
-    if differences:
-        raise SadhError(
-            f"{run_dir.parent} holds a pipeline run with other settings ({'; '.join(differences)}); "
-            f"pass another --out for this run, or delete {run_dir.parent} to start over"
-        )
-    if run.split_file.is_file():
-        run.split(cfg.load()[0])  # SadhError if the data's labels changed since
-    return Trained(run_dir, run.best, saved.best_map) if run.finished(saved) else None
-
-
-def exported_models(export_dir: Path, checkpoint: Path) -> dict[str, Path]:
-    """Exported ONNX models newer than `checkpoint`, by the precision recorded in their metadata."""
-    from ..sdk.encoder import Encoder
-
-    found = {}
-    for path in sorted(export_dir.glob("*.onnx")) if export_dir.is_dir() else []:
-        if path.stat().st_mtime >= checkpoint.stat().st_mtime:
-            found.setdefault(Encoder(path).precision, path)
-    return found
-
-
-def run_training(cfg, console) -> Trained:
-    """Train (resuming an interrupted run), or reuse a finished one."""
-    from ..train.run_folder import RunFolder
-    from ..train.trainer import train
-
-    run = RunFolder.of(cfg)
-    done = finished_training(run.path, cfg)
-    if done is not None:
-        console.print(shown(f"reusing finished training in {run.path} (best mAP {done.best_map:.4f})"), style="yellow")
-        return done
-    cfg.resume = run.last.is_file()
-    epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
-    console.print("[bold]1/4 training[/]", shown(f"{cfg.backbone}, {cfg.bits} bits, {epochs}" + (" (resuming)" if cfg.resume else "")))
-    result = train(cfg)
-    return Trained(result.run_dir, result.best, result.best_map)
-
-
-def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, console) -> dict[str, Path]:
-    """Export FP32 + INT8 models (calibration: the exporter's default count unless given), or reuse a newer export."""
-    from ..export.api import export_model
-    from ..export.settings import ExportSettings
-
-    models = exported_models(export_dir, checkpoint)
-    if all(p in models for p in RUNTIME_PRECISIONS):
-        console.print(shown(f"reusing the export in {export_dir}"), style="yellow")
-        return models
-    console.print("[bold]2/4 exporting[/] ONNX FP32 + INT8 (TensorRT Q/DQ and CPU)")
-    calib = {} if calib_images is None else {"calib_images": calib_images}
-    export_model(checkpoint, export_dir, ExportSettings(int8=True, **calib), log=lambda line: console.print(shown(f"  {line}")))
-    models = exported_models(export_dir, checkpoint)
-    missing = [p for p in RUNTIME_PRECISIONS if p not in models]
-    if missing:
-        raise SadhError(f"the export in {export_dir} did not produce {', '.join(missing)} models")
-    return models
-
-
-def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any) -> Any:
-    """The index at `path` if an earlier run finished it for these items of `data` (LabeledImages), labelled as they are
-    now, with this model file (not older than it); else None. Items the index skipped must still be unreadable."""
-    import numpy as np
-
-    from ..sdk.index import HammingIndex
-    from ..sdk.retriever import Sidecar
-
-    if not path.is_file() or path.stat().st_mtime < model.stat().st_mtime:
-        return None
-    try:
-        side = Sidecar.of_index(path)
-        if side is None:
-            return None
-        held = set(side.ids)
-        ids = [int(i) for i in items]
-        same = (side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [i for i in ids if i in held]
-                and side.labels == [np.flatnonzero(data.labels[i]).tolist() for i in side.ids]
-                and not any(readable(data, i) for i in ids if i not in held))
-        return HammingIndex.load(path) if same else None
-    except SadhError:  # damaged or stale: build it again
-        return None
-
-
-def readable(data: Any, i: int) -> bool:
-    """Whether item i of `data` (LabeledImages) can be read now."""
-    try:
-        data.image(i)
-    except SadhError:
-        return False
-    return True
-
-
-def summary_table(rows: list[dict[str, Any]], title: str):
+def summary_table(rows: list[dict[str, Any]], title: str) -> Table:
     """A rich table: one row per precision (with NDCG@100 for multi-label data)."""
     from .tables import new_table
 
@@ -162,61 +45,18 @@ def summary_table(rows: list[dict[str, Any]], title: str):
     return table
 
 
-def evaluate_models(models: dict[str, Path], cfg, out: Path, full_index: bool, console) -> tuple[list[dict[str, Any]], int, int]:
-    """Index the database with the INDEXED_PRECISIONS models, evaluate every model; (rows, queries, database size)."""
-    from ..sdk.encoder import Encoder
-    from ..sdk.data import database_subset
-    from .eval_cmd import evaluate
-    from .index_cmd import build_index, dataset_spec
-    from .options import DataOptions
+def step_printer(console: Console) -> Callable[[Step], None]:
+    """Print a pipeline step: a stage in bold, a reused output in yellow, a detail indented."""
 
-    dataset, split = cfg.load()
-    eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)  # the subset training's mAP used
-    index_items = split.database if full_index else eval_db
-    opts = DataOptions(**cfg.dataset_settings())
-    rows = []
-    for precision in RUNTIME_PRECISIONS:
-        encoder = Encoder(models[precision])
-        row: dict[str, Any] = {"name": f"ONNX {precision}", "model": str(models[precision]), "size_mb": models[precision].stat().st_size / 1e6}
-        db_codes = None
-        if precision in INDEXED_PRECISIONS:
-            index_path, spec = out / INDEX_NAME / f"{precision}.sidx", dataset_spec(opts, "database")
-            hindex = finished_index(index_path, models[precision], spec, dataset, index_items)
-            if hindex is not None:
-                console.print(shown(f"reusing the index {index_path}"), style="yellow")
-                row.update(index=str(index_path), index_ms_per_image=None)
-            else:
-                console.print(f"[bold]3/4 indexing[/] {len(index_items)} database images with the {precision} model")
-                hindex, encoded = build_index(encoder, dataset, index_items, index_path, spec)
-                row.update(index=str(index_path), index_ms_per_image=encoded.ms_per_item)
-            db_codes = hindex.reconstruct(eval_db)
-        console.print(f"[bold]4/4 evaluating[/] {precision}: {len(split.query)} queries x {len(eval_db)} database")
-        metrics = evaluate(encoder, dataset, split.query, eval_db, out / REPORT_NAME / precision, None, db_codes)
-        row.update({k: metrics[k] for k in ("map", "map_tie_aware", "encode_ms_per_image", "search_us_per_query", "topk")})
-        row["topk_source"] = metrics["topk_source"]
-        if "graded" in metrics:
-            row["ndcg@100"] = metrics["graded"].get("ndcg@100")
-        rows.append({**row, "metrics": metrics})
-    return rows, len(split.query), len(eval_db)
+    def show(step: Step) -> None:
+        if step.stage:
+            console.print(f"[bold]{step.stage}[/]", shown(step.text))
+        elif step.reused:
+            console.print(shown(step.text), style="yellow")
+        else:
+            console.print(shown(f"  {step.text}"))
 
-
-def write_report(rows: list[dict[str, Any]], report: Path, title: str, extra: dict[str, Any]) -> None:
-    """Comparison plots over the ONNX rows (NDCG@K too, for multi-label data) and summary.json (rows without full metrics)."""
-    from ..sdk.atomic import atomic_write_text
-    from .eval_cmd import NDCG_NAME, PAN_NAME, PR_NAME
-    from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
-
-    onnx_rows = [r for r in rows if "metrics" in r]
-    pr = {r["name"]: (r["metrics"]["pr_by_radius"]["precision"], r["metrics"]["pr_by_radius"]["recall"]) for r in onnx_rows}
-    pan = {r["name"]: (r["metrics"]["precision_at_n"]["n"], r["metrics"]["precision_at_n"]["precision"]) for r in onnx_rows}
-    plot_pr_curve(pr, report / PR_NAME, title)
-    plot_precision_at_n(pan, report / PAN_NAME, title)
-    ndcg = {r["name"]: (r["metrics"]["graded"]["ndcg_at_k"]["k"], r["metrics"]["graded"]["ndcg_at_k"]["ndcg"])
-            for r in onnx_rows if "graded" in r["metrics"]}
-    if ndcg:
-        plot_ndcg_at_k(ndcg, report / NDCG_NAME, title)
-    summary = {"title": title, **extra, "rows": [{k: v for k, v in r.items() if k != "metrics"} for r in rows]}
-    atomic_write_text(report / SUMMARY_NAME, json.dumps(summary, indent=1))
+    return show
 
 
 def register(app: typer.Typer) -> None:
@@ -243,30 +83,24 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Train -> export FP32 + INT8 -> index the database -> evaluate every precision; print a summary table."""
-        from .eval_cmd import map_name
+        from ..export.pipeline import QUICK_TRAIN, run_pipeline
+        from ..sdk.evaluation import map_name
 
         check_outputs({}, opts.inputs(), folders={"--out": out})  # before the slow torch import
         opts.check()
         if opts.split is not None:
             opts.load()  # the one-line warning when the split file was made for data with other labels
-        console = make_console()
-        t_start = time.perf_counter()
-        quick_settings = {k: v for k, v in QUICK_TRAIN.items() if not typed(ctx, QUICK_OPTION.get(k, k))} if quick else {}
-        settings: dict[str, Any] = {"eval_database": database, **quick_settings}
-        settings.update(method=method, backbone=backbone, input_size=input_size, **({} if epochs is None else {"epochs": epochs}))
+        settings = dict(bits=bits, eval_database=database, method=method, backbone=backbone, input_size=input_size, epochs=epochs)
         given = {k: v for k, v in settings.items() if v is not None}
-        cfg = TrainConfig.from_spec(opts, bits=bits, out=str(out), run_name=TRAIN_NAME, **given)
-        trained = run_training(cfg, console)
-        models = run_export(trained.best, out / EXPORT_NAME, QUICK_CALIB_IMAGES if quick else None, console)
-        onnx_rows, n_query, n_db = evaluate_models(models, cfg, out, not quick, console)
-        rows = [{"name": "torch (training)", "map": trained.best_map}, *onnx_rows]
-        topk = onnx_rows[0]["topk"]
-        title = f"{Path(opts.data).name}, {cfg.method}, {cfg.backbone}, {bits} bits, {map_name(topk, n_db)} on {n_query} queries x {n_db} database"
-        seconds = time.perf_counter() - t_start
-        report = out / REPORT_NAME
-        write_report(rows, report, title, {"seconds": seconds, "train_run": str(trained.run_dir)})
-        console.print(summary_table(rows, title))
-        console.print(shown(f"cut-off {map_name(topk, n_db)}: {onnx_rows[0]['topk_source']}"))
-        plots = "pr_curve.png, precision_at_n.png" + (", ndcg_at_k.png" if "ndcg@100" in onnx_rows[0] else "")
-        console.print(shown(f"report: {report} (summary.json, {plots}, one folder per precision); {seconds:.0f} s"))
-        next_hint("python", camera_app_path(), "0", "--model", models["int8-cpu"], "--index", out / INDEX_NAME / "int8-cpu.sidx")
+        if quick:  # --quick's settings, except those typed
+            given = {k: v for k, v in given.items() if k not in QUICK_TRAIN or typed(ctx, QUICK_OPTION.get(k, k))}
+            given.update({k: getattr(opts, k) for k in QUICK_TRAIN if hasattr(opts, k) and typed(ctx, k)})
+        console = make_console()
+        result = run_pipeline(opts, out, quick, on_step=step_printer(console), progress=progress_bar, **given)
+        first = result.rows[1]
+        cut = map_name(first["topk"], first["metrics"]["database"])
+        console.print(summary_table(result.rows, result.title))
+        console.print(shown(f"cut-off {cut}: {first['topk_source']}"))
+        plots = "pr_curve.png, precision_at_n.png" + (", ndcg_at_k.png" if "ndcg@100" in first else "")
+        console.print(shown(f"report: {result.report} (summary.json, {plots}, one folder per precision); {result.seconds:.0f} s"))
+        next_hint("python", camera_app_path(), "0", "--model", result.models["int8-cpu"], "--index", result.indexes["int8-cpu"])

@@ -25,28 +25,17 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Encode query images and print their k nearest indexed items (id, Hamming distance, label, path)."""
+        from ..sdk.indexing import search_files
+        from .options import make_console, shown
         from .tables import new_table
 
-        from ..sdk.retriever import Sidecar, load_index
-        from .encode_cmd import expand_images, report_failures
-        from .index_cmd import index_encoder
-        from .options import make_console, shown, warn
-
-        hindex = load_index(index, "mih" if mih else "flat")
-        if not len(hindex):
-            warn(f"{index} holds no codes: every search comes back empty (sadh-cli index add / index build fill it)")
-        side = Sidecar.of_index(index, hindex.file_digest)
-        encoder = index_encoder(index, hindex.bits, side, model)
-        files = expand_images(images)
-        codes, failures = encoder.encode_files(files)
-        bad = report_failures(failures, len(files))
-        distances, ids = hindex.search(codes, min(k, max(len(hindex), 1)))  # no more rows than the index can fill
+        results, side, size = search_files(index, images, model, k, mih)
         console = make_console()
-        for query, dist, found in zip([f for f in map(str, files) if f not in bad], distances, ids):
-            table = new_table(title=shown(f"{query}: {int((found >= 0).sum())} nearest of {len(hindex)}"))
+        for found in results:
+            table = new_table(title=shown(f"{found.query}: {int((found.ids >= 0).sum())} nearest of {size}"))
             for column in ("rank", "id", "distance", "label", "path"):
                 table.add_column(column, justify="right" if column in ("rank", "id", "distance") else "left")
-            for rank, (d, i) in enumerate(zip(dist, found), 1):
+            for rank, (d, i) in enumerate(zip(found.distances, found.ids), 1):
                 if i < 0:
                     break
                 labels = ",".join(side.label_names(i)) if side else ""

@@ -12,7 +12,7 @@ import torch
 
 from ..sdk import metadata as keys
 from ..sdk.data import LabeledImages, Split
-from ..sdk.metrics import mean_average_precision
+from ..sdk.evaluation import score
 from ..sdk.preprocess import Preprocess
 from ..train.checkpoint import load_model
 from .parity import CPU_THREADS, checkpoint_dataset, cpu_session, model_inputs, run_codes, spread, torch_codes
@@ -51,7 +51,8 @@ def images_per_second(path: Path, batch: int, size: int, threads: int = CPU_THRE
 
 
 def _map(codes_q: np.ndarray, codes_db: np.ndarray, labels_q: np.ndarray, labels_db: np.ndarray) -> float:
-    return mean_average_precision(np.sign(codes_q), np.sign(codes_db), labels_q, labels_db).map
+    """mAP@all of continuous codes (their signs) via `sadh.sdk.evaluation.score`."""
+    return score(np.sign(codes_q), np.sign(codes_db), labels_q, labels_db, topk=len(codes_db), curves=False)["map"]
 
 
 def accuracy_and_speed(

@@ -254,3 +254,14 @@ def interrupts_deferred() -> Iterator[None]:
             signal.signal(s, previous[s])
     if held:
         previous[held[0][0]](*held[0])
+
+
+@contextlib.contextmanager
+def written_before_interrupt(done: str) -> Iterator[None]:
+    """Run a block of writes with Ctrl-C / SIGTERM held (`interrupts_deferred`); one that arrived meanwhile then raises
+    KeyboardInterrupt saying `done` instead of asking for a re-run (the outputs are complete and consistent)."""
+    try:
+        with interrupts_deferred():
+            yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{done}; nothing to re-run") from None

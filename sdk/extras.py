@@ -1,4 +1,4 @@
-"""The runtime's optional pieces (OpenCV, an onnxruntime, TensorRT), imported on first use.
+"""The runtime's optional pieces (OpenCV, an onnxruntime, TensorRT, matplotlib for plots), imported on first use.
 
 `pip install sadh` requires only numpy, so that a Jetson keeps JetPack's own OpenCV (with GStreamer), TensorRT
 and NVIDIA's onnxruntime-gpu (see docs/install.md). `import sadh.sdk` therefore imports none of them; the
@@ -27,6 +27,7 @@ PIECES = {  # module -> (what it is, what to install)
         f"on a Jetson use JetPack's TensorRT ({JETSON}); on a CUDA desktop pip install tensorrt; or run the .onnx model",
     ),
     "cuda.bindings.runtime": ("cuda-python", "pip install 'sadh[tensorrt]' (cuda-python); or run the .onnx model"),
+    "matplotlib": ("matplotlib (for the evaluation plots)", "pip install matplotlib (part of 'sadh[export]')"),
 }
 
 

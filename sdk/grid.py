@@ -1,4 +1,4 @@
-"""Image grids (OpenCV): the retrieval grid and the captioned tiles it shares with the dataset preview.
+"""Image grids (OpenCV): the retrieval grid and the dataset preview, with the captioned tiles they share.
 
 Retrieval grid: a legend on top, then one row per query: the query (blue border), then its results in rank order
 (green border: shares a label with the query, red: shares none), each above a white band with its Hamming
@@ -21,6 +21,7 @@ TEXT_BGR = (0, 0, 0)
 WHITE = 255
 BORDER = 4
 GAP = 12
+PREVIEW_TILE = 96  # preview tile size in pixels; the label names go in a band below the tiles
 FONT_SCALE, LINE_HEIGHT = 0.7, 12  # scale of the caption font (OpenCV's FONT_HERSHEY_PLAIN), pixels per line
 LEGEND = (("query", QUERY_BGR), ("shares a label with the query", RELEVANT_BGR), ("shares none", IRRELEVANT_BGR))
 
@@ -144,6 +145,17 @@ def retrieval_grid(
         rows.append(row)
     spacer = np.full((BORDER, rows[0].shape[1], 3), WHITE, np.uint8)
     return np.vstack([legend_strip(rows[0].shape[1], title), *[part for row in rows for part in (row, spacer)][:-1]])
+
+
+def preview_grid(data, items: Sequence[int], tile: int = PREVIEW_TILE) -> np.ndarray:
+    """A square grid of the images of `data` (LabeledImages) `items`, each above its label names (wrapped, never cut);
+    white tiles fill the last rows."""
+    captions = [wrap_caption(", ".join(data.class_names[c] for c in np.flatnonzero(data.labels[i])), tile - 4) for i in items]
+    band = band_height(captions)
+    tiles = [captioned_tile(data.image(i), tile, lines, band) for i, lines in zip(items, captions)]
+    cols = int(np.ceil(np.sqrt(len(tiles))))
+    tiles += [np.full_like(tiles[0], WHITE)] * (cols * cols - len(tiles))
+    return np.vstack([np.hstack(tiles[r * cols : (r + 1) * cols]) for r in range(cols)])
 
 
 def encode_png(image: np.ndarray) -> bytes:

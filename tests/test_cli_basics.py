@@ -14,9 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from sadh.cli.app import app
-from sadh.cli.data_cmd import TILE
-from sadh.sdk.grid import LINE_HEIGHT, text_width, wrap_caption
-from sadh.cli.options import DataOptions, model_split_path, next_hint
+from sadh.sdk.grid import LINE_HEIGHT, PREVIEW_TILE as TILE, text_width, wrap_caption
+from sadh.cli.options import DataOptions, next_hint
 from sadh.sdk.data import find_fashion_mnist
 from sadh.export.settings import Calibration, QdqTool
 from sadh.train.backbones import Backbone
@@ -372,10 +371,12 @@ def test_the_options_take_their_defaults_from_the_config_classes() -> None:
 
 
 def test_an_index_sidecar_records_the_dataset_options_under_their_option_names() -> None:
-    record = DataOptions(data_dir=Path("/d"), split_seed=3).record()
+    from sadh.sdk.indexing import dataset_record
+
+    record = dataset_record(DataOptions(data_dir=Path("/d"), split_seed=3), "database")
     assert record == {"data": "fashion-mnist", "data_dir": "/d", "image_root": None, "class_names": None, "split": None, "seed": 3,
-                      "query_per_class": 100, "train_per_class": 500}  # the sidecar format: --seed is "seed"
-    assert list(record) == ["data", "data_dir", "image_root", "class_names", "split", "seed", "query_per_class", "train_per_class"]
+                      "query_per_class": 100, "train_per_class": 500, "role": "database"}  # the sidecar format: --seed is "seed"
+    assert list(record) == ["data", "data_dir", "image_root", "class_names", "split", "seed", "query_per_class", "train_per_class", "role"]
 
 
 def test_data_options_give_back_their_command_line() -> None:
@@ -387,6 +388,8 @@ def test_data_options_give_back_their_command_line() -> None:
 
 
 def test_model_split_is_found_beside_every_precision(tmp_path: Path) -> None:
+    from sadh.sdk.model_split import model_split_path
+
     for name in ("best.split.npz", "best.v2.split.npz"):
         (tmp_path / name).write_bytes(b"")
     for model, split in [("best.onnx", "best"), ("best.int8-cpu.onnx", "best"), ("best.fp16.H200.trt10.3.engine", "best"),

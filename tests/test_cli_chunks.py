@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sadh.cli import chunks
 from sadh.cli.app import app
-from sadh.cli.chunks import encode_in_chunks, partial_path
+from sadh.sdk import encoding as chunks
+from sadh.sdk.encoding import encode_in_chunks, partial_path
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.index import HammingIndex
 from tiny_model import export_tiny
@@ -63,7 +63,7 @@ def test_an_interrupted_encode_continues_and_gives_the_same_result(tmp_path, mon
     assert resumed.failures == whole.failures and len(whole.failures) == 6 and whole.encoded == 45
 
 
-def test_chunks_of_another_job_or_damaged_ones_are_encoded_again(tmp_path, monkeypatch, capsys):
+def test_chunks_of_another_job_or_damaged_ones_are_encoded_again(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(chunks, "CHUNK", 10)
     partial = tmp_path / "x.partial"
     with pytest.raises(KeyboardInterrupt):
@@ -76,7 +76,8 @@ def test_chunks_of_another_job_or_damaged_ones_are_encoded_again(tmp_path, monke
         encode_in_chunks(30, NBYTES, fake_chunk([], stop_at=2), "images", partial, "model A")
     calls = []
     encode_in_chunks(30, NBYTES, fake_chunk(calls), "images", partial, "model B")
-    assert calls == [0, 10, 20] and "discarding the chunks in" in capsys.readouterr().err
+    assert calls == [0, 10, 20] and [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "discarding the chunks in" in caplog.records[0].getMessage()
     (tmp_path / "file.partial").write_text("mine")
     with pytest.raises(Exception, match="cannot keep partial results in .*file.partial: it is a file"):
         encode_in_chunks(30, NBYTES, fake_chunk([]), "images", tmp_path / "file.partial", "k")

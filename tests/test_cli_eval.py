@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import numpy as np
 import onnx
 import pytest
 
-from sadh.cli.eval_cmd import grid_queries, map_name, warn_tie_order
-from sadh.cli.options import DataOptions, load_for_model
+from sadh.cli.eval_cmd import warn_tie_order
+from sadh.cli.options import DataOptions
 from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, SplitSizes, database_subset, load_dataset
 from sadh.sdk.encoder import Encoder
+from sadh.sdk.evaluation import grid_queries, map_name
+from sadh.sdk.model_split import load_for_model
 from sadh.sdk.metrics import graded_metrics, mean_average_precision, ndcg_at_k, precision_at_n, precision_recall_by_radius
 from cli_run import assert_user_error, cli
 from tiny_model import export_tiny
@@ -152,15 +155,22 @@ def test_eval_uses_the_model_training_split(tmp_path):
 
 
 
-def test_a_given_split_wins_and_other_data_gets_a_warning(tmp_path, capsys):
-    model = Encoder(tiny_model_of(tmp_path / "m.onnx", "my-photos", small_split()))
-    _, split, used = load_for_model(DataOptions(split=tmp_path / "m.split.npz"), model)
-    assert len(split.query) == 30 and used.split == tmp_path / "m.split.npz"
-    assert f"split: {tmp_path / 'm.split.npz'} (--split)" in capsys.readouterr().out
+def warnings_of(caplog) -> str:
+    """The warnings logged since the last call, one `warning: ...` line each (as sadh-cli prints them)."""
+    text = "".join(f"warning: {r.getMessage()}\n" for r in caplog.records if r.levelno == logging.WARNING)
+    caplog.clear()
+    return text
 
-    _, split, used = load_for_model(DataOptions(query_per_class=2), model)
-    assert len(split.query) == 20 and used.split is None
-    assert "warning: the model was trained on my-photos, not fashion-mnist: using the default split" in capsys.readouterr().err
+
+def test_a_given_split_wins_and_other_data_gets_a_warning(tmp_path, caplog):
+    model = Encoder(tiny_model_of(tmp_path / "m.onnx", "my-photos", small_split()))
+    chosen = load_for_model(DataOptions(split=tmp_path / "m.split.npz"), model)
+    assert len(chosen.split.query) == 30 and chosen.spec.split == tmp_path / "m.split.npz"
+    assert chosen.split_line == f"split: {tmp_path / 'm.split.npz'} (--split)"
+
+    chosen = load_for_model(DataOptions(query_per_class=2), model)
+    assert len(chosen.split.query) == 20 and chosen.spec.split is None
+    assert "warning: the model was trained on my-photos, not fashion-mnist: using the default split" in warnings_of(caplog)
 
 
 def photo_lists(tmp_path: Path) -> tuple[Path, Path]:
@@ -175,26 +185,27 @@ def photo_lists(tmp_path: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def test_the_model_split_is_used_only_for_the_data_it_was_made_for(tmp_path, capsys):
+def test_the_model_split_is_used_only_for_the_data_it_was_made_for(tmp_path, caplog):
     trained_on, same_name = photo_lists(tmp_path)
     labels = load_dataset(str(trained_on), sizes=SplitSizes(1, 1))[0].labels
     made = Split(np.arange(2), np.arange(2, 4), np.arange(4, 12))
     model = Encoder(tiny_model_of(tmp_path / "m.onnx", "photos", made.made_for(labels)))
     sizes = dict(query_per_class=1, train_per_class=1)
-    _, split, used = load_for_model(DataOptions(data=str(trained_on), **sizes), model)
-    assert len(split.query) == 2 and used.split == tmp_path / "m.split.npz"
-    assert "split" not in capsys.readouterr().err  # (the tiny model's 10 classes are warned about)
+    chosen = load_for_model(DataOptions(data=str(trained_on), **sizes), model)
+    assert len(chosen.split.query) == 2 and chosen.spec.split == tmp_path / "m.split.npz"
+    assert "split" not in warnings_of(caplog)  # (the tiny model's 10 classes are warned about)
 
-    _, split, used = load_for_model(DataOptions(data=str(same_name), **sizes), model)  # same name, other labels
-    assert used.split is None
-    assert np.array_equal(split.query, load_dataset(str(same_name), sizes=SplitSizes(1, 1))[1].query)
-    err = capsys.readouterr().err
+    chosen = load_for_model(DataOptions(data=str(same_name), **sizes), model)  # same name, other labels
+    assert chosen.spec.split is None
+    assert np.array_equal(chosen.split.query, load_dataset(str(same_name), sizes=SplitSizes(1, 1))[1].query)
+    err = warnings_of(caplog)
     assert sum("split" in line for line in err.splitlines()) == 1
     assert f"warning: the model's training split {tmp_path / 'm.split.npz'} was made for another photos (other items" in err
 
     made.save(tmp_path / "m.split.npz")  # as written before split files recorded their data
-    _, split, used = load_for_model(DataOptions(data=str(same_name), **sizes), model)
-    assert np.array_equal(split.train, made.train) and used.split == tmp_path / "m.split.npz" and "split" not in capsys.readouterr().err  # matched by name only
+    chosen = load_for_model(DataOptions(data=str(same_name), **sizes), model)
+    assert np.array_equal(chosen.split.train, made.train) and chosen.spec.split == tmp_path / "m.split.npz"
+    assert "split" not in warnings_of(caplog)  # matched by name only
 
 
 def test_eval_bad_input(tmp_path):

@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from sadh.cli.index_cmd import save_index
-from sadh.cli.pipeline_cmd import QUICK_TRAIN, TRAIN_NAME, finished_index, finished_training, summary_table
+from sadh.cli.pipeline_cmd import summary_table
+from sadh.export.pipeline import QUICK_TRAIN, TRAIN_NAME, finished_training
 from sadh.sdk.data import LabeledImages, Split
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.index import HammingIndex
+from sadh.sdk.indexing import finished_index, save_index
 from sadh.sdk.retriever import Sidecar, sidecar_path
 from sadh.train.checkpoint import load_checkpoint, save_checkpoint
 from sadh.train.config import TrainConfig

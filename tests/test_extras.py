@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-PIECES = ("cv2", "onnxruntime", "tensorrt", "cuda")
+PIECES = ("cv2", "onnxruntime", "tensorrt", "cuda", "matplotlib")
 OPENCV = ("OpenCV (cv2) is not installed: pip install 'sadh[cpu]' (or 'sadh[gpu]'); on a Jetson use JetPack's OpenCV "
           "(a venv made with --system-site-packages, no pip OpenCV on top)")
 ORT = ("onnxruntime is not installed: pip install 'sadh[cpu]' (CPU) or 'sadh[gpu]' (CUDA); on a Jetson use NVIDIA's "
        "onnxruntime-gpu wheel for JetPack (a venv made with --system-site-packages)")
+PLOTS = "matplotlib (for the evaluation plots) is not installed: pip install matplotlib (part of 'sadh[export]')"
 TRT = ("TensorRT is not installed: on a Jetson use JetPack's TensorRT (a venv made with --system-site-packages); "
        "on a CUDA desktop pip install tensorrt; or run the .onnx model")
 
@@ -45,8 +46,9 @@ def test_importing_the_sdk_imports_no_optional_piece(tmp_path):
         ("from sadh.sdk import retrieval_grid; retrieval_grid([np.zeros((9, 9), np.uint8)], [[]], np.zeros((1, 0)))", ("cv2",), OPENCV),
         ("from sadh.sdk import Encoder; Encoder('x.onnx')", ("onnxruntime",), ORT),
         ("from sadh.sdk import Encoder; Encoder('x.engine')", ("tensorrt",), TRT),
+        ("from sadh.sdk.plots import plot_pr_curve; plot_pr_curve({'a': ([1.0], [1.0])}, 'p.png', 't')", ("matplotlib",), PLOTS),
     ],
-    ids=["preprocess", "read_image", "grid", "onnx-model", "engine"],
+    ids=["preprocess", "read_image", "grid", "onnx-model", "engine", "plots"],
 )
 def test_first_call_needing_a_missing_piece_names_what_to_install(tmp_path, call, blocked, message):
     (tmp_path / "x.onnx").write_bytes(b"\x08\x07")

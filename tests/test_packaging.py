@@ -13,22 +13,80 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["sdk", "train", "export", "cli"]  # each may import only from layers to its left
 
 
-def _imported_layers(path: Path) -> set[str]:
-    """The sadh layers a source file imports (absolute `sadh.x` or relative `..x`)."""
-    found = set()
+CLI_SHARED = {("cli",), ("cli", "options"), ("cli", "tables")}  # what a cli module may import of the cli (app.py: the commands too)
+TRAIN_SURFACE = {  # what the cli may import of train: settings, backbones, progress bars, the training entry and its DDP teardown
+    ("train",), ("train", "config"), ("train", "backbones"), ("train", "progress"), ("train", "trainer"), ("train", "distributed"),
+}
+
+
+def _is_module(parts: tuple[str, ...]) -> bool:
+    """Whether sadh.PARTS is a module or package of this checkout (layer folders sit at the root)."""
+    return ROOT.joinpath(*parts).with_suffix(".py").is_file() or (ROOT.joinpath(*parts) / "__init__.py").is_file()
+
+
+def _imported_modules(path: Path) -> set[tuple[str, ...]]:
+    """The sadh modules a source file imports (absolute `sadh.x.y` or relative `..x.y`), as name parts after sadh:
+    `from ..train import distributed` is ("train", "distributed"), `from ..train.config import X` is ("train", "config")."""
+    found: set[tuple[str, ...]] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 0 and node.module and node.module.startswith("sadh."):
-                found.add(node.module.split(".")[1])
-            elif node.level > 0:
+            if node.level == 0:
+                if not (node.module or "").startswith("sadh."):
+                    continue
+                parts = tuple(node.module.split(".")[1:])
+            else:
                 package = path.relative_to(ROOT).parent.parts
-                base = package[: len(package) - node.level + 1]
-                parts = list(base) + (node.module.split(".") if node.module else [])
-                if parts:
-                    found.add(parts[0])
+                parts = package[: len(package) - node.level + 1] + tuple(node.module.split(".") if node.module else ())
+            names = [parts + (alias.name,) for alias in node.names]
+            found |= {name for name in names if _is_module(name)}
+            if not all(_is_module(name) for name in names):  # names of the module itself
+                found.add(parts)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("sadh.")}
-    return found & set(LAYERS)
+            found |= {tuple(a.name.split(".")[1:]) for a in node.names if a.name.startswith("sadh.")}
+    return {parts for parts in found if parts}
+
+
+def _imported_layers(path: Path) -> set[str]:
+    """The sadh layers a source file imports (absolute `sadh.x` or relative `..x`)."""
+    return {parts[0] for parts in _imported_modules(path)} & set(LAYERS)
+
+
+def _cli_import_violations() -> list[str]:
+    """Imports that make a cli module more than parse -> one library call -> print: another command module (only app.py
+    registers them, and __init__.py starts app.py), or train beyond TRAIN_SURFACE."""
+    commands = {("cli", p.stem) for p in (ROOT / "cli").glob("*_cmd.py")}
+    entry = {"app.py": commands, "__init__.py": {("cli", "app")}}
+    violations = []
+    for path in sorted((ROOT / "cli").rglob("*.py")):
+        allowed = CLI_SHARED | entry.get(path.name, set())
+        for module in sorted(_imported_modules(path)):
+            if (module[0] == "cli" and module not in allowed) or (module[0] == "train" and module not in TRAIN_SURFACE):
+                violations.append(f"{path.relative_to(ROOT)} imports sadh.{'.'.join(module)}")
+    return violations
+
+
+def test_cli_commands_import_no_other_command_and_only_trains_public_surface() -> None:
+    violations = _cli_import_violations()
+    assert not violations, violations
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The top-level packages a source file imports absolutely."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_runtime_imports_no_cli_toolkit() -> None:
+    """sadh.sdk reports through callbacks and `logging`, never through the CLI's typer / rich / tqdm."""
+    toolkits = {"typer", "rich", "tqdm", "click"}
+    violations = [f"{p.relative_to(ROOT)} imports {sorted(_top_level_imports(p) & toolkits)}"
+                  for p in sorted((ROOT / "sdk").rglob("*.py")) if _top_level_imports(p) & toolkits]
+    assert not violations, violations
 
 
 def test_dependencies_point_one_way() -> None:

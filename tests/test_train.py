@@ -108,7 +108,7 @@ def test_training_beats_untrained_network(tmp_path, fashion_mnist: LabeledImages
 
 def test_best_checkpoint_is_the_epoch_of_the_highest_map(tmp_path, fashion_mnist: LabeledImages, monkeypatch) -> None:
     scores = iter([0.5, 0.9, 0.7])  # epoch 2 is best, not the last
-    monkeypatch.setattr(trainer, "mean_average_precision", lambda *a, **kw: SimpleNamespace(map=next(scores)))
+    monkeypatch.setattr(trainer, "score", lambda *a, **kw: {"map": next(scores)})
     data, split = tiny_split(fashion_mnist, query=2, train=6, database=4)
     result = train(tiny_config(tmp_path, epochs=3, eval_every=1, method="dpsh"), data, split)
     assert result.best_map == 0.9 and [e["map"] for e in result.history] == [0.5, 0.9, 0.7]

@@ -139,7 +139,7 @@ def test_saving_over_a_file_another_writer_changed_refuses(tmp_path):
 CRASHING_WRITER = """
 import os, sys
 import numpy as np
-from sadh.cli.index_cmd import save_index
+from sadh.sdk.indexing import save_index
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.retriever import Sidecar, sidecar_path
 
@@ -196,7 +196,7 @@ def test_a_writer_killed_at_any_step_leaves_the_old_or_the_new_pair(built, tmp_p
 
 def save_pair(hindex: HammingIndex, side: Sidecar, index: Path) -> None:
     """Write an index and its sidecar as `sadh-cli index add/remove` do."""
-    from sadh.cli.index_cmd import save_index
+    from sadh.sdk.indexing import save_index
 
     save_index(hindex, side, index)
 
@@ -209,7 +209,7 @@ def without_first(side: Sidecar) -> Sidecar:
 KILLED_WRITER = """
 import sys
 import numpy as np
-from sadh.cli.index_cmd import save_index
+from sadh.sdk.indexing import save_index
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.retriever import Sidecar
 

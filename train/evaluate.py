@@ -1,4 +1,4 @@
-"""Encode images with a trained network (batched, no grad, eval preprocessing) and score mAP via sdk.metrics."""
+"""Encode images with a trained network (batched, no grad, eval preprocessing) and score mAP via sdk.evaluation."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +9,7 @@ import torch
 
 from ..sdk.codes import pack_codes
 from ..sdk.data import LabeledImages
-from ..sdk.metrics import default_topk, mean_average_precision
+from ..sdk.evaluation import score
 from ..sdk.preprocess import Preprocess
 from .augment import center_crop, normalize
 from .cache import cache_images
@@ -58,7 +58,7 @@ def evaluate_map(
     topk: int | None = None,
     batch_size: int = 256,
 ) -> float:
-    """mAP@topk of `query` against `database` (topk None: the convention for its labels and name, see default_topk)."""
+    """mAP@topk of `query` against `database` (topk None: the convention for its labels and name, see
+    `sadh.sdk.evaluation.cutoff`)."""
     q, db = encode(model, query, pre, batch_size), encode(model, database, pre, batch_size)
-    k = topk if topk is not None else default_topk(database.labels, database.name)
-    return mean_average_precision(q, db, query.labels, database.labels, topk=k).map
+    return score(q, db, query.labels, database.labels, dataset=database.name, topk=topk, curves=False)["map"]

@@ -23,7 +23,7 @@ from torch.utils.data import DistributedSampler
 from ..sdk.atomic import interrupts_deferred, remove_stale_temps, unwritable_reason
 from ..sdk.data import LabeledImages, Split, database_subset
 from ..sdk.errors import SadhError
-from ..sdk.metrics import mean_average_precision, topk_protocol
+from ..sdk.evaluation import cutoff, score
 from . import distributed
 from .augment import normalize, random_crop_flip
 from .baselines import CSQCentres, csq_loss, dpsh_loss
@@ -227,7 +227,7 @@ def train(
     # images, decoded once at the training resolution
     cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
     eval_db = database_subset(split.database, cfg.eval_database, cfg.seed)
-    topk, topk_source = (cfg.topk, "--topk") if cfg.topk is not None else topk_protocol(data.labels[eval_db], data.name)
+    topk, topk_source = cutoff(data.labels[eval_db], data.name, cfg.topk)
     if main:
         ranks = f" x {info.world_size} processes" if info.world_size > 1 else ""
         epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
@@ -362,7 +362,8 @@ def train(
             q = encode_cached(model, query_images, pre, cfg.eval_batch_size, autocast, info)
             db = encode_cached(model, db_images, pre, cfg.eval_batch_size, autocast, info)
             if info.is_main:
-                entry["map"] = mean_average_precision(q, db, data.labels[split.query], data.labels[eval_db], topk=topk).map
+                labels = data.labels[split.query], data.labels[eval_db]
+                entry["map"] = score(q, db, *labels, dataset=data.name, topk=cfg.topk, curves=False)["map"]
                 entry["eval_seconds"] = time.perf_counter() - t0 - seconds
         history.append(entry)
         if info.is_main:

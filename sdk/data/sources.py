@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
@@ -76,6 +76,11 @@ class DatasetSpec:
             self.data, self.data_dir, self.image_root, self.class_names, self.split, self.split_seed, self.query_per_class,
             self.train_per_class, strict=strict,
         )
+
+
+def option_name(setting: Field) -> str:
+    """The command-line option of a DatasetSpec field: its `flag`, else --FIELD-NAME."""
+    return setting.metadata.get("flag", "--" + setting.name.replace("_", "-"))
 
 
 @dataclass(frozen=True)

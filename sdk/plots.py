@@ -1,4 +1,6 @@
-"""Evaluation plots (matplotlib, Agg backend, written atomically): precision-recall by Hamming radius, precision@N, NDCG@N."""
+"""Evaluation plots (matplotlib, Agg backend, written atomically): precision-recall by Hamming radius, precision@N, NDCG@N.
+
+matplotlib is imported on the first plot (`import sadh.sdk` stays light); without it a plot is a one-line SadhError."""
 from __future__ import annotations
 
 import io
@@ -7,16 +9,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..sdk.atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes
+from .extras import require
 
 DPI = 120
 
 
 def _figure():
     """A new (figure, axes) pair on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    require("matplotlib").use("Agg")
     import matplotlib.pyplot as plt
 
     return plt.subplots(figsize=(5.5, 4.2))
