@@ -23,7 +23,7 @@ import onnxruntime as ort
 import torch
 
 from sadh.export.api import export_model
-from sadh.export.model_meta import sadh_version
+from sadh.sdk.formats.model import sadh_version
 from sadh.export.quantize import CPU_FLAVOUR, Int8Flavour, QuantFormat, QuantType, preprocess_for_quantization, quantize_int8
 from sadh.export.report import THROUGHPUT_BATCH, images_per_second, report_export
 from sadh.export.samples import checkpoint_dataset, model_inputs, spread

@@ -63,9 +63,9 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
 
 
 def save_index(hindex, side, index: Path) -> None:
-    """Write the index and its sidecar as one step (`sadh.sdk.retriever.save_with_sidecar`); a Ctrl-C meanwhile takes
+    """Write the index and its sidecar as one step (`sadh.sdk.formats.index_sidecar.save_with_sidecar`); a Ctrl-C meanwhile takes
     effect after it."""
-    from ..sdk.retriever import save_with_sidecar
+    from ..sdk.formats.index_sidecar import save_with_sidecar
 
     with interrupts_deferred():
         save_with_sidecar(hindex, side, index)
@@ -74,8 +74,8 @@ def save_index(hindex, side, index: Path) -> None:
 def build_index(encoder, data, index: np.ndarray, out: Path, dataset: dict | None) -> tuple[object, Encoded]:
     """Encode items `index` of `data` (resumable: OUT.partial), write the index (ids = dataset indices) and its sidecar;
     return (index, what was encoded)."""
+    from ..sdk.formats.index_sidecar import Sidecar
     from ..sdk.index import HammingIndex
-    from ..sdk.retriever import Sidecar
     from .encode_cmd import encode_items
 
     encoded = encode_items(encoder, data, index, partial=partial_path(out))
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         batch: int = BATCH_OPTION,
     ) -> None:
         """Encode a dataset split and write a Hamming index with a sidecar of labels and paths."""
-        from ..sdk.retriever import sidecar_path
+        from ..sdk.formats.records import sidecar_path
         from .encode_cmd import open_encoder
 
         inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
@@ -141,8 +141,9 @@ def register(app: typer.Typer) -> None:
         batch: int = BATCH_OPTION,
     ) -> None:
         """Encode image files and add them to an index and its sidecar; their ids follow the largest id."""
-        from ..sdk.index import HammingIndex, read_header
-        from ..sdk.retriever import Sidecar
+        from ..sdk.formats.index_file import read_header
+        from ..sdk.formats.index_sidecar import Sidecar
+        from ..sdk.index import HammingIndex
         from .encode_cmd import expand_images, report_failures
 
         read_header(index)  # a missing or foreign file is refused before its lock file is made
@@ -198,8 +199,9 @@ def register(app: typer.Typer) -> None:
         index: Path = typer.Option(..., "--index", "-i", help="Index file to remove from (rewritten with its sidecar)."),
     ) -> None:
         """Remove ids from an index and its sidecar (an id that is not in the index refuses the whole removal)."""
-        from ..sdk.index import HammingIndex, read_header
-        from ..sdk.retriever import Sidecar
+        from ..sdk.formats.index_file import read_header
+        from ..sdk.formats.index_sidecar import Sidecar
+        from ..sdk.index import HammingIndex
 
         wide = next((i for i in ids if not -(2**63) <= i < 2**63), None)
         if wide is not None:
@@ -228,8 +230,8 @@ def register(app: typer.Typer) -> None:
         """Print an index file's code length, size and what its sidecar says (the checksum is verified)."""
         from .tables import new_table
 
+        from ..sdk.formats.index_sidecar import Sidecar
         from ..sdk.index import HammingIndex
-        from ..sdk.retriever import Sidecar
 
         if (index is None) == (index_option is None):
             raise SadhError("give the index file once: `sadh-cli index info FILE` or `sadh-cli index info -i FILE`")

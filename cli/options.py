@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Op
 
 import typer
 
-from ..sdk import metadata as md
+from ..sdk.formats import model as md
 from ..sdk.atomic import interrupts_deferred, resolved, unwritable_reason
 from ..sdk.data import BUILTIN, DatasetSpec, LabeledImages, Split
 from ..sdk.errors import SadhError

@@ -118,8 +118,8 @@ def finished_index(path: Path, model: Path, dataset: dict, data: Any, items: Any
     now, with this model file (not older than it); else None. Items the index skipped must still be unreadable."""
     import numpy as np
 
+    from ..sdk.formats.index_sidecar import Sidecar
     from ..sdk.index import HammingIndex
-    from ..sdk.retriever import Sidecar
 
     if not path.is_file() or path.stat().st_mtime < model.stat().st_mtime:
         return None

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         """Encode query images and print their k nearest indexed items (id, Hamming distance, label, path)."""
         from .tables import new_table
 
-        from ..sdk.retriever import Sidecar, load_index
+        from ..sdk.formats.index_sidecar import Sidecar
+        from ..sdk.retriever import load_index
         from .encode_cmd import expand_images, report_failures
         from .index_cmd import index_encoder
         from .options import make_console, shown, warn

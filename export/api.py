@@ -13,7 +13,7 @@ from typing import Callable
 
 import onnx
 
-from ..sdk import metadata as md
+from ..sdk.formats import model as md
 from ..sdk.atomic import interrupts_deferred, make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 
-from ..sdk import metadata as keys
+from ..sdk.formats import model as keys
 from ..sdk.errors import choice
 from .settings import Calibration
 

@@ -8,7 +8,8 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.errors import SadhError
-from .model_meta import read_stamp, stamp, with_precision
+from ..sdk.formats.model import with_precision
+from .model_meta import read_stamp, stamp
 
 
 def topological_sort(graph: onnx.GraphProto) -> None:

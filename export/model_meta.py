@@ -1,21 +1,13 @@
-"""The metadata stamped into every exported ONNX model (keys from sadh.sdk.metadata)."""
+"""The torch and ONNX side of the model metadata (`sadh.sdk.formats.model` has its keys, layout and builder): the
+digest of a torch model's weights, and stamping the metadata into an ONNX model."""
 from __future__ import annotations
 
 import hashlib
-import json
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 import onnx
 
-from ..sdk import metadata as keys
-
-PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-cpu")
-
-
-def sadh_version() -> str:
-    """The installed sadh package version."""
-    return importlib_metadata.version("sadh")
+from ..sdk.formats.model import PREFIX
 
 
 def weights_digest(model: Any) -> str:
@@ -31,24 +23,9 @@ def weights_digest(model: Any) -> str:
     return h.hexdigest()
 
 
-def model_metadata(info: Any, precision: str, weights: str) -> dict[str, str]:
-    """Everything the runtime needs, as strings, from a checkpoint's ModelInfo and its `weights_digest`."""
-    base = {
-        keys.BITS: str(int(info.bits)),
-        keys.PREPROCESS: info.preprocess.to_json(),
-        keys.CLASS_NAMES: json.dumps(list(info.class_names)),
-        keys.METHOD: str(info.method),
-        keys.BACKBONE: str(info.backbone),
-        keys.DATASET: str(info.dataset),
-        keys.VERSION: sadh_version(),
-        keys.WEIGHTS: weights,
-    }
-    return with_precision(base, precision)
-
-
 def stamp(model: onnx.ModelProto, meta: dict[str, str]) -> onnx.ModelProto:
     """Replace the model's sadh.* metadata_props by `meta` (other entries are kept); returns the model."""
-    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(keys.PREFIX)]
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
     for key, value in kept + list(meta.items()):
         model.metadata_props.add(key=key, value=value)
@@ -57,11 +34,4 @@ def stamp(model: onnx.ModelProto, meta: dict[str, str]) -> onnx.ModelProto:
 
 def read_stamp(model: onnx.ModelProto) -> dict[str, str]:
     """The sadh.* metadata_props of a model."""
-    return {p.key: p.value for p in model.metadata_props if p.key.startswith(keys.PREFIX)}
-
-
-def with_precision(meta: dict[str, str], precision: str) -> dict[str, str]:
-    """A copy of `meta` for another precision."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}")
-    return {**meta, keys.PRECISION: precision}
+    return {p.key: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.errors import SadhError
-from .model_meta import read_stamp, stamp, with_precision
+from ..sdk.formats import model as keys
+from ..sdk.formats.model import with_precision
+from .model_meta import read_stamp, stamp
 
 MODELOPT_METHODS = {"minmax": "max", "entropy": "entropy"}
 

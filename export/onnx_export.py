@@ -16,10 +16,11 @@ import onnx
 import torch
 from torch import nn
 
-from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.errors import SadhError, first_line
-from .model_meta import model_metadata, stamp, weights_digest
+from ..sdk.formats import model as keys
+from ..sdk.formats.model import model_metadata
+from .model_meta import stamp, weights_digest
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import onnxruntime as ort
 
-from ..sdk import metadata as keys
+from ..sdk.formats import model as keys
 
 CPU_THREADS = 2
 BATCH = 32

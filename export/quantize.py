@@ -20,8 +20,9 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from ..sdk.atomic import atomic_write_bytes
+from ..sdk.formats.model import with_precision
 from .calibration import ImageBatches, calibration_method
-from .model_meta import read_stamp, stamp, with_precision
+from .model_meta import read_stamp, stamp
 from .onnx_export import PACK_SCOPE
 
 

@@ -4,11 +4,13 @@ from .codes import hamming_distance, pack_codes, unpack_codes
 from .encoder import Encoder
 from .errors import SadhError
 from .grid import retrieval_grid
+from .formats.index_sidecar import Sidecar
+from .formats.records import sidecar_path
 from .index import HammingIndex
 from .metrics import MAPResult, mean_average_precision, precision_at_n, precision_recall_by_radius
 from .mih import MultiIndexHashingIndex
 from .preprocess import Preprocess, preprocess
-from .retriever import Retriever, Sidecar, load_index, sidecar_path
+from .retriever import Retriever, load_index
 
 __all__ = [
     "Encoder",

@@ -27,10 +27,10 @@ from sadh.export.qdq_rules import qdq_violations
 from sadh.export.samples import checkpoint_dataset, model_inputs, spread
 from sadh.export.settings import ExportSettings
 from sadh.export.torch_ref import torch_codes
-from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, load_fashion_mnist
 from sadh.sdk.data.fashion_mnist import find_fashion_mnist
 from sadh.sdk.errors import SadhError
+from sadh.sdk.formats import model as md
 from sadh.train.backbones import backbone_entry
 from sadh.train.checkpoint import load_model, save_checkpoint
 from sadh.train.config import TrainConfig
