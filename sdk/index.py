@@ -91,7 +91,8 @@ class HammingIndex:
     """Exact flat Hamming index over packed codes with int64 ids; see the module docstring."""
 
     def __init__(self, bits: int) -> None:
-        """Create an empty index for codes of `bits` bits (`sadh.sdk.codes.check_bits`: a multiple of 8 up to MAX_INDEX_BITS)."""
+        """Create an empty index for codes of `bits` bits (`sadh.sdk.codes.check_bits`: a multiple of 8, at most
+        MAX_INDEX_BITS)."""
         self.bits = check_bits(bits)
         self.nbytes = self.bits // 8
         self._nwords = word_count(self.bits)

@@ -22,7 +22,9 @@ from .mih import MultiIndexHashingIndex
 from .preprocess import as_frames
 
 Index = HammingIndex | MultiIndexHashingIndex
-INDEX_KINDS: dict[str, type[HammingIndex] | type[MultiIndexHashingIndex]] = dict(zip(INDEX_KIND_NAMES, (HammingIndex, MultiIndexHashingIndex)))
+INDEX_KINDS: dict[str, type[HammingIndex] | type[MultiIndexHashingIndex]] = dict(
+    zip(INDEX_KIND_NAMES, (HammingIndex, MultiIndexHashingIndex))
+)
 KIND_CHOICES = " or ".join(map(repr, INDEX_KINDS))
 
 

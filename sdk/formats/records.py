@@ -42,8 +42,13 @@ POSITIVE = Rule("a positive int", lambda v: v > 0)
 
 
 def code_length(most: int | None = MAX_INDEX_BITS) -> Rule:
-    """The rule of a code length in bits (`sadh.sdk.codes.bits_fit`); in a field's hint, with a str it is in decimal."""
-    return Rule(f"a code length ({bits_rule(most)})", lambda v: bits_fit(int(v) if isinstance(v, str) and v.isascii() and v.isdigit() else v, most))
+    """The rule of a code length in bits (`sadh.sdk.codes.bits_fit`), for an int or (model metadata) its decimal str."""
+
+    def fits(value: Any) -> bool:
+        decimal = isinstance(value, str) and value.isascii() and value.isdigit()
+        return bits_fit(int(value) if decimal else value, most)
+
+    return Rule(f"a code length ({bits_rule(most)})", fits)
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,7 +19,11 @@ MANIFEST = RecordFormat(
     "a sadh retriever manifest",
     {
         "format": Annotated[str, Rule(repr(FORMAT), lambda v: v == FORMAT)],
-        "model": str, "index": str, "bits": Annotated[int, code_length()], "index_kind": Annotated[str, Rule(" or ".join(map(repr, INDEX_KIND_NAMES)), lambda v: v in INDEX_KIND_NAMES)], "weights": str | None,
+        "model": str,
+        "index": str,
+        "bits": Annotated[int, code_length()],
+        "index_kind": Annotated[str, Rule(" or ".join(map(repr, INDEX_KIND_NAMES)), lambda v: v in INDEX_KIND_NAMES)],
+        "weights": str | None,
     },
     required=("format", "model", "index", "bits"),
 )
