@@ -24,7 +24,7 @@ import torch
 
 from sadh.export.api import export_model
 from sadh.export.int8 import CPU_FLAVOUR, Int8Flavour, QuantFormat, QuantType, preprocess_for_quantization, quantize_int8
-from sadh.export.model_meta import sadh_version
+from sadh.sdk.formats.model import sadh_version
 from sadh.export.parity import checkpoint_dataset, model_inputs, spread
 from sadh.export.report import THROUGHPUT_BATCH, images_per_second, report_export
 from sadh.export.settings import ExportSettings

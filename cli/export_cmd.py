@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a checkpoint; prints each file with its precision, size, time and parity against torch."""
         from ..export.api import export_model
-        from ..export.model_meta import PRECISIONS
+        from ..sdk.formats.model import PRECISIONS
         from ..export.report import report_export
         from ..export.parity import checkpoint_data_config, checkpoint_dataset
 

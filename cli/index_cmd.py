@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         from ..sdk.encoding import partial_path
         from ..sdk.indexing import build_index, check_role, dataset_record, role_indices
         from ..sdk.model_split import load_for_model, model_split_path
-        from ..sdk.retriever import sidecar_path
+        from ..sdk.formats.records import sidecar_path
 
         inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
         check_outputs({"--out": out, "its sidecar": sidecar_path(out)}, inputs, folders={"its partial folder": partial_path(out)})
@@ -90,8 +90,8 @@ def register(app: typer.Typer) -> None:
         """Print an index file's code length, size and what its sidecar says (the checksum is verified)."""
         from .tables import new_table
 
+        from ..sdk.formats.index_sidecar import Sidecar
         from ..sdk.index import HammingIndex
-        from ..sdk.retriever import Sidecar
 
         if (index is None) == (index_option is None):
             raise SadhError("give the index file once: `sadh-cli index info FILE` or `sadh-cli index info -i FILE`")

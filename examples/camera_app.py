@@ -17,7 +17,7 @@ from sadh.sdk.camera import open_source
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.printable import printable
-from sadh.sdk.retriever import Retriever, Sidecar, load_index, sidecar_path
+from sadh.sdk import Retriever, Sidecar, load_index, sidecar_path
 
 
 def run(

@@ -13,16 +13,16 @@ from typing import Callable
 
 import onnx
 
-from ..sdk import metadata as md
 from ..sdk.atomic import interrupts_deferred, make_folder, unwritable_reason
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
+from ..sdk.formats import model as md
+from ..sdk.formats.model import read_stamp
 from ..train.checkpoint import ModelInfo, load_model
 from .int8 import (
     CPU_FLAVOUR, TENSORRT_FLAVOUR, check_qdq, modelopt_available, pack_nodes, preprocess_for_quantization, quantize_int8,
     quantize_qdq_modelopt,
 )
-from .model_meta import read_stamp
 from .onnx_model import DEFAULT_OPSET, convert_fp16, export_onnx
 from .parity import (
     Parity, checkpoint_dataset, compare_codes, cpu_session, model_inputs, require_parity, run_codes, spread, torch_codes,

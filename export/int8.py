@@ -28,10 +28,10 @@ from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.errors import SadhError, choice
-from .model_meta import read_stamp, stamp, with_precision
+from ..sdk.formats import model as keys
+from ..sdk.formats.model import read_stamp, stamp, with_precision
 from .onnx_model import PACK_SCOPE
 from .settings import Calibration
 

@@ -8,6 +8,7 @@ a version converter. A failure is reported naming the layer that caused it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -18,14 +19,25 @@ import torch
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
-from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
 from ..sdk.errors import SadhError, first_line
-from .model_meta import model_metadata, read_stamp, stamp, weights_digest, with_precision
+from ..sdk.formats import model as keys
+from ..sdk.formats.model import model_metadata, read_stamp, stamp, with_precision
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
 PACK_SCOPE = "pack"  # module name of the bit-packing tail; its nodes are named /pack/... in the graph
+
+
+def weights_digest(model: nn.Module) -> str:
+    """blake2b-128 hex of a torch model's parameters and buffers (names, dtypes, shapes, values): which trained weights
+    it is."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 class PackBits(nn.Module):

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ..sdk import metadata as keys
+from ..sdk.formats import model as keys
 from ..sdk.data import LabeledImages, Split
 from ..sdk.errors import SadhError
 from ..sdk.preprocess import Preprocess, preprocess

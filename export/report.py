@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..sdk import metadata as keys
+from ..sdk.formats import model as keys
 from ..sdk.data import LabeledImages, Split
 from ..sdk.evaluation import score
 from ..sdk.preprocess import Preprocess

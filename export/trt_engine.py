@@ -15,9 +15,11 @@ from pathlib import Path
 
 import onnx as onnx_lib
 
-from ..sdk import metadata as keys
 from ..sdk.atomic import atomic_write_bytes
-from ..sdk.engine_meta import (
+from ..sdk.errors import SadhError
+from ..sdk.formats import model as keys
+from ..sdk.formats.model import read_stamp
+from ..sdk.formats.engine import (
     ENGINE_SUFFIX,
     EngineMeta,
     check_engine_meta,
@@ -27,8 +29,6 @@ from ..sdk.engine_meta import (
     slug,
     write_engine_meta,
 )
-from ..sdk.errors import SadhError
-from .model_meta import read_stamp
 from .settings import BatchProfile
 
 STRONGLY_TYPED_FROM = 11  # first TensorRT major version without weakly typed networks

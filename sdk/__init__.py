@@ -8,13 +8,15 @@ from .encoding import encode_items
 from .errors import SadhError
 from .evaluation import evaluate, evaluate_model, score
 from .grid import retrieval_grid
+from .formats.index_sidecar import Sidecar
+from .formats.records import sidecar_path
 from .index import HammingIndex
 from .indexing import add_files, build_index, remove_ids, search_files
 from .metrics import MAPResult, mean_average_precision, precision_at_n, precision_recall_by_radius
 from .mih import MultiIndexHashingIndex
 from .model_split import load_for_model
 from .preprocess import Preprocess, preprocess
-from .retriever import Retriever, Sidecar, load_index, sidecar_path
+from .retriever import Retriever, load_index
 
 __all__ = [
     "Encoder",

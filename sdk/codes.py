@@ -35,11 +35,15 @@ def bits_fit(bits: object, most: int | None = MAX_INDEX_BITS) -> bool:
     return bits >= BITS_STEP and bits % BITS_STEP == 0 and (most is None or bits <= most)
 
 
+def bits_rule(most: int | None = MAX_INDEX_BITS) -> str:
+    """The rule of `bits_fit(bits, most)` in words."""
+    return f"a positive multiple of {BITS_STEP}" if most is None else f"a multiple of {BITS_STEP} from {BITS_STEP} to {most}"
+
+
 def check_bits(bits: object, most: int | None = MAX_INDEX_BITS, what: str = "bits") -> int:
     """`bits` as an int if `bits_fit(bits, most)`, else SadhError stating the rule (`what`: how it names the value)."""
     if not bits_fit(bits, most):
-        rule = f"a positive multiple of {BITS_STEP}" if most is None else f"a multiple of {BITS_STEP} from {BITS_STEP} to {most}"
-        raise SadhError(f"{what} must be {rule}, got {bits!r}")
+        raise SadhError(f"{what} must be {bits_rule(most)}, got {bits!r}")
     return int(bits)  # type: ignore[arg-type]
 
 

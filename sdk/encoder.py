@@ -1,6 +1,6 @@
 """`Encoder`: images -> packed hash codes with an exported model (onnxruntime, or a TensorRT engine).
 
-The model carries everything the runtime needs in its metadata (see `sadh.sdk.metadata`): the code
+The model carries everything the runtime needs in its metadata (see `sadh.sdk.formats.model`): the code
 length, the preprocessing constants and the class names. Frames go through `sadh.sdk.preprocess`,
 the same code training used, so a camera frame and a training image are prepared identically.
 
@@ -15,14 +15,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import metadata as md
-from .codes import check_bits, pack_codes
+from .codes import pack_codes
 from .data.images import read_image
-from .engine_meta import ENGINE_SUFFIX
 from .errors import ModelError, SadhError, first_line
 from .extras import require
+from .formats import model as md
+from .formats.engine import ENGINE_SUFFIX
 from .image_limits import max_image_pixels
-from .json_text import parse_json
 from .preprocess import Preprocess, as_frames, preprocess
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -107,22 +106,9 @@ class Encoder:
         max_batch = int(max_batch)
         self._runner = open_runner(self.path, providers)
         meta = self._runner.metadata
-        missing = [k for k in md.REQUIRED if k not in meta]
-        if missing:
-            raise SadhError(
-                f"{self.path}: model metadata lacks {', '.join(missing)}; export it with `sadh-cli export` "
-                "(it records bits and preprocessing)"
-            )
-        try:
-            self._bits = check_bits(int(meta[md.BITS]))
-        except ValueError:
-            raise SadhError(f"{self.path}: bad {md.BITS} metadata {meta[md.BITS]!r}") from None
-        try:
-            self._preprocess = Preprocess.from_json(meta[md.PREPROCESS])
-        except SadhError as e:
-            raise SadhError(f"{self.path}: {e}") from None
+        read = md.read_model_metadata(meta, self.path)
+        self._bits, self._preprocess, self._class_names = read.bits, read.preprocess, read.class_names
         self._check_input_shape()
-        self._class_names = self._read_class_names(meta.get(md.CLASS_NAMES))
         self.metadata = dict(meta)
         outputs = self._runner.output_names
         if md.PACKED_OUTPUT not in outputs and md.CODES_OUTPUT not in outputs:
@@ -140,18 +126,6 @@ class Encoder:
                 f"{self.path}: the model input {dims} but its {md.PREPROCESS} metadata says {size}x{size} RGB images "
                 f"(Nx3x{size}x{size}); re-export it with `sadh-cli export`"
             )
-
-    def _read_class_names(self, text: str | None) -> list[str]:
-        """Parse the JSON class-name list (absent -> empty list)."""
-        if text is None:
-            return []
-        try:
-            names = parse_json(text)
-        except ValueError:
-            names = None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise SadhError(f"{self.path}: bad {md.CLASS_NAMES} metadata (expected a JSON list of names)")
-        return names
 
     @property
     def bits(self) -> int:

@@ -72,7 +72,7 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
 def save_index(hindex, side, index: Path) -> None:
     """Write the index and its sidecar as one step (`sadh.sdk.retriever.save_with_sidecar`); a Ctrl-C meanwhile takes
     effect after it."""
-    from .retriever import save_with_sidecar
+    from .formats.index_sidecar import save_with_sidecar
 
     with interrupts_deferred():
         save_with_sidecar(hindex, side, index)
@@ -84,7 +84,7 @@ def build_index(
     """Encode items `index` of `data` (resumable: OUT.partial), write the index (ids = dataset indices) and its sidecar
     (labels, class names, absolute paths, the `dataset` record, the model); return (index, what was encoded)."""
     from .index import HammingIndex
-    from .retriever import Sidecar
+    from .formats.index_sidecar import Sidecar
 
     out = Path(out)
     encoded = encode_items(encoder, data, index, partial=partial_path(out), progress=progress)
@@ -120,7 +120,7 @@ def finished_index(path: Path, model: Path, dataset: dict, data: LabeledImages, 
     this model file (not older than it) and `dataset` record; else None. Items the index skipped must still be
     unreadable."""
     from .index import HammingIndex
-    from .retriever import Sidecar
+    from .formats.index_sidecar import Sidecar
 
     if not path.is_file() or path.stat().st_mtime < model.stat().st_mtime:
         return None
@@ -155,9 +155,10 @@ def add_files(
     names `labels` (a new name adds a class); ids follow the largest id. Files already in the index are skipped (a
     warning); `model` defaults to the one the sidecar names. Holds the index's writer lock throughout."""
     from .atomic import written_before_interrupt
-    from .index import HammingIndex, read_header
+    from .formats.index_file import read_header
+    from .index import HammingIndex
     from .locking import writer_lock
-    from .retriever import Sidecar
+    from .formats.index_sidecar import Sidecar
 
     read_header(index)  # a missing or foreign file is refused before its lock file is made
     with writer_lock(index):  # from reading the index to renaming its new version: no other writer between
@@ -209,9 +210,10 @@ def remove_ids(index: Path, ids: Sequence[int]) -> tuple[int, int]:
     """Remove ids from `index` and its sidecar (an id that is not in the index refuses the whole removal); returns
     (ids removed, codes left). Holds the index's writer lock throughout."""
     from .atomic import written_before_interrupt
-    from .index import HammingIndex, read_header
+    from .formats.index_file import read_header
+    from .index import HammingIndex
     from .locking import writer_lock
-    from .retriever import Sidecar
+    from .formats.index_sidecar import Sidecar
 
     wide = next((i for i in ids if not -(2**63) <= i < 2**63), None)
     if wide is not None:
@@ -248,7 +250,8 @@ def search_files(
     """The k nearest indexed items of each readable query image (folders: their images; unreadable ones: a warning),
     with `model` or the one the sidecar names, by a flat scan or multi-index hashing (`mih`); returns (results per query,
     the sidecar or None, the index size)."""
-    from .retriever import Sidecar, load_index
+    from .formats.index_sidecar import Sidecar
+    from .retriever import load_index
 
     hindex = load_index(index, "mih" if mih else "flat")
     if not len(hindex):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .codes import as_array, pack_codes
 from .errors import SadhError
-from .index import to_planes
+from .hamming_scan import to_planes
 from .popcount import popcount
 
 CHUNK_PAIRS = 1 << 22  # query x database pairs per chunk

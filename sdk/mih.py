@@ -29,11 +29,7 @@ import numpy as np
 
 from .codes import check_packed
 from .errors import SadhError
-from .index import (
-    HammingIndex,
-    Snapshot,
-    check_k,
-    check_radius,
+from .hamming_scan import (
     from_planes,
     kth_from_histogram,
     nearest_distances,
@@ -43,6 +39,7 @@ from .index import (
     topk_from_candidates,
     word_dtype,
 )
+from .index import HammingIndex, Snapshot, check_k, check_radius
 from .popcount import popcount
 
 # Measured costs in units of one code of the flat scan. A k-NN query whose predicted MIH cost exceeds n goes to the

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from . import metadata as md
 from .data import DatasetSpec, LabeledImages, Split
 from .errors import SadhError
+from .formats import model as md
 
 log = logging.getLogger(__name__)
 

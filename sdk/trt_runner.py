@@ -1,6 +1,6 @@
 """Run a TensorRT engine file (only where `tensorrt` and CUDA's Python bindings are installed).
 
-The engine's sidecar (`sadh.sdk.engine_meta`) holds the sadh metadata (bits, preprocessing, class names)
+The engine's sidecar (`sadh.sdk.formats.engine`) holds the sadh metadata (bits, preprocessing, class names)
 of the ONNX model it was built from; it must match this machine's GPU model and TensorRT version where it
 records them (not for an engine built by the trtexec command export prints), and the engine's input profile
 and code width must be those it describes. Calls are serialised: one execution context, one stream.
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metadata as md
-from .engine_meta import check_engine_meta, check_engine_shapes, current_gpu_name, read_engine_meta
 from .errors import ModelError, SadhError
 from .extras import require
+from .formats import model as md
+from .formats.engine import check_engine_meta, check_engine_shapes, current_gpu_name, read_engine_meta
 
 
 def _import_trt():

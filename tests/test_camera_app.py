@@ -12,7 +12,7 @@ import numpy as np
 
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.sdk import Sidecar, sidecar_path
 from tiny_model import export_tiny
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "camera_app.py"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from sadh.cli.app import app
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.sdk import Sidecar, sidecar_path
 from sadh.sdk.data import Split
 from cli_run import assert_user_error, cli, table_rows
 from test_cli_eval import hint, tiny_model_of
@@ -28,7 +28,7 @@ PER_CLASS = 6
 def setup(tmp_path_factory, fashion_small) -> dict[str, Path]:
     """A tiny model and a class-folder dataset of PER_CLASS Fashion-MNIST PNGs per class."""
     d = tmp_path_factory.mktemp("cli")
-    export_tiny(d / "model.onnx", bits=32)
+    export_tiny(d / "model.onnx", bits=32, dataset="images")  # trained on a folder of this name, as the one below
     cls = fashion_small.labels.argmax(1)
     for c, name in enumerate(fashion_small.class_names):
         folder = d / "images" / name.replace("/", "-")

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 
 from sadh.cli.eval_cmd import warn_tie_order
 from sadh.cli.options import DataOptions
-from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, SplitSizes, database_subset, load_dataset
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.evaluation import grid_queries, map_name
@@ -130,10 +128,7 @@ def test_map_is_named_by_what_was_computed():
 
 def tiny_model_of(path: Path, dataset: str, split: Split | None) -> Path:
     """A tiny model that records `dataset` as its training set, with `split` beside it as export writes it."""
-    export_tiny(path, bits=32)
-    proto = onnx.load(str(path))
-    proto.metadata_props.add(key=md.DATASET, value=dataset)
-    onnx.save(proto, str(path))
+    export_tiny(path, bits=32, dataset=dataset)
     if split is not None:
         split.save(path.with_name(path.name.split(".")[0] + ".split.npz"))
     return path

@@ -16,7 +16,7 @@ from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.indexing import finished_index, save_index
-from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.sdk import Sidecar, sidecar_path
 from sadh.train.checkpoint import load_checkpoint, save_checkpoint
 from sadh.train.config import TrainConfig
 from sadh.train.run_folder import RunFolder

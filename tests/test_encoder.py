@@ -12,11 +12,11 @@ import numpy as np
 import onnx
 import pytest
 
-from sadh.sdk import metadata as md
 from sadh.sdk.codes import pack_codes
 from sadh.sdk import encoder as encoder_module
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import ModelError, SadhError
+from sadh.sdk.formats import model as md
 from sadh.sdk.preprocess import Preprocess, preprocess
 from tiny_model import CLASS_NAMES, PREPROCESS, export_tiny, torch_reference
 
@@ -117,7 +117,7 @@ def test_errors(models, tmp_path):
         Encoder(garbage)
     bare = tmp_path / "bare.onnx"
     export_tiny(bare, metadata=False)
-    with pytest.raises(SadhError, match="metadata lacks sadh.bits"):
+    with pytest.raises(SadhError, match=r"not an exported sadh model \(missing sadh.bits, sadh.preprocess\); export it"):
         Encoder(bare)
     proto = onnx.load(str(models["codes"][0]))
     proto.metadata_props[0].value = "12"

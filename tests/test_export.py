@@ -20,16 +20,16 @@ from sadh.cli.app import app
 from sadh.export import api
 from sadh.export.api import STAGING_PREFIX, ExportResult, export_model
 from sadh.export.int8 import qdq_violations
-from sadh.export.model_meta import weights_digest
+from sadh.export.onnx_model import weights_digest
 from sadh.export.onnx_model import export_onnx
 from sadh.export.parity import (
     Parity, checkpoint_dataset, compare_codes, cpu_session, model_inputs, require_parity, run_codes, spread, torch_codes,
 )
 from sadh.export.settings import ExportSettings
-from sadh.sdk import metadata as md
 from sadh.sdk.data import Split, load_fashion_mnist
 from sadh.sdk.data.fashion_mnist import find_fashion_mnist
 from sadh.sdk.errors import SadhError
+from sadh.sdk.formats import model as md
 from sadh.train.backbones import backbone_entry
 from sadh.train.checkpoint import load_model, save_checkpoint
 from sadh.train.config import TrainConfig

@@ -16,14 +16,14 @@ import numpy as np
 import onnx
 import pytest
 
-from sadh.sdk import metadata as md
 from sadh.sdk.data.images import read_image
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import ModelError, SadhError
+from sadh.sdk.formats import model as md
 from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.sdk import Sidecar, sidecar_path
 from cli_run import assert_user_error, cli, table_rows
-from tiny_model import export_tiny
+from tiny_model import export_tiny, tiny_metadata
 
 ESC_TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
 PER_CLASS = 4
@@ -171,7 +171,7 @@ def test_a_batch_of_files_is_bounded_by_pixels(hostile, tmp_path, monkeypatch):
 
 
 def test_a_header_claiming_more_codes_than_memory_holds_is_one_line(tmp_path):
-    from sadh.sdk.index import physical_memory
+    from sadh.sdk.memory import physical_memory
 
     count = 1 << 36  # 768 GB of ids and codes in a sparse file of the size the header implies
     assert 16 * count > physical_memory()
@@ -224,11 +224,9 @@ def test_symlink_loops_as_input_or_output_are_one_line(hostile, tmp_path):
 
 def _wider_codes_model(path: Path) -> Path:
     """A model whose `codes` output is 33 wide while its metadata says 32 bits."""
-    export_tiny(path, bits=33)
+    export_tiny(path, bits=33, metadata=False)
     proto = onnx.load(str(path))
-    for prop in proto.metadata_props:
-        if prop.key == md.BITS:
-            prop.value = "32"
+    onnx.helper.set_model_props(proto, tiny_metadata(32))
     onnx.save(proto, str(path))
     return path
 

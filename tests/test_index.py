@@ -10,9 +10,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+import sadh.sdk.formats.index_file as index_file
+import sadh.sdk.hamming_scan as scan_mod
 import sadh.sdk.index as index_mod
 from sadh.sdk.errors import SadhError
-from sadh.sdk.index import HammingIndex, save_arrays, to_planes
+from sadh.sdk.formats.index_file import save_arrays
+from sadh.sdk.hamming_scan import to_planes
+from sadh.sdk.index import HammingIndex
 from sadh.sdk.mih import MultiIndexHashingIndex
 
 BITS = [8, 16, 24, 32, 48, 64, 96, 128, 256]
@@ -50,8 +54,8 @@ def codes_with_duplicates(rng, n, bits):
 def blocks(request, monkeypatch):
     """Run with the real block sizes and with tiny ones that force many blocks and threshold updates."""
     if request.param == "tiny":
-        monkeypatch.setattr(index_mod, "BLOCK_ELEMS", 96)
-        monkeypatch.setattr(index_mod, "MIN_DB_BLOCK", 16)
+        monkeypatch.setattr(scan_mod, "BLOCK_ELEMS", 96)
+        monkeypatch.setattr(scan_mod, "MIN_DB_BLOCK", 16)
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -86,7 +90,7 @@ def test_heavy_ties_stay_exact_and_bounded(blocks):
         D, I = index.search(q, k)
         eD, eI = brute_knn(db, ids, q, k, 32)
         assert np.array_equal(D, eD) and np.array_equal(I, eI), k
-    rows, _, _ = index_mod.scan(index.snapshot().planes, index_mod.to_planes(q, 32), 32, k=7)
+    rows, _, _ = scan_mod.scan(index.snapshot().planes, scan_mod.to_planes(q, 32), 32, k=7)
     # each exact centre match has ~200 duplicates at distance 0, but only the first 7 can matter
     assert np.bincount(rows, minlength=len(q))[:3].max() < 100
 
@@ -96,10 +100,10 @@ def test_nearest_distances(bits, blocks):
     rng = np.random.default_rng(bits)
     db = rng.integers(0, 256, (300, bits // 8), dtype=np.uint8)
     q = np.concatenate([db[:3], rng.integers(0, 256, (7, bits // 8), dtype=np.uint8)])
-    got = index_mod.nearest_distances(index_mod.to_planes(db, bits), index_mod.to_planes(q, bits), bits)
+    got = scan_mod.nearest_distances(scan_mod.to_planes(db, bits), scan_mod.to_planes(q, bits), bits)
     assert np.array_equal(got, np.unpackbits(db[None] ^ q[:, None], axis=2).sum(-1).min(axis=1))
-    empty = index_mod.to_planes(db[:0], bits)
-    assert np.array_equal(index_mod.nearest_distances(empty, index_mod.to_planes(q, bits), bits), np.full(10, bits + 1))
+    empty = scan_mod.to_planes(db[:0], bits)
+    assert np.array_equal(scan_mod.nearest_distances(empty, scan_mod.to_planes(q, bits), bits), np.full(10, bits + 1))
 
 
 @pytest.mark.parametrize("bits", [16, 64, 96])
@@ -299,14 +303,14 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     old.add(np.arange(20, dtype=np.uint8).reshape(10, 2))
     old.save(path)
     before = path.read_bytes()
-    real = index_mod.atomic_open
+    real = index_file.atomic_open
 
     @contextlib.contextmanager
     def failing_open(p, mode="wb", size=None):
         with real(p, mode, size) as f:
             yield _FailingFile(f)
 
-    monkeypatch.setattr(index_mod, "atomic_open", failing_open)
+    monkeypatch.setattr(index_file, "atomic_open", failing_open)
     new = HammingIndex(16)
     new.add(np.zeros((30, 2), np.uint8))
     with pytest.raises(OSError, match="disk full"):
@@ -316,8 +320,8 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
 
 
 def test_concurrent_searches_equal_serial(monkeypatch):
-    monkeypatch.setattr(index_mod, "BLOCK_ELEMS", 1024)
-    monkeypatch.setattr(index_mod, "MIN_DB_BLOCK", 64)
+    monkeypatch.setattr(scan_mod, "BLOCK_ELEMS", 1024)
+    monkeypatch.setattr(scan_mod, "MIN_DB_BLOCK", 64)
     rng = np.random.default_rng(5)
     index = HammingIndex(32)
     index.add(rng.integers(0, 256, (3000, 4), dtype=np.uint8))

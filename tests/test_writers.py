@@ -20,7 +20,7 @@ from sadh.cli.app import app
 from sadh.sdk.atomic import atomic_open, atomic_write_bytes
 from sadh.sdk.errors import SadhError
 from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.sdk import Sidecar, sidecar_path
 from cli_run import assert_user_error, cli
 from small_disk import small_disk  # noqa: F401 - the fixture
 from tiny_model import export_tiny
@@ -141,7 +141,7 @@ import os, sys
 import numpy as np
 from sadh.sdk.indexing import save_index
 from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import Sidecar, sidecar_path
+from sadh.sdk import Sidecar, sidecar_path
 
 path, crash_at = sys.argv[1], int(sys.argv[2])
 calls = [0]
@@ -211,7 +211,7 @@ import sys
 import numpy as np
 from sadh.sdk.indexing import save_index
 from sadh.sdk.index import HammingIndex
-from sadh.sdk.retriever import Sidecar
+from sadh.sdk import Sidecar
 
 path, n = sys.argv[1], int(sys.argv[2])
 codes = np.random.default_rng(0).integers(0, 256, (n, 8), dtype=np.uint8)

@@ -1,16 +1,19 @@
 """Test helper: a tiny hashing net written as ONNX with the sadh metadata, without torch (onnx's helper and numpy
 weights), so the sdk's tests also run where torch is not installed (scripts/test-lowest.sh, scripts/test-aarch64.sh).
-`torch_reference` is the same net in torch, for the tests that compare the runtime with torch."""
+Its metadata is built by the exporter's own code (`sadh.sdk.formats.model.model_metadata`), for a model described
+like a checkpoint's ModelInfo (`TinyInfo`). `torch_reference` is the same net in torch, for the tests that compare the
+runtime with torch."""
 from __future__ import annotations
 
-import json
+import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sadh.sdk import metadata as md
+from sadh.sdk.formats import model as md
 from sadh.sdk.preprocess import Preprocess
 from sadh.train.backbones import IMAGENET_MEAN, IMAGENET_STD
 
@@ -18,6 +21,18 @@ PREPROCESS = Preprocess(input_size=28, resize_size=32, mean=IMAGENET_MEAN, std=I
 CLASS_NAMES = [f"class{i}" for i in range(10)]
 OPSET, IR_VERSION = 17, 8  # what sadh.export writes, and what onnxruntime 1.20 (JetPack 6) loads
 PLACES = np.array([128, 64, 32, 16, 8, 4, 2, 1], np.int32)  # np.packbits order
+
+
+@dataclass(frozen=True)
+class TinyInfo:
+    """What the metadata records of the tiny net (the fields of `sadh.sdk.formats.model.TrainedModel`)."""
+
+    bits: int
+    preprocess: Preprocess = PREPROCESS
+    class_names: tuple[str, ...] = tuple(CLASS_NAMES)
+    method: str = "sadh"
+    backbone: str = "tiny_cnn"
+    dataset: str = "fashion-mnist"
 
 
 def tiny_params(bits: int) -> dict[str, np.ndarray]:
@@ -32,11 +47,28 @@ def tiny_params(bits: int) -> dict[str, np.ndarray]:
     return {k: rng.uniform(-1, 1, s).astype(np.float32) / np.float32(np.sqrt(fan_in[k.split(".")[0]])) for k, s in shapes.items()}
 
 
+def params_digest(params: dict[str, np.ndarray]) -> str:
+    """blake2b-128 hex of the parameters (names, shapes, values): the tiny net's trained-weights digest."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, value in sorted(params.items()):
+        h.update(f"{name}:{value.shape};".encode() + value.tobytes())
+    return h.hexdigest()
+
+
+def tiny_metadata(bits: int, weights: str | bool = True, dataset: str = TinyInfo.dataset) -> dict[str, str]:
+    """The metadata the exporter writes for the tiny net of `bits` bits (fp32); `weights`: True records the digest of
+    its parameters, a str that digest instead, False none (models exported before digests were recorded)."""
+    digest = params_digest(tiny_params(bits)) if weights is True else weights or ""
+    meta = md.model_metadata(replace(TinyInfo(bits), dataset=dataset), "fp32", digest)
+    return meta if weights else {k: v for k, v in meta.items() if k != md.WEIGHTS}
+
+
 def export_tiny(
-    path: Path, bits: int = 32, packed: bool = False, metadata: bool = True, fixed_batch: int | None = None, weights: str | None = None
+    path: Path, bits: int = 32, packed: bool = False, metadata: bool = True, fixed_batch: int | None = None,
+    weights: str | bool = True, dataset: str = TinyInfo.dataset,
 ) -> dict[str, np.ndarray]:
-    """Write the tiny net to `path` (dynamic batch, or `fixed_batch`; `packed`: also the packed sign bits; `weights`: the
-    weights digest to record) and return its parameters (for `torch_reference`)."""
+    """Write the tiny net to `path` (dynamic batch, or `fixed_batch`; `packed`: also the packed sign bits; `metadata`,
+    `weights`, `dataset`: see `tiny_metadata`) and return its parameters (for `torch_reference`)."""
     params = tiny_params(bits)
     batch = fixed_batch or "n"
     size = PREPROCESS.input_size
@@ -73,10 +105,7 @@ def export_tiny(
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
     if metadata:
-        props = {md.BITS: str(bits), md.PREPROCESS: PREPROCESS.to_json(), md.CLASS_NAMES: json.dumps(CLASS_NAMES), md.PRECISION: "fp32"}
-        if weights is not None:
-            props[md.WEIGHTS] = weights
-        helper.set_model_props(proto, props)
+        helper.set_model_props(proto, tiny_metadata(bits, weights, dataset))
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return params

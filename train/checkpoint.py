@@ -16,8 +16,9 @@ import torch
 
 from ..sdk.atomic import atomic_open, interrupts_deferred
 from ..sdk.errors import SadhError, first_line
+from ..sdk.formats.records import type_in_words, value_fits
 from ..sdk.preprocess import Preprocess
-from .config import TrainConfig, type_in_words, value_fits
+from .config import TrainConfig
 from .backbones.weights import load_torch_file, torch_file_problem
 from .model import ImageHashNet, create_model
 

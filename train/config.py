@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional, Union
 from ..sdk.codes import MAX_TRAINED_BITS, check_bits
 from ..sdk.data import DatasetSpec, LabeledImages, Split
 from ..sdk.errors import SadhError, choice
+from ..sdk.formats.records import type_in_words, value_fits
 from ..sdk.json_text import parse_json
 from ..sdk.preprocess import Preprocess
 from .backbones import Backbone, backbone_entry
@@ -253,23 +254,3 @@ def resume_config(saved: TrainConfig, cfg: TrainConfig, asked: Iterable[str], do
     epochs = cfg.epochs if "epochs" in names else saved.epochs
     ignored = setting_differences(saved.to_dict(), {k: v for k, v in now.items() if k in names and k != "epochs"})
     return replace(saved, epochs=epochs, **{k: now[k] for k in EXECUTION_SETTINGS}), ignored
-
-
-def value_fits(value: Any, hint: Any) -> bool:
-    """Whether `value` has the type `hint` declares (bools are not numbers; ints are floats); for JSON-like data."""
-    if typing.get_origin(hint) is Union:
-        return any(value_fits(value, arg) for arg in typing.get_args(hint))
-    if typing.get_origin(hint) is list:
-        return isinstance(value, list) and all(value_fits(v, typing.get_args(hint)[0]) for v in value)
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def type_in_words(hint: Any) -> str:
-    """A type hint in words: Optional[list[int]] -> "a list of int or None"."""
-    if typing.get_origin(hint) is Union:
-        return " or ".join(type_in_words(arg) for arg in typing.get_args(hint))
-    if typing.get_origin(hint) is list:
-        return f"a list of {type_in_words(typing.get_args(hint)[0])}"
-    return "None" if hint is type(None) else hint.__name__

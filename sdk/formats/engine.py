@@ -1,4 +1,4 @@
-"""TensorRT engine naming and sidecar JSON (written by sadh.export, read by the runtime's engine loader).
+"""The TensorRT engine file name and its sidecar JSON (written by sadh.export, read by the runtime's engine loader).
 
 An engine only runs on the GPU model and TensorRT version that built it, so both are part of its
 file name and recorded in a sidecar ``<engine>.json``; a loader refuses an engine whose sidecar
@@ -14,33 +14,25 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Mapping, Sequence
 
-from . import metadata as md
-from .metadata import sidecar_path
-from .atomic import atomic_write_text
-from .errors import SadhError
-from .json_text import parse_json
+from ..atomic import atomic_write_text
+from ..errors import SadhError
+from . import model as md
+from .records import POSITIVE, RecordFormat, sidecar_path
 
 ENGINE_SUFFIX = ".engine"
 JETSON_MODEL_FILE = Path("/proc/device-tree/model")
-# EngineMeta field type, as annotated -> (what a sidecar value must be, its test)
-_FIELD_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "str": ("a str", lambda v: isinstance(v, str)),
-    "str | None": ("null or a str", lambda v: v is None or isinstance(v, str)),
-    "int": ("a positive int", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0),
-    "dict[str, str]": ("an object of str", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values()))),
-}
+REBUILD = "rebuild the engine with `sadh-cli export --engine`"
 
 
 @dataclass(frozen=True)
 class EngineMeta:
     """What an engine was built from and for; `gpu`/`tensorrt` are None for an engine built by trtexec.
 
-    `metadata` is the sadh metadata of the source ONNX model (keys of `sadh.sdk.metadata`) with the
-    engine's precision.
+    `metadata` is the sadh metadata of the source ONNX model (`sadh.sdk.formats.model`) with the engine's precision.
     """
 
     gpu: str | None
@@ -48,20 +40,17 @@ class EngineMeta:
     precision: str
     onnx: str
     onnx_sha256: str
-    batch_min: int
-    batch_opt: int
-    batch_max: int
-    input_size: int
+    batch_min: Annotated[int, POSITIVE]
+    batch_opt: Annotated[int, POSITIVE]
+    batch_max: Annotated[int, POSITIVE]
+    input_size: Annotated[int, POSITIVE]
     metadata: dict[str, str]
 
     def __post_init__(self) -> None:
-        wrong = [
-            f"{f.name} must be {_FIELD_CHECKS[str(f.type)][0]}"
-            for f in fields(self)
-            if not _FIELD_CHECKS[str(f.type)][1](getattr(self, f.name))
-        ]
-        if wrong:
-            raise SadhError(f"bad fields: {'; '.join(wrong)}")
+        ENGINE_SIDECAR.check(vars(self), type(self).__name__)
+
+
+ENGINE_SIDECAR = RecordFormat.of(EngineMeta, "a sadh engine sidecar", REBUILD)
 
 
 def slug(text: str) -> str:
@@ -85,18 +74,12 @@ def read_engine_meta(engine: str | os.PathLike) -> EngineMeta:
     """Read the sidecar JSON of `engine` (SadhError when it is missing or malformed)."""
     path = sidecar_path(engine)
     try:
-        raw = parse_json(path.read_text(encoding="utf-8"))
-        missing = [k for k in EngineMeta.__dataclass_fields__ if k not in raw]
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-        return EngineMeta(**{k: raw[k] for k in EngineMeta.__dataclass_fields__})
+        return EngineMeta(**ENGINE_SIDECAR.read(path))
     except FileNotFoundError:
         raise SadhError(
             f"{engine}: no sidecar {path.name}; build the engine with `sadh-cli export --engine` "
             "(without TensorRT it writes the sidecar and prints the trtexec command to run)"
         ) from None
-    except (OSError, ValueError, TypeError, SadhError) as e:
-        raise SadhError(f"{path}: not a sadh engine sidecar ({e}); rebuild the engine with `sadh-cli export --engine`") from None
 
 
 def check_engine_meta(meta: EngineMeta, gpu: str, tensorrt: str, engine: str | os.PathLike = "engine") -> None:
@@ -128,10 +111,10 @@ def check_engine_shapes(
     have = [tuple(int(d) for d in shape) for shape in profile]
     if have != want:
         problems.append(f"its input profile (min/opt/max) is {_shapes_text(have)}, its sidecar says {_shapes_text(want)}")
-    bits = meta.metadata.get(md.BITS, "")
+    bits = md.read_model_metadata(meta.metadata, engine).bits
     for name, bits_per_value in ((md.CODES_OUTPUT, 1), (md.PACKED_OUTPUT, 8)):
         shape = outputs.get(name)
-        if shape is not None and bits.isdigit() and int(shape[-1]) * bits_per_value != int(bits):
+        if shape is not None and int(shape[-1]) * bits_per_value != bits:
             problems.append(f"its {name!r} output has {shape[-1]} columns, the sidecar's model has {bits} bits")
     if problems:
         raise SadhError(

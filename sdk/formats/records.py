@@ -1,0 +1,147 @@
+"""The one validator of sadh's records on disk (JSON sidecars and manifests, model metadata, checkpoint fields), and
+where the JSON sidecar of a file lives.
+
+A format declares its fields once, as type hints: a dataclass's annotations (`RecordFormat.of`) or a mapping of them.
+`Annotated[T, Rule(...)]` adds a range or a rule to T. `RecordFormat.check` checks a record against them and raises
+one line naming the file and each wrong field; fields it does not declare (of later versions) are left out.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import types
+import typing
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Callable, Mapping, Union
+
+from ..codes import MAX_INDEX_BITS, bits_fit, bits_rule
+from ..errors import SadhError
+from ..json_text import parse_json
+
+SIDECAR_SUFFIX = ".json"
+_UNIONS = (Union, types.UnionType)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the JSON sidecar of a file lives: `model.engine` -> `model.engine.json`, `db.sidx` -> `db.sidx.json`."""
+    p = Path(path)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A condition on a value beyond its type (`Annotated[int, POSITIVE]`); `words` say what a fitting value is. A
+    `test` may raise SadhError to say why a value fails (a parser's message)."""
+
+    words: str
+    test: Callable[[Any], bool]
+
+
+POSITIVE = Rule("a positive int", lambda v: v > 0)
+
+
+def code_length(most: int | None = MAX_INDEX_BITS) -> Rule:
+    """The rule of a code length in bits (`sadh.sdk.codes.bits_fit`), for an int or (model metadata) its decimal str."""
+
+    def fits(value: Any) -> bool:
+        decimal = isinstance(value, str) and value.isascii() and value.isdigit()
+        return bits_fit(int(value) if decimal else value, most)
+
+    return Rule(f"a code length ({bits_rule(most)})", fits)
+
+
+@functools.lru_cache(maxsize=None)
+def _fitter(hint: Any) -> Callable[[Any], bool]:
+    """The test of `value_fits(value, hint)`, built once per hint (a list's items are many)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        base, rules = _fitter(args[0]), args[1:]
+        return lambda v: base(v) and all(rule.test(v) for rule in rules)
+    if origin in _UNIONS:
+        options = [_fitter(arg) for arg in args]
+        return lambda v: any(fits(v) for fits in options)
+    if origin is list:
+        item = _fitter(args[0])
+        return lambda v: isinstance(v, list) and all(map(item, v))
+    if origin is dict:
+        key, value = _fitter(args[0]), _fitter(args[1])
+        return lambda v: isinstance(v, dict) and all(key(k) and value(x) for k, x in v.items())
+    if hint is Any:
+        return lambda v: True
+    if hint in (int, float):
+        kinds = (int, float) if hint is float else int
+        return lambda v: isinstance(v, kinds) and not isinstance(v, bool)
+    return lambda v: isinstance(v, hint)
+
+
+def value_fits(value: Any, hint: Any) -> bool:
+    """Whether `value` has the type `hint` declares and meets its rules (bools are not numbers; ints are floats); for
+    JSON-like data."""
+    return _fitter(hint)(value)
+
+
+def type_in_words(hint: Any) -> str:
+    """A type hint in words: Optional[list[int]] -> "a list of int or None"; an Annotated one by its rules' words."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return " and ".join(rule.words for rule in args[1:])
+    if origin in _UNIONS:
+        return " or ".join(type_in_words(arg) for arg in args)
+    if origin is list:
+        return f"a list of {type_in_words(args[0])}"
+    if origin is dict:
+        return f"a mapping of {type_in_words(args[0])} to {type_in_words(args[1])}"
+    if hint is Any:
+        return "any value"
+    return "None" if hint is type(None) else hint.__name__
+
+
+@dataclass(frozen=True)
+class RecordFormat:
+    """One kind of record: what it is (`WHERE: not NAME (...)` in errors), its fields' type hints, which of them it must
+    have, and what to do about a bad one (`advice`, appended to errors)."""
+
+    name: str
+    hints: Mapping[str, Any]
+    required: tuple[str, ...]
+    advice: str = ""
+
+    @classmethod
+    def of(cls, record: type, name: str, advice: str = "") -> "RecordFormat":
+        """The format of a dataclass's fields: their annotations; the fields without a default are required."""
+        hints = typing.get_type_hints(record, include_extras=True)
+        declared = fields(record)
+        required = tuple(f.name for f in declared if f.default is MISSING and f.default_factory is MISSING)
+        return cls(name, {f.name: hints[f.name] for f in declared}, required, advice)
+
+    def error(self, where: str | os.PathLike, reason: object) -> SadhError:
+        """`WHERE: not NAME (REASON); ADVICE` as one SadhError."""
+        return SadhError(f"{where}: not {self.name} ({reason})" + (f"; {self.advice}" if self.advice else ""))
+
+    def check(self, record: Any, where: str | os.PathLike) -> dict[str, Any]:
+        """The declared fields of `record` (a mapping); SadhError naming `where` and every missing or wrong field."""
+        if not isinstance(record, Mapping):
+            raise self.error(where, f"a JSON {type(record).__name__}, not an object")
+        missing = [k for k in self.required if k not in record]
+        wrong = [f"missing {', '.join(missing)}"] if missing else []
+        for k, hint in self.hints.items():
+            try:
+                fits, why = k not in record or value_fits(record[k], hint), f"got {record.get(k)!r:.80}"
+            except SadhError as e:
+                fits, why = False, str(e)
+            if not fits:
+                wrong.append(f"{k} must be {type_in_words(hint)}, {why}")
+        if wrong:
+            raise self.error(where, "; ".join(wrong))
+        return {k: record[k] for k in self.hints if k in record}
+
+    def read(self, path: str | os.PathLike) -> dict[str, Any]:
+        """The checked JSON record in the file at `path` (FileNotFoundError when there is none)."""
+        try:
+            record = parse_json(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as e:
+            raise self.error(path, e) from None
+        return self.check(record, path)
