@@ -97,7 +97,7 @@ def verdict(rows: list[dict]) -> str:
     """One line per (set, bits, SADH recipe): the lead at each seed and whether the target holds there."""
     lines = []
     for (name, bits, sadh), per_seed in sorted(leads(rows).items()):
-        shown = "; ".join(f"seed {s}: {d:+.1f} over {rival}" for s, d, rival in per_seed)
+        shown = "; ".join(f"seed {s}: {d:+.1f} vs {rival}" for s, d, rival in per_seed)
         met = all(d >= TARGET_POINTS for _, d, _ in per_seed)
         lines.append(f"- {name}, {bits} bits, {NAMES[sadh]}: {shown} — {'met' if met else 'NOT met'}")
     return "\n".join(lines)
