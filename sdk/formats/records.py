@@ -21,6 +21,7 @@ from ..json_text import parse_json
 
 SIDECAR_SUFFIX = ".json"
 _UNIONS = (Union, types.UnionType)
+_PLAIN = {int: frozenset({int}), float: frozenset({int, float}), str: frozenset({str})}  # item types fitting at a glance
 _MOST_DIGITS = 18  # the most digits a code length of no upper limit (`code_length(None)`) is read from
 
 
@@ -77,8 +78,8 @@ def _fitter(hint: Any) -> Callable[[Any], bool]:
         options = [_fitter(arg) for arg in args]
         return lambda v: any(fits(v) for fits in options)
     if origin is list:
-        item = _fitter(args[0])
-        return lambda v: isinstance(v, list) and all(map(item, v))
+        item, plain = _fitter(args[0]), _PLAIN.get(args[0], frozenset())
+        return lambda v: isinstance(v, list) and (plain.issuperset(map(type, v)) or all(map(item, v)))
     if origin is dict:
         key, value = _fitter(args[0]), _fitter(args[1])
         return lambda v: isinstance(v, dict) and all(key(k) and value(x) for k, x in v.items())
