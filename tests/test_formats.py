@@ -107,6 +107,10 @@ def test_a_huge_or_odd_field_is_that_fields_one_line_error(tmp_path: Path) -> No
     huge = "9" * 5000
     with pytest.raises(SadhError, match=r"^m.onnx: not an exported sadh model \(sadh.bits must be a code length"):
         md.read_model_metadata({**tiny_metadata(32), md.BITS: huge}, "m.onnx")
+    for field, value in ((md.PREPROCESS, '{"input_size": %s}' % huge), (md.CLASS_NAMES, f'["a", {huge}]')):
+        with pytest.raises(SadhError, match=rf"^m.onnx: not an exported sadh model \({field} must be ") as bad:
+            md.read_model_metadata({**tiny_metadata(32), field: value}, "m.onnx")
+        assert len(str(bad.value)) < 1000, str(bad.value)  # the value cut short, not all of its 5000 digits
     model = tmp_path / "huge_bits.onnx"
     export_tiny(model, bits=32, metadata=False)
     proto = onnx.load(str(model))

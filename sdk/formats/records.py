@@ -59,9 +59,10 @@ def code_length(most: int | None = MAX_INDEX_BITS) -> Rule:
     digits = len(str(most)) if most is not None else _MOST_DIGITS
 
     def fits(value: Any) -> bool:
-        if isinstance(value, str):  # a decimal no longer than the longest code length's (int() of it is cheap)
-            decimal = value.isascii() and value.isdigit() and len(value.lstrip("0")) <= digits
-            return decimal and bits_fit(int(value), most)
+        if isinstance(value, str):  # a decimal (leading zeros allowed) of no more digits than the longest code length
+            significant = value.lstrip("0")
+            decimal = value.isascii() and value.isdigit() and len(significant) <= digits
+            return decimal and bits_fit(int(significant or "0"), most)
         return bits_fit(value, most)
 
     return Rule(f"a code length ({bits_rule(most)})", fits)
