@@ -63,7 +63,7 @@ class Preprocess:
                 channel_order=str(d.get("channel_order", "RGB")),
             )
         except (ValueError, KeyError, TypeError, OverflowError) as e:
-            raise SadhError(f"bad preprocessing metadata {text!r}: {e}") from None
+            raise SadhError(f"bad preprocessing metadata {text!r:.80}: {e}") from None
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

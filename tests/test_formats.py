@@ -8,8 +8,10 @@ import json
 import struct
 from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import onnx
 import pytest
 
 from sadh.sdk.codes import bits_fit
@@ -18,10 +20,11 @@ from sadh.sdk.errors import SadhError
 from sadh.sdk.formats import model as md
 from sadh.sdk.formats.engine import ENGINE_SIDECAR, EngineMeta
 from sadh.sdk.formats.index_sidecar import INDEX_SIDECAR, Sidecar
-from sadh.sdk.formats.records import sidecar_path
+from sadh.sdk.formats.records import RecordFormat, Rule, sidecar_path
 from sadh.sdk.formats.retriever_folder import MANIFEST
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.mih import MultiIndexHashingIndex
+from cli_run import assert_user_error, cli
 from tiny_model import CLASS_NAMES, export_tiny, tiny_metadata
 
 
@@ -96,6 +99,33 @@ def test_model_metadata_takes_the_one_bits_rule(tmp_path: Path) -> None:
             assert md.read_model_metadata(meta, "m.onnx").bits == int(bits) and fits, bits
         except SadhError as e:
             assert not fits and str(e).startswith("m.onnx: not an exported sadh model (sadh.bits must be a code length"), bits
+
+
+def test_a_huge_or_odd_field_is_that_fields_one_line_error(tmp_path: Path) -> None:
+    """A 5000-digit bits value (past Python's int-from-str limit), a rule whose test breaks, a huge int: each is
+    the field's one-line error, never another exception."""
+    huge = "9" * 5000
+    with pytest.raises(SadhError, match=r"^m.onnx: not an exported sadh model \(sadh.bits must be a code length"):
+        md.read_model_metadata({**tiny_metadata(32), md.BITS: huge}, "m.onnx")
+    for field, value in ((md.PREPROCESS, '{"input_size": %s}' % huge), (md.CLASS_NAMES, f'["a", {huge}]')):
+        with pytest.raises(SadhError, match=rf"^m.onnx: not an exported sadh model \({field} must be ") as bad:
+            md.read_model_metadata({**tiny_metadata(32), field: value}, "m.onnx")
+        assert len(str(bad.value)) < 1000, str(bad.value)  # the value cut short, not all of its 5000 digits
+    model = tmp_path / "huge_bits.onnx"
+    export_tiny(model, bits=32, metadata=False)
+    proto = onnx.load(str(model))
+    onnx.helper.set_model_props(proto, {**tiny_metadata(32), md.BITS: huge})
+    onnx.save(proto, str(model))
+    with pytest.raises(SadhError, match="sadh.bits must be a code length"):
+        Encoder(model)
+    assert_user_error(cli("encode", "q.png", "-m", model), "sadh.bits must be a code length")
+    manifest = _records(tmp_path)[-1][1]
+    with pytest.raises(SadhError, match=r"\(bits must be a code length .*\)$"):
+        MANIFEST.check({**manifest, "bits": 10**5000}, "manifest.json")
+    breaking = RecordFormat("a thing", {"n": Annotated[int, Rule("the inverse of a positive int", lambda v: 1 / v > 0)]}, ("n",))
+    assert breaking.check({"n": 2}, "t.json") == {"n": 2}
+    with pytest.raises(SadhError, match=r"^t.json: not a thing \(n must be the inverse of a positive int, got 0\)$"):
+        breaking.check({"n": 0}, "t.json")
 
 
 @pytest.mark.torch

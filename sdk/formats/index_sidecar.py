@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import InitVar, asdict, dataclass
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -68,9 +68,11 @@ class Sidecar:
     model: str | None = None
     weights: str | None = None
     index_digest: str | None = None
+    _checked: InitVar[bool] = False  # (by `_read`: the fields are those INDEX_SIDECAR.read checked)
 
-    def __post_init__(self) -> None:
-        INDEX_SIDECAR.check(vars(self), type(self).__name__)
+    def __post_init__(self, _checked: bool) -> None:
+        if not _checked:
+            INDEX_SIDECAR.check(vars(self), type(self).__name__)
         if len(self.labels) != len(self.ids) or (self.paths is not None and len(self.paths) != len(self.ids)):
             raise SadhError(f"sidecar has {len(self.ids)} ids but {len(self.labels)} labels / paths rows")
         if any(not 0 <= c < len(self.class_names) for row in self.labels for c in row):
@@ -100,7 +102,7 @@ class Sidecar:
         """Parse a sidecar file (FileNotFoundError when there is none; SadhError when it is not a sidecar)."""
         fields = INDEX_SIDECAR.read(path)
         try:
-            return cls(**fields)
+            return cls(**fields, _checked=True)
         except SadhError as e:  # its fields do not fit together
             raise INDEX_SIDECAR.error(path, e) from None
 

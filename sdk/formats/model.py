@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from typing import Annotated, Any, Mapping, Protocol, Sequence
 
 from ..json_text import parse_json
@@ -83,7 +82,9 @@ class ModelMeta:
 
 def sadh_version() -> str:
     """The installed sadh package version."""
-    return importlib_metadata.version("sadh")
+    from importlib import metadata  # (here: importing it costs `import sadh.sdk` tens of milliseconds)
+
+    return metadata.version("sadh")
 
 
 def with_precision(meta: Mapping[str, str], precision: str) -> dict[str, str]:

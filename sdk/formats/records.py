@@ -21,6 +21,8 @@ from ..json_text import parse_json
 
 SIDECAR_SUFFIX = ".json"
 _UNIONS = (Union, types.UnionType)
+_PLAIN = {int: frozenset({int}), float: frozenset({int, float}), str: frozenset({str})}  # item types fitting at a glance
+_MOST_DIGITS = 18  # the most digits a code length of no upper limit (`code_length(None)`) is read from
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -32,10 +34,20 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 @dataclass(frozen=True)
 class Rule:
     """A condition on a value beyond its type (`Annotated[int, POSITIVE]`); `words` say what a fitting value is. A
-    `test` may raise SadhError to say why a value fails (a parser's message)."""
+    `test` may raise SadhError to say why a value fails (a parser's message); any other exception it raises is a value
+    that fails."""
 
     words: str
     test: Callable[[Any], bool]
+
+    def passes(self, value: Any) -> bool:
+        """Whether `value` meets the rule: `test(value)`, False when the test breaks on it (SadhError passes on)."""
+        try:
+            return bool(self.test(value))
+        except SadhError:
+            raise
+        except Exception:  # a value a rule's test cannot take (a 5000-digit number, ...) does not fit
+            return False
 
 
 POSITIVE = Rule("a positive int", lambda v: v > 0)
@@ -44,9 +56,14 @@ POSITIVE = Rule("a positive int", lambda v: v > 0)
 def code_length(most: int | None = MAX_INDEX_BITS) -> Rule:
     """The rule of a code length in bits (`sadh.sdk.codes.bits_fit`), for an int or (model metadata) its decimal str."""
 
+    digits = len(str(most)) if most is not None else _MOST_DIGITS
+
     def fits(value: Any) -> bool:
-        decimal = isinstance(value, str) and value.isascii() and value.isdigit()
-        return bits_fit(int(value) if decimal else value, most)
+        if isinstance(value, str):  # a decimal (leading zeros allowed) of no more digits than the longest code length
+            significant = value.lstrip("0")
+            decimal = value.isascii() and value.isdigit() and len(significant) <= digits
+            return decimal and bits_fit(int(significant or "0"), most)
+        return bits_fit(value, most)
 
     return Rule(f"a code length ({bits_rule(most)})", fits)
 
@@ -57,13 +74,13 @@ def _fitter(hint: Any) -> Callable[[Any], bool]:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Annotated:
         base, rules = _fitter(args[0]), args[1:]
-        return lambda v: base(v) and all(rule.test(v) for rule in rules)
+        return lambda v: base(v) and all(rule.passes(v) for rule in rules)
     if origin in _UNIONS:
         options = [_fitter(arg) for arg in args]
         return lambda v: any(fits(v) for fits in options)
     if origin is list:
-        item = _fitter(args[0])
-        return lambda v: isinstance(v, list) and all(map(item, v))
+        item, plain = _fitter(args[0]), _PLAIN.get(args[0], frozenset())
+        return lambda v: isinstance(v, list) and (plain.issuperset(map(type, v)) or all(map(item, v)))
     if origin is dict:
         key, value = _fitter(args[0]), _fitter(args[1])
         return lambda v: isinstance(v, dict) and all(key(k) and value(x) for k, x in v.items())
@@ -79,6 +96,14 @@ def value_fits(value: Any, hint: Any) -> bool:
     """Whether `value` has the type `hint` declares and meets its rules (bools are not numbers; ints are floats); for
     JSON-like data."""
     return _fitter(hint)(value)
+
+
+def _shown(value: Any) -> str:
+    """`value` for an error message: its repr, cut to 80 characters (its type when it has none to show)."""
+    try:
+        return f"{value!r:.80}"
+    except Exception:  # e.g. an int past Python's int-to-str limit
+        return f"a value too long to show ({type(value).__name__})"
 
 
 def type_in_words(hint: Any) -> str:
@@ -126,12 +151,15 @@ class RecordFormat:
         missing = [k for k in self.required if k not in record]
         wrong = [f"missing {', '.join(missing)}"] if missing else []
         for k, hint in self.hints.items():
+            if k not in record:
+                continue
             try:
-                fits, why = k not in record or value_fits(record[k], hint), f"got {record.get(k)!r:.80}"
+                if value_fits(record[k], hint):
+                    continue
+                why = f"got {_shown(record[k])}"  # (only for a wrong field: the text of a long list is slow to make)
             except SadhError as e:
-                fits, why = False, str(e)
-            if not fits:
-                wrong.append(f"{k} must be {type_in_words(hint)}, {why}")
+                why = str(e)
+            wrong.append(f"{k} must be {type_in_words(hint)}, {why}")
         if wrong:
             raise self.error(where, "; ".join(wrong))
         return {k: record[k] for k in self.hints if k in record}
