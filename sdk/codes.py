@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import SadhError
 from .popcount import popcount
+from .printable import value_text
 
 
 def asarray(x: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def bits_rule(most: int | None = MAX_INDEX_BITS) -> str:
 def check_bits(bits: object, most: int | None = MAX_INDEX_BITS, what: str = "bits") -> int:
     """`bits` as an int if `bits_fit(bits, most)`, else SadhError stating the rule (`what`: how it names the value)."""
     if not bits_fit(bits, most):
-        raise SadhError(f"{what} must be {bits_rule(most)}, got {bits!r}")
+        raise SadhError(f"{what} must be {bits_rule(most)}, got {value_text(bits)}")
     return int(bits)  # type: ignore[arg-type]
 
 

@@ -17,6 +17,7 @@ import torch
 from ..sdk.atomic import atomic_open, interrupts_deferred
 from ..sdk.errors import SadhError, first_line
 from ..sdk.formats.records import type_in_words, value_fits
+from ..sdk.printable import value_text
 from ..sdk.preprocess import Preprocess
 from .config import TrainConfig
 from .backbones.weights import load_torch_file, torch_file_problem
@@ -81,7 +82,7 @@ def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...] = MODEL_KEYS)
     for key in (k for k in keys if k in FIELD_TYPES):
         hint = FIELD_TYPES[key]
         if not value_fits(state[key], hint):
-            raise SadhError(f"{path}: checkpoint field {key} must be {type_in_words(hint)}, got {state[key]!r:.80}")
+            raise SadhError(f"{path}: checkpoint field {key} must be {type_in_words(hint)}, got {value_text(state[key])}")
     if "class_names" in keys and "num_classes" in keys and len(state["class_names"]) != state["num_classes"]:
         raise SadhError(f"{path}: {len(state['class_names'])} class names for {state['num_classes']} classes")
     return state

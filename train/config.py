@@ -22,6 +22,7 @@ from ..sdk.codes import MAX_TRAINED_BITS, check_bits
 from ..sdk.data import DatasetSpec, LabeledImages, Split
 from ..sdk.errors import SadhError, choice
 from ..sdk.formats.records import type_in_words, value_fits
+from ..sdk.printable import value_text
 from ..sdk.json_text import parse_json
 from ..sdk.preprocess import Preprocess
 from .backbones import Backbone, backbone_entry
@@ -154,7 +155,7 @@ class TrainConfig(DatasetSpec):
         for name, hint in typing.get_type_hints(TrainConfig).items():
             value = getattr(self, name)
             if not value_fits(value, hint):
-                raise SadhError(f"{name} must be {type_in_words(hint)}, got {value!r}")
+                raise SadhError(f"{name} must be {type_in_words(hint)}, got {value_text(value)}")
         for name, kind in CHOICES.items():
             choice(kind, getattr(self, name), name)
         check_bits(self.bits, MAX_TRAINED_BITS)

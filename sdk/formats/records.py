@@ -18,6 +18,7 @@ from typing import Annotated, Any, Callable, Mapping, Union
 from ..codes import MAX_INDEX_BITS, bits_fit, bits_rule
 from ..errors import SadhError
 from ..json_text import parse_json
+from ..printable import value_text
 
 SIDECAR_SUFFIX = ".json"
 _UNIONS = (Union, types.UnionType)
@@ -98,13 +99,6 @@ def value_fits(value: Any, hint: Any) -> bool:
     return _fitter(hint)(value)
 
 
-def _shown(value: Any) -> str:
-    """`value` for an error message: its repr, cut to 80 characters (its type when it has none to show)."""
-    try:
-        return f"{value!r:.80}"
-    except Exception:  # e.g. an int past Python's int-to-str limit
-        return f"a value too long to show ({type(value).__name__})"
-
 
 def type_in_words(hint: Any) -> str:
     """A type hint in words: Optional[list[int]] -> "a list of int or None"; an Annotated one by its rules' words."""
@@ -156,7 +150,7 @@ class RecordFormat:
             try:
                 if value_fits(record[k], hint):
                     continue
-                why = f"got {_shown(record[k])}"  # (only for a wrong field: the text of a long list is slow to make)
+                why = f"got {value_text(record[k])}"  # (only for a wrong field: the text of a long list is slow to make)
             except SadhError as e:
                 why = str(e)
             wrong.append(f"{k} must be {type_in_words(hint)}, {why}")
