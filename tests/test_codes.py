@@ -99,3 +99,12 @@ def test_one_bits_rule_with_a_limit_per_place(tmp_path) -> None:
     longest.add(pack_codes(np.ones((2, MAX_INDEX_BITS))))
     longest.save(tmp_path / "long.sidx")
     assert HammingIndex.load(tmp_path / "long.sidx").bits == MAX_INDEX_BITS  # the file header takes the same rule
+
+
+@pytest.mark.parametrize("bits", [10**5000, "9" * 5000], ids=["int", "text"])
+def test_a_huge_code_length_is_a_one_line_error(bits) -> None:
+    """A code length past Python's int-to-text limit is refused in one short line (not a ValueError from the message)."""
+    for make in (lambda: TrainConfig(bits=bits), lambda: HammingIndex(bits)):
+        with pytest.raises(SadhError) as e:
+            make()
+        assert "\n" not in str(e.value) and len(str(e.value)) < 300
