@@ -20,13 +20,15 @@ from ..sdk.atomic import resolved, unwritable_reason
 from ..sdk.data import BUILTIN, DatasetSpec, LabeledImages, Split
 from ..sdk.data.sources import option_name
 from ..sdk.errors import SadhError
-from ..sdk.model_split import load_data
+from ..sdk.model_split import ModelData, load_data, load_for_model
 from ..sdk.printable import printable
 from ..train.config import TrainConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
+
+    from ..sdk.encoder import Encoder
 
 PIPED_WIDTH = 1000  # rich's line width when stdout is not a terminal: tables and long lines stay whole in pipes and CI logs
 
@@ -94,6 +96,15 @@ def shown(value: object) -> Text:
 def say(message: str) -> None:
     """Print a line on stdout with control characters escaped (`printable`)."""
     typer.echo(printable(message))
+
+
+def data_for_model(opts: DataOptions, encoder: Encoder) -> ModelData:
+    """The data and split to score or index `encoder`'s model with (`sadh.sdk.model_split.load_for_model`), with the
+    line saying which split it is printed, when there is one (the default split has none)."""
+    chosen = load_for_model(opts, encoder)
+    if chosen.split_line:
+        say(chosen.split_line)
+    return chosen
 
 
 def typed(ctx: typer.Context, param: str) -> bool:
