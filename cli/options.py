@@ -130,12 +130,16 @@ class WarningLines(logging.Handler):
 
 @contextlib.contextmanager
 def library_warnings_shown() -> Iterator[None]:
-    """Within the block, warnings the library logs under "sadh" are printed as `warning: ...` lines."""
+    """Within the block, warnings the library logs under "sadh" are printed as `warning: ...` lines, and only so: they
+    do not also reach the handlers a host process gave the root logger (its propagation is restored after)."""
     logger, handler = logging.getLogger("sadh"), WarningLines()
+    propagate = logger.propagate
     logger.addHandler(handler)
+    logger.propagate = False
     try:
         yield
     finally:
+        logger.propagate = propagate
         logger.removeHandler(handler)
 
 
