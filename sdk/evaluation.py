@@ -14,7 +14,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import metrics
-from .codes import pack_codes
 from .data import LabeledImages
 from .encoding import Progress, encode_items, no_progress, partial_path
 
@@ -129,12 +128,6 @@ def write_grid(items: GridItems, q_codes: np.ndarray, index, path: Path, title: 
     return path
 
 
-def _packed(codes: np.ndarray) -> np.ndarray:
-    """Packed uint8 codes as they are; ±1 / bit codes packed."""
-    codes = np.asarray(codes)
-    return codes if codes.dtype == np.uint8 else pack_codes(codes)
-
-
 def evaluate(
     q_codes: np.ndarray,
     db_codes: np.ndarray,
@@ -162,7 +155,8 @@ def evaluate(
     from .index import HammingIndex
     from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
 
-    q_codes, db_codes = _packed(q_codes), _packed(db_codes)
+    q_codes, db_codes = metrics.packed_codes(q_codes, "query codes"), metrics.packed_codes(db_codes, "database codes")
+    result: dict[str, Any] = {**(about or {}), **score(q_codes, db_codes, q_labels, db_labels, dataset=dataset, topk=topk)}  # checks
     out = Path(out) if out is not None else None
     index = HammingIndex(db_codes.shape[1] * 8)
     index.add(db_codes)
@@ -170,7 +164,6 @@ def evaluate(
     t0 = time.perf_counter()
     index.search(q_codes, search_k)
     search_s = time.perf_counter() - t0
-    result: dict[str, Any] = {**(about or {}), **score(q_codes, db_codes, q_labels, db_labels, dataset=dataset, topk=topk)}
     result.update(timings or {}, search_us_per_query=1e6 * search_s / len(q_codes), search_k=search_k)
     if "graded" in result:
         result["graded"] = result.pop("graded")  # last: the longest block

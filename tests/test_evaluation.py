@@ -9,6 +9,7 @@ import pytest
 
 from sadh.sdk import evaluate, score
 from sadh.sdk.data import LabeledImages
+from sadh.sdk.errors import SadhError
 from sadh.sdk.evaluation import GridItems
 from sadh.sdk.metrics import graded_metrics, mean_average_precision
 
@@ -45,3 +46,17 @@ def test_multi_label_codes_get_the_protocol_cut_off_and_the_graded_block(tmp_pat
     quick = score(q, db, labels[:20], labels[20:], dataset="my-nus-wide", topk=7, curves=False)
     assert quick["map"] == pytest.approx(mean_average_precision(q, db, labels[:20], labels[20:], topk=7).map)
     assert quick["topk_source"] == "--topk" and "precision_at_n" not in quick and "graded" not in quick
+
+
+def test_codes_are_checked_as_the_metrics_check_them(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = np.eye(2, dtype=np.uint8)[rng.integers(0, 2, 9)]
+    db = _codes(rng, 8)
+    for one in (db[0], np.where(np.unpackbits(db[0]), 1.0, -1.0)):  # one code, packed or as ±1, not as a row
+        with pytest.raises(SadhError) as refused:
+            evaluate(one, db, labels[:1], labels[1:], out=tmp_path)
+        with pytest.raises(SadhError) as by_metrics:
+            mean_average_precision(one, db, labels[:1], labels[1:])
+        assert str(refused.value) == str(by_metrics.value) and "must be 2-D" in str(refused.value)
+        assert "\n" not in str(refused.value) and not any(tmp_path.iterdir())
+        assert evaluate(one[None], db, labels[:1], labels[1:])["queries"] == 1  # as one row
