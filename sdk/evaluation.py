@@ -144,9 +144,10 @@ def evaluate(
     timings: Mapping[str, float] | None = None,
     on_written: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate query codes against database codes: `score` (mAP at the protocol's cut-off unless `topk`, precision@N,
-    precision-recall, graded metrics for multi-label data) after the entries of `about` (e.g. the model), then the
-    entries of `timings` (e.g. the encoding time) and the flat index's search time per query.
+    """Evaluate query codes against database codes (2-D, as `sadh.sdk.metrics` takes them): `score` (mAP at the
+    protocol's cut-off unless `topk`, precision@N, precision-recall, graded metrics for multi-label data) after the
+    entries of `about` (e.g. the model), then the entries of `timings` (e.g. the encoding time) and the flat index's
+    search time per query.
 
     With `out`, write there metrics.json, pr_curve.png, precision_at_n.png (a line called `name`, plots titled
     `title`), ndcg_at_k.png for multi-label data and, given `grid`, retrieval_grid.png; the writes are one step that a
@@ -156,7 +157,8 @@ def evaluate(
     from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
 
     q_codes, db_codes = metrics.packed_codes(q_codes, "query codes"), metrics.packed_codes(db_codes, "database codes")
-    result: dict[str, Any] = {**(about or {}), **score(q_codes, db_codes, q_labels, db_labels, dataset=dataset, topk=topk)}  # checks
+    # scored first: the metrics check the codes and labels before the index is built
+    result: dict[str, Any] = {**(about or {}), **score(q_codes, db_codes, q_labels, db_labels, dataset=dataset, topk=topk)}
     out = Path(out) if out is not None else None
     index = HammingIndex(db_codes.shape[1] * 8)
     index.add(db_codes)
