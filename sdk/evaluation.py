@@ -1,10 +1,12 @@
 """Retrieval evaluation, in one place: `score` computes the metrics of query codes against database codes (mAP at the
 protocol's cut-off, precision@N, precision-recall by radius, the graded block for multi-label data), `evaluate` adds
 the search time and writes metrics.json, the plots and the retrieval grid, and `evaluate_model` encodes a dataset
-split with an exported model (resumably) and evaluates it. Training and the export report score through `score`."""
+split with an exported model (resumably) and evaluates it. Training and the export report score through `score`.
+Without matplotlib (a runtime-only install) a report has no plots, with a warning logged under "sadh"."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ REPORT_NAMES = (METRICS_NAME, PR_NAME, PAN_NAME, NDCG_NAME, GRID_NAME)  # what a
 DATABASE_CODES_NAME = "database"  # its partial folder (database.partial) keeps encoded chunks until the database is done
 PRECISION_NS = np.array([1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class GridItems:
@@ -48,6 +52,11 @@ def cutoff(db_labels: np.ndarray, dataset: str | None = None, topk: int | None =
     """The mAP cut-off (None = all) and where it comes from: `topk` when given ("--topk"), else the convention for
     data called `dataset` with these labels (`sadh.sdk.metrics.topk_protocol`)."""
     return (topk, "--topk") if topk is not None else metrics.topk_protocol(db_labels, dataset)
+
+
+def plot_names(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """The plots `evaluate` draws for these metrics (what it returns): PR and precision@N, NDCG@K for multi-label data."""
+    return (PR_NAME, PAN_NAME, *((NDCG_NAME,) if "graded" in result else ()))
 
 
 def _json_floats(values: np.ndarray) -> list[float | None]:
@@ -151,10 +160,11 @@ def evaluate(
 
     With `out`, write there metrics.json, pr_curve.png, precision_at_n.png (a line called `name`, plots titled
     `title`), ndcg_at_k.png for multi-label data and, given `grid`, retrieval_grid.png; the writes are one step that a
-    Ctrl-C waits for, and `on_written` runs inside it (e.g. to drop a partial folder)."""
+    Ctrl-C waits for, and `on_written` runs inside it (e.g. to drop a partial folder). Where matplotlib is not
+    installed the plots are left out, with one warning naming what to install."""
     from .atomic import atomic_write_text, written_before_interrupt
     from .index import HammingIndex
-    from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
+    from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n, plots_missing
 
     q_codes, db_codes = metrics.packed_codes(q_codes, "query codes"), metrics.packed_codes(db_codes, "database codes")
     # scored first: the metrics check the codes and labels before the index is built
@@ -172,11 +182,15 @@ def evaluate(
     if out is None:
         return result
     pan, pr = result["precision_at_n"], result["pr_by_radius"]
+    unplotted = plots_missing()
+    if unplotted:
+        log.warning(f"{out} gets no plots ({', '.join(plot_names(result))}): {unplotted}")
     with written_before_interrupt(f"the report in {out} was written completely"):  # never half of it over another
-        plot_pr_curve({name: (pr["precision"], pr["recall"])}, out / PR_NAME, title)
-        plot_precision_at_n({name: (pan["n"], pan["precision"])}, out / PAN_NAME, title)
-        if "graded" in result:
-            plot_ndcg_at_k({name: (pan["n"], result["graded"]["ndcg_at_k"]["ndcg"])}, out / NDCG_NAME, title)
+        if not unplotted:
+            plot_pr_curve({name: (pr["precision"], pr["recall"])}, out / PR_NAME, title)
+            plot_precision_at_n({name: (pan["n"], pan["precision"])}, out / PAN_NAME, title)
+            if "graded" in result:
+                plot_ndcg_at_k({name: (pan["n"], result["graded"]["ndcg_at_k"]["ndcg"])}, out / NDCG_NAME, title)
         if grid is not None:
             write_grid(grid, q_codes, index, out / GRID_NAME, title)
         atomic_write_text(out / METRICS_NAME, json.dumps(result, indent=1))
