@@ -11,13 +11,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from . import metrics
 from .data import LabeledImages
 from .encoding import Progress, encode_items, no_progress, partial_path
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .index import HammingIndex
 
 GRID_QUERIES = 8
 GRID_TOPK = 10
@@ -110,7 +114,7 @@ def grid_queries(labels: np.ndarray, count: int = GRID_QUERIES) -> np.ndarray:
     return np.array(sorted(picked) + rest.tolist(), np.int64)
 
 
-def write_grid(items: GridItems, q_codes: np.ndarray, index, path: Path, title: str) -> Path:
+def write_grid(items: GridItems, q_codes: np.ndarray, index: HammingIndex, path: Path, title: str) -> Path:
     """Retrieval grid PNG: a few queries with their top GRID_TOPK from `index` (ids = positions in items.database_ids),
     distances and labels."""
     from .atomic import atomic_write_bytes
@@ -200,7 +204,7 @@ def evaluate(
 
 
 def evaluate_model(
-    encoder,
+    encoder: Encoder,
     data: LabeledImages,
     q_idx: np.ndarray,
     db_idx: np.ndarray,
