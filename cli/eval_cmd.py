@@ -6,12 +6,10 @@ from typing import Optional
 
 import typer
 
-from ..sdk.evaluation import (
-    DATABASE_CODES_NAME, GRID_NAME, METRICS_NAME, NDCG_NAME, PAN_NAME, PR_NAME, REPORT_NAMES, map_name,
-)
+from ..sdk.evaluation import DATABASE_CODES_NAME, GRID_NAME, METRICS_NAME, REPORT_NAMES, map_name, plot_names
 from .options import (
-    BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options,
-    next_hint, progress_bar, say, warn,
+    BATCH_OPTION, EVAL_DATABASE_NAMES, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_for_model,
+    data_options, next_hint, progress_bar, warn,
 )
 
 TIE_GAP = 0.02  # a plain mAP this far from the tie-aware one owes it to the database order
@@ -58,14 +56,14 @@ def register(app: typer.Typer) -> None:
         from ..sdk.encoder import Encoder
         from ..sdk.encoding import partial_path
         from ..sdk.evaluation import evaluate_model
-        from ..sdk.model_split import load_for_model, model_split_path
+        from ..sdk.model_split import model_split_path
+        from ..sdk.plots import plots_missing
 
         reports = {f"--out/{name}": out / name for name in REPORT_NAMES}
         inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
         check_outputs(reports, inputs, folders={"--out": out, "its partial folder": partial_path(out / DATABASE_CODES_NAME)})
         encoder = Encoder(model, max_batch=batch)
-        chosen = load_for_model(opts, encoder)
-        say(chosen.split_line)
+        chosen = data_for_model(opts, encoder)
         check_outputs_spare_images(reports, chosen.data)
         db_idx = database_subset(chosen.split.database, database, opts.split_seed)
         r = evaluate_model(encoder, chosen.data, chosen.split.query, db_idx, out, topk, progress=progress_bar)
@@ -78,6 +76,6 @@ def register(app: typer.Typer) -> None:
         if "graded" in r:
             typer.echo(graded_line(r["graded"]))
         warn_tie_order(r["map"], r["map_tie_aware"])
-        plots = (PR_NAME, PAN_NAME, *((NDCG_NAME,) if "graded" in r else ()), GRID_NAME)
-        typer.echo(f"wrote {out / METRICS_NAME}, {', '.join(str(out / name) for name in plots)}")
+        written = (*(() if plots_missing() else plot_names(r)), GRID_NAME)  # no plots without matplotlib (it warned)
+        typer.echo(f"wrote {out / METRICS_NAME}, {', '.join(str(out / name) for name in written)}")
         next_hint("sadh-cli", "index", "build", "--model", model, *opts.args(), "--out", "index.sidx")

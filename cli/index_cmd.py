@@ -10,8 +10,8 @@ import typer
 from ..sdk.errors import SadhError
 from ..sdk.indexing import ROLES
 from .options import (
-    BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_options, make_console, next_hint,
-    progress_bar, say, shown,
+    BATCH_OPTION, MODEL_OPTION, DataOptions, check_outputs, check_outputs_spare_images, data_for_model, data_options, make_console,
+    next_hint, progress_bar, say, shown,
 )
 
 
@@ -33,15 +33,14 @@ def register(app: typer.Typer) -> None:
         from ..sdk.encoder import Encoder
         from ..sdk.encoding import partial_path
         from ..sdk.indexing import build_index, check_role, dataset_record, role_indices
-        from ..sdk.model_split import load_for_model, model_split_path
+        from ..sdk.model_split import model_split_path
         from ..sdk.formats.records import sidecar_path
 
         inputs = [("--model", model), ("the model's training split", model_split_path(model)), *opts.inputs()]
         check_outputs({"--out": out, "its sidecar": sidecar_path(out)}, inputs, folders={"its partial folder": partial_path(out)})
         check_role(role)  # before the data is loaded
         encoder = Encoder(model, max_batch=batch)
-        chosen = load_for_model(opts, encoder)
-        say(chosen.split_line)
+        chosen = data_for_model(opts, encoder)
         data = chosen.data
         check_outputs_spare_images({"--out": out, "its sidecar": sidecar_path(out)}, data)
         items = role_indices(chosen.split, len(data), role)

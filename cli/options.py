@@ -20,13 +20,15 @@ from ..sdk.atomic import resolved, unwritable_reason
 from ..sdk.data import BUILTIN, DatasetSpec, LabeledImages, Split
 from ..sdk.data.sources import option_name
 from ..sdk.errors import SadhError
-from ..sdk.model_split import load_data
+from ..sdk.model_split import ModelData, load_data, load_for_model
 from ..sdk.printable import printable
 from ..train.config import TrainConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
+
+    from ..sdk.encoder import Encoder
 
 PIPED_WIDTH = 1000  # rich's line width when stdout is not a terminal: tables and long lines stay whole in pipes and CI logs
 
@@ -96,6 +98,15 @@ def say(message: str) -> None:
     typer.echo(printable(message))
 
 
+def data_for_model(opts: DataOptions, encoder: Encoder) -> ModelData:
+    """The data and split to score or index `encoder`'s model with (`sadh.sdk.model_split.load_for_model`), with the
+    line saying which split it is printed, when there is one (the default split has none)."""
+    chosen = load_for_model(opts, encoder)
+    if chosen.split_line:
+        say(chosen.split_line)
+    return chosen
+
+
 def typed(ctx: typer.Context, param: str) -> bool:
     """Whether parameter `param` of the running command was given on the command line (not a default)."""
     return getattr(ctx.get_parameter_source(param), "name", "") == "COMMANDLINE"
@@ -119,12 +130,16 @@ class WarningLines(logging.Handler):
 
 @contextlib.contextmanager
 def library_warnings_shown() -> Iterator[None]:
-    """Within the block, warnings the library logs under "sadh" are printed as `warning: ...` lines."""
+    """Within the block, warnings the library logs under "sadh" are printed as `warning: ...` lines, and only so: they
+    do not also reach the handlers a host process gave the root logger (its propagation is restored after)."""
     logger, handler = logging.getLogger("sadh"), WarningLines()
+    propagate = logger.propagate
     logger.addHandler(handler)
+    logger.propagate = False
     try:
         yield
     finally:
+        logger.propagate = propagate
         logger.removeHandler(handler)
 
 

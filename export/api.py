@@ -31,6 +31,7 @@ from .settings import BatchProfile, ExportSettings, QdqTool
 from .trt_engine import build_engine, source_onnx, tensorrt_version, trtexec_builds
 
 PARITY_IMAGES = 256
+WARNING_PREFIX = "warning: "  # starts each line of `export_model`'s log that is a warning
 STAGING_PREFIX = ".sadh-export-"  # + host + "-" + the exporting process's id + "-" + random: the staging folder in OUT
 # the files an export of STEM writes (STEM + suffix): a re-export removes those it does not rewrite
 EXPORT_SUFFIXES = (".onnx", ".fp16.onnx", f".{TENSORRT_FLAVOUR.precision}.onnx", f".{CPU_FLAVOUR.precision}.onnx", ".calib.json",
@@ -115,7 +116,7 @@ def export_model(
         # beside the models: eval / index build use it by default for the data it records it was made for (the labels
         # the run trained on, when it recorded them: data edited since is then not mistaken for the training data)
         if split.fits(data.labels) is False:
-            log(f"warning: the labels of {data.name} changed since the run was trained; eval and index build will not "
+            log(f"{WARNING_PREFIX}the labels of {data.name} changed since the run was trained; eval and index build will not "
                 "take its training split for this data")
         (split if split.fingerprint is not None else split.made_for(data.labels)).save(staging / f"{stem}{md.SPLIT_SUFFIX}")
         add(staging / f"{stem}{md.SPLIT_SUFFIX}", "split", t, None)

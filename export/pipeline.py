@@ -46,6 +46,20 @@ def log_step(step: Step) -> None:
     log.info(" ".join(part for part in (step.stage, step.text) if part))
 
 
+def export_log(on_step: Callable[[Step], None]) -> Callable[[str], None]:
+    """The `log` of the pipeline's export: a warning line (`WARNING_PREFIX ...`) becomes a WARNING of this module's
+    logger (what a library user sees; sadh-cli prints it once, as `warning: ...`), any other line a Step to `on_step`."""
+    from .api import WARNING_PREFIX
+
+    def line(text: str) -> None:
+        if text.startswith(WARNING_PREFIX):
+            log.warning(text[len(WARNING_PREFIX):])
+        else:
+            on_step(Step(text))
+
+    return line
+
+
 @dataclass(frozen=True)
 class Trained:
     """What the later stages need from training: the run folder, its best checkpoint and that checkpoint's mAP."""
@@ -133,7 +147,7 @@ def run_export(checkpoint: Path, export_dir: Path, calib_images: int | None, on_
         return models
     on_step(Step("ONNX FP32 + INT8 (TensorRT Q/DQ and CPU)", "2/4 exporting"))
     calib = {} if calib_images is None else {"calib_images": calib_images}
-    export_model(checkpoint, export_dir, ExportSettings(int8=True, **calib), log=lambda line: on_step(Step(line)))
+    export_model(checkpoint, export_dir, ExportSettings(int8=True, **calib), log=export_log(on_step))
     models = exported_models(export_dir, checkpoint)
     missing = [p for p in RUNTIME_PRECISIONS if p not in models]
     if missing:
@@ -211,7 +225,7 @@ def run_pipeline(
     `quick`: a tiny split and one epoch (QUICK_TRAIN, fewer calibration images, only the evaluated database subset
     indexed) that checks the whole chain in about a minute; `settings`: TrainConfig fields (bits, method, backbone,
     epochs, eval_database, ...), winning over `quick`'s. Each stage's lines go to `on_step`, encoding progress to
-    `progress`."""
+    `progress`; warnings are logged at WARNING level (the "sadh" logger)."""
     out = Path(out)
     t_start = time.perf_counter()
     cfg = pipeline_config(spec, out, quick, **settings)

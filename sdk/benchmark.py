@@ -6,11 +6,16 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from .errors import SadhError
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .index import HammingIndex
+    from .mih import MultiIndexHashingIndex
 
 LATENCY_RUNS = 50
 THROUGHPUT_BATCH = 32
@@ -33,7 +38,7 @@ def run_times(fn: Callable[[], object], runs: int) -> np.ndarray:
     return np.array(times)
 
 
-def bench_encoder(encoder, frame_hw: tuple[int, int], seed: int = 0) -> dict:
+def bench_encoder(encoder: Encoder, frame_hw: tuple[int, int], seed: int = 0) -> dict[str, Any]:
     """Latency of one frame and throughput of batches of THROUGHPUT_BATCH camera-sized frames."""
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (THROUGHPUT_BATCH, *frame_hw, 3), dtype=np.uint8)
@@ -48,7 +53,7 @@ def bench_encoder(encoder, frame_hw: tuple[int, int], seed: int = 0) -> dict:
     }
 
 
-def bench_search(index, seed: int = 0) -> dict:
+def bench_search(index: HammingIndex | MultiIndexHashingIndex, seed: int = 0) -> dict[str, Any]:
     """Search time per query (k=SEARCH_K) for SEARCH_QUERIES codes drawn from the index (or random when empty)."""
     rng = np.random.default_rng(seed)
     stored = index.codes
@@ -64,7 +69,7 @@ def bench_search(index, seed: int = 0) -> dict:
     }
 
 
-def bench_mih(index) -> dict:
+def bench_mih(index: HammingIndex) -> dict[str, Any]:
     """`bench_search` with multi-index hashing over `index`, plus the seconds of the first search (it builds the tables)."""
     from .mih import MultiIndexHashingIndex
 
@@ -75,7 +80,7 @@ def bench_mih(index) -> dict:
     return {**bench_search(mih), "tables_s": tables_s}
 
 
-def benchmark(encoder, frame_hw: tuple[int, int], index: Optional[Path] = None, db_size: int = SYNTHETIC_DB) -> dict[str, Any]:
+def benchmark(encoder: Encoder, frame_hw: tuple[int, int], index: Optional[Path] = None, db_size: int = SYNTHETIC_DB) -> dict[str, Any]:
     """Time `encoder` (a `sadh.sdk.Encoder`) on frames of `frame_hw` (height, width) and the search over the index file
     `index` (default: `db_size` random codes), flat and MIH; the report with what was timed and on which machine."""
     from .extras import require

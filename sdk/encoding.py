@@ -17,11 +17,15 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .errors import SadhError
+
+if TYPE_CHECKING:
+    from .data import LabeledImages
+    from .encoder import Encoder
 
 CHUNK = 1024  # items per chunk: one progress update, one partial file
 KEY_NAME = "job.txt"
@@ -227,7 +231,7 @@ def report_encoded(result: Encoded, total: int) -> None:
 
 
 def encode_items(
-    encoder, data, index: np.ndarray, what: str = "images", partial: Path | None = None, progress: Progress = no_progress
+    encoder: Encoder, data: LabeledImages, index: np.ndarray, what: str = "images", partial: Path | None = None, progress: Progress = no_progress
 ) -> Encoded:
     """Encode items `index` of `data` (LabeledImages) with `encoder` (ids: the dataset indices encoded), resumable
     through the partial folder `partial`. Unreadable files of path-based sets are logged (one line each) and left out."""
@@ -256,7 +260,7 @@ def breaks_line(name: str) -> bool:
 
 
 def encode_files_to(
-    encoder, files: Sequence[str | os.PathLike], out: str | os.PathLike, listing: str | os.PathLike, progress: Progress = no_progress
+    encoder: Encoder, files: Sequence[str | os.PathLike], out: str | os.PathLike, listing: str | os.PathLike, progress: Progress = no_progress
 ) -> Encoded:
     """Encode image files into packed codes written to `out` (.npy) and the list of the files encoded, one per line, to
     `listing`, both as one step; resumable through OUT.partial. Unreadable files (and names a list cannot hold) are

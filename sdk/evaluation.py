@@ -1,22 +1,27 @@
 """Retrieval evaluation, in one place: `score` computes the metrics of query codes against database codes (mAP at the
 protocol's cut-off, precision@N, precision-recall by radius, the graded block for multi-label data), `evaluate` adds
 the search time and writes metrics.json, the plots and the retrieval grid, and `evaluate_model` encodes a dataset
-split with an exported model (resumably) and evaluates it. Training and the export report score through `score`."""
+split with an exported model (resumably) and evaluates it. Training and the export report score through `score`.
+Without matplotlib (a runtime-only install) a report has no plots, with a warning logged under "sadh"."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from . import metrics
-from .codes import pack_codes
 from .data import LabeledImages
 from .encoding import Progress, encode_items, no_progress, partial_path
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .index import HammingIndex
 
 GRID_QUERIES = 8
 GRID_TOPK = 10
@@ -29,6 +34,8 @@ GRID_NAME = "retrieval_grid.png"
 REPORT_NAMES = (METRICS_NAME, PR_NAME, PAN_NAME, NDCG_NAME, GRID_NAME)  # what a report folder may hold
 DATABASE_CODES_NAME = "database"  # its partial folder (database.partial) keeps encoded chunks until the database is done
 PRECISION_NS = np.array([1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,11 @@ def cutoff(db_labels: np.ndarray, dataset: str | None = None, topk: int | None =
     """The mAP cut-off (None = all) and where it comes from: `topk` when given ("--topk"), else the convention for
     data called `dataset` with these labels (`sadh.sdk.metrics.topk_protocol`)."""
     return (topk, "--topk") if topk is not None else metrics.topk_protocol(db_labels, dataset)
+
+
+def plot_names(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """The plots `evaluate` draws for these metrics (what it returns): PR and precision@N, NDCG@K for multi-label data."""
+    return (PR_NAME, PAN_NAME, *((NDCG_NAME,) if "graded" in result else ()))
 
 
 def _json_floats(values: np.ndarray) -> list[float | None]:
@@ -102,7 +114,7 @@ def grid_queries(labels: np.ndarray, count: int = GRID_QUERIES) -> np.ndarray:
     return np.array(sorted(picked) + rest.tolist(), np.int64)
 
 
-def write_grid(items: GridItems, q_codes: np.ndarray, index, path: Path, title: str) -> Path:
+def write_grid(items: GridItems, q_codes: np.ndarray, index: HammingIndex, path: Path, title: str) -> Path:
     """Retrieval grid PNG: a few queries with their top GRID_TOPK from `index` (ids = positions in items.database_ids),
     distances and labels."""
     from .atomic import atomic_write_bytes
@@ -129,12 +141,6 @@ def write_grid(items: GridItems, q_codes: np.ndarray, index, path: Path, title: 
     return path
 
 
-def _packed(codes: np.ndarray) -> np.ndarray:
-    """Packed uint8 codes as they are; ±1 / bit codes packed."""
-    codes = np.asarray(codes)
-    return codes if codes.dtype == np.uint8 else pack_codes(codes)
-
-
 def evaluate(
     q_codes: np.ndarray,
     db_codes: np.ndarray,
@@ -151,18 +157,22 @@ def evaluate(
     timings: Mapping[str, float] | None = None,
     on_written: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate query codes against database codes: `score` (mAP at the protocol's cut-off unless `topk`, precision@N,
-    precision-recall, graded metrics for multi-label data) after the entries of `about` (e.g. the model), then the
-    entries of `timings` (e.g. the encoding time) and the flat index's search time per query.
+    """Evaluate query codes against database codes (2-D, as `sadh.sdk.metrics` takes them): `score` (mAP at the
+    protocol's cut-off unless `topk`, precision@N, precision-recall, graded metrics for multi-label data) after the
+    entries of `about` (e.g. the model), then the entries of `timings` (e.g. the encoding time) and the flat index's
+    search time per query.
 
     With `out`, write there metrics.json, pr_curve.png, precision_at_n.png (a line called `name`, plots titled
     `title`), ndcg_at_k.png for multi-label data and, given `grid`, retrieval_grid.png; the writes are one step that a
-    Ctrl-C waits for, and `on_written` runs inside it (e.g. to drop a partial folder)."""
+    Ctrl-C waits for, and `on_written` runs inside it (e.g. to drop a partial folder). Where matplotlib is not
+    installed the plots are left out, with one warning naming what to install."""
     from .atomic import atomic_write_text, written_before_interrupt
     from .index import HammingIndex
-    from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n
+    from .plots import plot_ndcg_at_k, plot_pr_curve, plot_precision_at_n, plots_missing
 
-    q_codes, db_codes = _packed(q_codes), _packed(db_codes)
+    q_codes, db_codes = metrics.packed_codes(q_codes, "query codes"), metrics.packed_codes(db_codes, "database codes")
+    # scored first: the metrics check the codes and labels before the index is built
+    result: dict[str, Any] = {**(about or {}), **score(q_codes, db_codes, q_labels, db_labels, dataset=dataset, topk=topk)}
     out = Path(out) if out is not None else None
     index = HammingIndex(db_codes.shape[1] * 8)
     index.add(db_codes)
@@ -170,18 +180,21 @@ def evaluate(
     t0 = time.perf_counter()
     index.search(q_codes, search_k)
     search_s = time.perf_counter() - t0
-    result: dict[str, Any] = {**(about or {}), **score(q_codes, db_codes, q_labels, db_labels, dataset=dataset, topk=topk)}
     result.update(timings or {}, search_us_per_query=1e6 * search_s / len(q_codes), search_k=search_k)
     if "graded" in result:
         result["graded"] = result.pop("graded")  # last: the longest block
     if out is None:
         return result
     pan, pr = result["precision_at_n"], result["pr_by_radius"]
+    unplotted = plots_missing()
+    if unplotted:
+        log.warning(f"{out} gets no plots ({', '.join(plot_names(result))}): {unplotted}")
     with written_before_interrupt(f"the report in {out} was written completely"):  # never half of it over another
-        plot_pr_curve({name: (pr["precision"], pr["recall"])}, out / PR_NAME, title)
-        plot_precision_at_n({name: (pan["n"], pan["precision"])}, out / PAN_NAME, title)
-        if "graded" in result:
-            plot_ndcg_at_k({name: (pan["n"], result["graded"]["ndcg_at_k"]["ndcg"])}, out / NDCG_NAME, title)
+        if not unplotted:
+            plot_pr_curve({name: (pr["precision"], pr["recall"])}, out / PR_NAME, title)
+            plot_precision_at_n({name: (pan["n"], pan["precision"])}, out / PAN_NAME, title)
+            if "graded" in result:
+                plot_ndcg_at_k({name: (pan["n"], result["graded"]["ndcg_at_k"]["ndcg"])}, out / NDCG_NAME, title)
         if grid is not None:
             write_grid(grid, q_codes, index, out / GRID_NAME, title)
         atomic_write_text(out / METRICS_NAME, json.dumps(result, indent=1))
@@ -191,7 +204,7 @@ def evaluate(
 
 
 def evaluate_model(
-    encoder,
+    encoder: Encoder,
     data: LabeledImages,
     q_idx: np.ndarray,
     db_idx: np.ndarray,

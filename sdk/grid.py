@@ -6,13 +6,16 @@ distance and its label names in full (wrapped, never cut).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .errors import SadhError
 from .extras import require
 from .preprocess import fit_square
+
+if TYPE_CHECKING:
+    from .data import LabeledImages
 
 RELEVANT_BGR = (0, 200, 0)
 IRRELEVANT_BGR = (0, 0, 230)
@@ -147,7 +150,7 @@ def retrieval_grid(
     return np.vstack([legend_strip(rows[0].shape[1], title), *[part for row in rows for part in (row, spacer)][:-1]])
 
 
-def preview_grid(data, items: Sequence[int], tile: int = PREVIEW_TILE) -> np.ndarray:
+def preview_grid(data: LabeledImages, items: Sequence[int], tile: int = PREVIEW_TILE) -> np.ndarray:
     """A square grid of the images of `data` (LabeledImages) `items`, each above its label names (wrapped, never cut);
     white tiles fill the last rows."""
     captions = [wrap_caption(", ".join(data.class_names[c] for c in np.flatnonzero(data.labels[i])), tile - 4) for i in items]

@@ -9,7 +9,7 @@ import logging
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -18,6 +18,11 @@ from .data import DatasetSpec, LabeledImages, Split
 from .data.sources import option_name
 from .encoding import Encoded, Progress, encode_items, expand_images, no_progress, partial_path, report_failures
 from .errors import SadhError
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .formats.index_sidecar import Sidecar
+    from .index import HammingIndex
 
 ROLES = ("database", "query", "train", "all")
 
@@ -47,7 +52,7 @@ def dataset_record(spec: DatasetSpec, role: str) -> dict[str, Any]:
     return {**settings, "role": role}
 
 
-def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: int = 64):
+def index_encoder(index: Path, bits: int, side: Sidecar | None, model: Optional[Path], batch: int = 64) -> Encoder:
     """The encoder that searches or adds to `index`: `model`, else the one its sidecar names; SadhError if its bits, or
     the trained weights both record, differ."""
     from .encoder import Encoder
@@ -69,9 +74,9 @@ def index_encoder(index: Path, bits: int, side, model: Optional[Path], batch: in
     return encoder
 
 
-def save_index(hindex, side, index: Path) -> None:
-    """Write the index and its sidecar as one step (`sadh.sdk.retriever.save_with_sidecar`); a Ctrl-C meanwhile takes
-    effect after it."""
+def save_index(hindex: HammingIndex, side: Sidecar | None, index: Path) -> None:
+    """Write the index and its sidecar as one step (`sadh.sdk.formats.index_sidecar.save_with_sidecar`); a Ctrl-C
+    meanwhile takes effect after it."""
     from .formats.index_sidecar import save_with_sidecar
 
     with interrupts_deferred():
@@ -79,8 +84,9 @@ def save_index(hindex, side, index: Path) -> None:
 
 
 def build_index(
-    encoder, data: LabeledImages, index: np.ndarray, out: str | os.PathLike, dataset: dict | None, progress: Progress = no_progress
-) -> tuple[Any, Encoded]:
+    encoder: Encoder, data: LabeledImages, index: np.ndarray, out: str | os.PathLike, dataset: dict | None,
+    progress: Progress = no_progress,
+) -> tuple[HammingIndex, Encoded]:
     """Encode items `index` of `data` (resumable: OUT.partial), write the index (ids = dataset indices) and its sidecar
     (labels, class names, absolute paths, the `dataset` record, the model); return (index, what was encoded)."""
     from .index import HammingIndex
@@ -115,7 +121,7 @@ def readable(data: LabeledImages, i: int) -> bool:
     return True
 
 
-def finished_index(path: Path, model: Path, dataset: dict, data: LabeledImages, items: Any) -> Any:
+def finished_index(path: Path, model: Path, dataset: dict, data: LabeledImages, items: np.ndarray) -> HammingIndex | None:
     """The index at `path` if an earlier build finished it for these items of `data`, labelled as they are now, with
     this model file (not older than it) and `dataset` record; else None. Items the index skipped must still be
     unreadable."""
@@ -246,7 +252,7 @@ class Found:
 
 def search_files(
     index: Path, images: Sequence[Path], model: Optional[Path] = None, k: int = 10, mih: bool = False
-) -> tuple[list[Found], Any, int]:
+) -> tuple[list[Found], Sidecar | None, int]:
     """The k nearest indexed items of each readable query image (folders: their images; unreadable ones: a warning),
     with `model` or the one the sidecar names, by a flat scan or multi-index hashing (`mih`); returns (results per query,
     the sidecar or None, the index size)."""

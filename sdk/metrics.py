@@ -97,8 +97,9 @@ class GradedResult:
     topk: int
 
 
-def _packed(codes: np.ndarray, what: str) -> np.ndarray:
-    """uint8 codes are taken as packed; others are packed with pack_codes."""
+def packed_codes(codes: np.ndarray, what: str = "codes") -> np.ndarray:
+    """Codes as these metrics take them, packed: 2-D uint8 codes as they are, other 2-D codes (±1, bits) packed with
+    pack_codes; SadhError naming `what` for any other shape (one code too: give it as one row)."""
     codes = as_array(codes, what)
     if codes.dtype == np.uint8:
         if codes.ndim != 2 or codes.shape[1] == 0:
@@ -139,7 +140,7 @@ def _pairs(
 ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Yield (distances (c, N) int16, relevance (c, N), bits) per chunk of queries; relevance is bool (shares a
     label), or with `graded` the number of labels shared (int16)."""
-    q, db = _packed(query_codes, "query codes"), _packed(db_codes, "database codes")
+    q, db = packed_codes(query_codes, "query codes"), packed_codes(db_codes, "database codes")
     if q.shape[1] != db.shape[1]:
         raise SadhError(f"query codes have {q.shape[1] * 8} bits but database codes have {db.shape[1] * 8}")
     if db.shape[0] == 0:

@@ -1,6 +1,7 @@
 """Evaluation plots (matplotlib, Agg backend, written atomically): precision-recall by Hamming radius, precision@N, NDCG@N.
 
-matplotlib is imported on the first plot (`import sadh.sdk` stays light); without it a plot is a one-line SadhError."""
+matplotlib is imported on the first plot (`import sadh.sdk` stays light); without it a plot is a one-line SadhError
+(`plots_missing` says so beforehand)."""
 from __future__ import annotations
 
 import io
@@ -10,9 +11,19 @@ from typing import Sequence
 import numpy as np
 
 from .atomic import atomic_write_bytes
+from .errors import SadhError
 from .extras import require
 
 DPI = 120
+
+
+def plots_missing() -> str | None:
+    """Why no plot can be drawn here, naming what to install (matplotlib missing or broken); None when they can."""
+    try:
+        require("matplotlib")
+    except SadhError as e:
+        return str(e)
+    return None
 
 
 def _figure():

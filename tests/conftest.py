@@ -17,9 +17,9 @@ import pytest
 from sadh.sdk.data import LabeledImages, load_fashion_mnist
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-# Imports that only the full (dev) install has: torch, the CLI's packages, sadh's torch layers, and the test helpers
-# that run sadh-cli or train.
-NEEDS_FULL_INSTALL = {"torch", "typer", "tqdm", "sadh.train", "sadh.export", "sadh.cli", "cli_run", "train_helpers"}
+# Imports that only the full (dev) install has: torch, the CLI's packages, matplotlib (the plots), sadh's torch layers,
+# and the test helpers that run sadh-cli or train.
+NEEDS_FULL_INSTALL = {"torch", "typer", "tqdm", "matplotlib", "sadh.train", "sadh.export", "sadh.cli", "cli_run", "train_helpers"}
 _NOT_COLLECTED: set[str] = set()
 
 

@@ -222,6 +222,33 @@ def test_outputs_never_replace_a_dataset_image_and_a_split_for_other_data_is_nam
     assert out.returncode == 0 and f"warning: {tmp_path / 'split.npz'} was made for other data" in out.stderr, out.stderr
 
 
+
+def test_a_library_warning_prints_once_where_the_host_configured_logging(tmp_path: Path, capsys, caplog) -> None:
+    import logging
+
+    import cv2
+    import numpy as np
+
+    from sadh.cli.options import library_warnings_shown
+    from sadh.sdk.data import Split
+
+    for k in range(4):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.full((8, 8, 3), 20 * k, np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"{k}.png {k % 2} {1 - k % 2}\n" for k in range(4)))
+    Split(np.arange(2), np.arange(2, 3), np.arange(3, 4)).made_for(np.eye(2, dtype=np.uint8)[[0, 1, 0, 1]]).save(tmp_path / "s.npz")
+    host = "import logging, sys; logging.basicConfig(); from sadh.cli.app import main; main()"  # a root handler, as a host sets
+    args = ["data", "info", "--data", tmp_path / "list.txt", "--split", tmp_path / "s.npz", "--query-per-class", "1"]
+    out = subprocess.run([sys.executable, "-c", host, *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stderr.splitlines() if "was made for other data" in line]
+    assert len(said) == 1 and said[0].startswith(f"warning: {tmp_path / 's.npz'} was made for other data"), out.stderr
+
+    log = logging.getLogger("sadh.sdk.model_split")
+    with library_warnings_shown():
+        log.warning("inside")
+    log.warning("after")  # the host's handlers (here pytest's) get the library's warnings again
+    assert capsys.readouterr().err == "warning: inside\n" and [r.getMessage() for r in caplog.records] == ["after"]
+
 def test_train_help_shows_real_defaults() -> None:
     from sadh.train.config import TrainConfig
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 from pathlib import Path
 
@@ -11,11 +10,11 @@ import numpy as np
 import pytest
 
 from sadh.cli.eval_cmd import warn_tie_order
-from sadh.cli.options import DataOptions
+from sadh.cli.options import DataOptions, data_for_model, library_warnings_shown
 from sadh.sdk.data import Split, SplitSizes, database_subset, load_dataset
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.evaluation import grid_queries, map_name
-from sadh.sdk.model_split import load_for_model
+from sadh.sdk.model_split import ModelData
 from sadh.sdk.metrics import graded_metrics, mean_average_precision, ndcg_at_k, precision_at_n, precision_recall_by_radius
 from cli_run import assert_user_error, cli
 from tiny_model import export_tiny
@@ -36,7 +35,9 @@ def test_eval_report(tmp_path):
     data_dir = "/usr/share/datasets/fashion-mnist"
     out = cli("eval", "-m", model, "--data-dir", data_dir, "--query-per-class", QUERY_PER_CLASS, "--database", DATABASE, "--out", tmp_path / "rep")
     assert out.returncode == 0, out.stderr
-    assert "mAP@all" in out.stdout and "metrics.json" in out.stdout
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("mAP@all ") and "" not in lines  # the default split: no split line, no empty one
+    assert "metrics.json" in out.stdout
     assert "cut-off mAP@all: single-label data: the whole database" in out.stdout and "NDCG" not in out.stdout
     assert "warning: no training split beside" in out.stderr and "may include the model's training images" in out.stderr
     assert hint(out.stdout) == [
@@ -143,29 +144,35 @@ def test_eval_uses_the_model_training_split(tmp_path):
     model = tiny_model_of(tmp_path / "best.int8-cpu.onnx", "fashion-mnist", small_split())
     out = cli("eval", "-m", model, "--out", tmp_path / "rep")
     assert out.returncode == 0, out.stderr
-    assert f"split: the model's training split {tmp_path / 'best.split.npz'}" in out.stdout
+    assert out.stdout.splitlines()[0] == f"split: the model's training split {tmp_path / 'best.split.npz'} (--split FILE to use another)"
     assert "split" not in out.stderr and "has classes T-shirt/top" in out.stderr  # the tiny model's classes are class0..9
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert (m["queries"], m["database"]) == (30, 60)
 
 
 
-def warnings_of(caplog) -> str:
-    """The warnings logged since the last call, one `warning: ...` line each (as sadh-cli prints them)."""
-    text = "".join(f"warning: {r.getMessage()}\n" for r in caplog.records if r.levelno == logging.WARNING)
-    caplog.clear()
-    return text
+def printed(opts: DataOptions, model: Encoder, capsys) -> tuple[ModelData, str, str]:
+    """What `data_for_model` chose, and what it printed as `sadh-cli eval` runs it: (chosen, stdout, stderr)."""
+    with library_warnings_shown():
+        chosen = data_for_model(opts, model)
+    out = capsys.readouterr()
+    return chosen, out.out, out.err
 
 
-def test_a_given_split_wins_and_other_data_gets_a_warning(tmp_path, caplog):
+def test_a_given_split_wins_and_other_data_gets_a_warning(tmp_path, capsys):
     model = Encoder(tiny_model_of(tmp_path / "m.onnx", "my-photos", small_split()))
-    chosen = load_for_model(DataOptions(split=tmp_path / "m.split.npz"), model)
+    classes = "warning: fashion-mnist has classes T-shirt/top, Trouser, Pullover, Dress, ... (10 in all) but the model was trained on class0"
+    chosen, out, err = printed(DataOptions(split=tmp_path / "m.split.npz"), model, capsys)
     assert len(chosen.split.query) == 30 and chosen.spec.split == tmp_path / "m.split.npz"
-    assert chosen.split_line == f"split: {tmp_path / 'm.split.npz'} (--split)"
+    assert out == f"split: {tmp_path / 'm.split.npz'} (--split)\n"
+    assert len(err.splitlines()) == 1 and err.startswith(classes)
 
-    chosen = load_for_model(DataOptions(query_per_class=2), model)
+    chosen, out, err = printed(DataOptions(query_per_class=2), model, capsys)
     assert len(chosen.split.query) == 20 and chosen.spec.split is None
-    assert "warning: the model was trained on my-photos, not fashion-mnist: using the default split" in warnings_of(caplog)
+    assert out == ""  # the default split: no line (not an empty one)
+    first, second = err.splitlines()
+    assert first.startswith("warning: the model was trained on my-photos, not fashion-mnist: using the default split")
+    assert second.startswith(classes)
 
 
 def photo_lists(tmp_path: Path) -> tuple[Path, Path]:
@@ -180,27 +187,27 @@ def photo_lists(tmp_path: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def test_the_model_split_is_used_only_for_the_data_it_was_made_for(tmp_path, caplog):
+def test_the_model_split_is_used_only_for_the_data_it_was_made_for(tmp_path, capsys):
     trained_on, same_name = photo_lists(tmp_path)
     labels = load_dataset(str(trained_on), sizes=SplitSizes(1, 1))[0].labels
     made = Split(np.arange(2), np.arange(2, 4), np.arange(4, 12))
     model = Encoder(tiny_model_of(tmp_path / "m.onnx", "photos", made.made_for(labels)))
     sizes = dict(query_per_class=1, train_per_class=1)
-    chosen = load_for_model(DataOptions(data=str(trained_on), **sizes), model)
+    chosen, out, err = printed(DataOptions(data=str(trained_on), **sizes), model, capsys)
     assert len(chosen.split.query) == 2 and chosen.spec.split == tmp_path / "m.split.npz"
-    assert "split" not in warnings_of(caplog)  # (the tiny model's 10 classes are warned about)
+    assert out == f"split: the model's training split {tmp_path / 'm.split.npz'} (--split FILE to use another)\n"
+    assert err.startswith("warning: photos has classes") and len(err.splitlines()) == 1  # the tiny model's are class0..9
 
-    chosen = load_for_model(DataOptions(data=str(same_name), **sizes), model)  # same name, other labels
-    assert chosen.spec.split is None
+    chosen, out, err = printed(DataOptions(data=str(same_name), **sizes), model, capsys)  # same name, other labels
+    assert chosen.spec.split is None and out == ""
     assert np.array_equal(chosen.split.query, load_dataset(str(same_name), sizes=SplitSizes(1, 1))[1].query)
-    err = warnings_of(caplog)
     assert sum("split" in line for line in err.splitlines()) == 1
     assert f"warning: the model's training split {tmp_path / 'm.split.npz'} was made for another photos (other items" in err
 
     made.save(tmp_path / "m.split.npz")  # as written before split files recorded their data
-    chosen = load_for_model(DataOptions(data=str(same_name), **sizes), model)
+    chosen, out, err = printed(DataOptions(data=str(same_name), **sizes), model, capsys)
     assert np.array_equal(chosen.split.train, made.train) and chosen.spec.split == tmp_path / "m.split.npz"
-    assert "split" not in warnings_of(caplog)  # matched by name only
+    assert out.startswith("split: the model's training split") and "split" not in err  # matched by name only
 
 
 def test_eval_bad_input(tmp_path):

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sadh.cli.pipeline_cmd import summary_table
-from sadh.export.pipeline import QUICK_TRAIN, TRAIN_NAME, finished_training
+from sadh.cli.options import library_warnings_shown, make_console
+from sadh.cli.pipeline_cmd import step_printer, summary_table
+from sadh.export.pipeline import QUICK_TRAIN, TRAIN_NAME, Step, export_log, finished_training
 from sadh.sdk.data import LabeledImages, Split
 from sadh.sdk.encoder import Encoder
 from sadh.sdk.errors import SadhError
@@ -78,6 +79,20 @@ def test_pipeline_names_a_split_made_for_other_data(tmp_path):
     Split(np.arange(10), np.arange(10, 20), np.arange(20, 40)).made_for(other_labels).save(tmp_path / "other.npz")
     out = cli("pipeline", "--quick", "--split", tmp_path / "other.npz", "--bits", "12", "--out", tmp_path / "r")  # bits: stop there
     assert f"warning: {tmp_path / 'other.npz'} was made for other data" in out.stderr, out.stderr
+
+
+def test_export_warnings_reach_a_library_user_as_warnings_and_the_cli_prints_them_once(capsys, caplog):
+    steps: list[Step] = []
+    log = export_log(steps.append)
+    log("best.onnx: parity 100.00% bits")
+    log("warning: the labels of photos changed since the run was trained")  # as export_model words it
+    assert steps == [Step("best.onnx: parity 100.00% bits")]
+    warned = [(r.levelname, r.name, r.getMessage()) for r in caplog.records]
+    assert warned == [("WARNING", "sadh.export.pipeline", "the labels of photos changed since the run was trained")]
+    with library_warnings_shown():  # as sadh-cli pipeline runs it
+        export_log(step_printer(make_console()))("warning: the labels of photos changed since the run was trained")
+    printed = capsys.readouterr()
+    assert (printed.out, printed.err) == ("", "warning: the labels of photos changed since the run was trained\n")
 
 
 def test_pipeline_refuses_a_dataset_option_its_data_does_not_read(tmp_path):

@@ -90,15 +90,19 @@ def test_a_kept_partial_is_not_reused_for_other_pixels_behind_the_same_names(tmp
     export_tiny(model, bits=32)
     args = ["index", "build", "-m", str(model), "--data", "fashion-mnist-mosaic", "--role", "query", "--out", str(out)]
 
-    def build(seed: str, target) -> HammingIndex:
+    def build(seed: str, target) -> tuple[HammingIndex, str]:
         result = CliRunner().invoke(app, [*args[:-1], str(target), "--seed", seed, "--query-per-class", "25"])
         assert result.exit_code == 0, result.output
-        return HammingIndex.load(target)
+        return HammingIndex.load(target), result.stderr
 
     first = invoke_with_ctrl_c_after(2, monkeypatch, [*args, "--seed", "0", "--query-per-class", "25"])
     assert first.exit_code == 130 and len(list(partial_path(out).glob("chunk-*.npz"))) == 2
-    other_seed = build("1", out)  # other mosaics under the same dataset name and item numbers
-    np.testing.assert_array_equal(other_seed.codes, build("1", tmp_path / "fresh.sidx").codes)
+    other_seed, said = build("1", out)  # other mosaics under the same dataset name and item numbers
+    discarding = f"warning: discarding the chunks in {partial_path(out)}: another model or other items made them\n"
+    assert said.count("warning: discarding the chunks") == 1 and discarding in said
+    fresh, said = build("1", tmp_path / "fresh.sidx")
+    np.testing.assert_array_equal(other_seed.codes, fresh.codes)
+    assert "discarding" not in said
 
 
 def test_index_build_interrupted_by_ctrl_c_continues_on_the_next_run(tmp_path, monkeypatch):
