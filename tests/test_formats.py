@@ -24,7 +24,6 @@ from sadh.sdk.formats.records import RecordFormat, Rule, sidecar_path
 from sadh.sdk.formats.retriever_folder import MANIFEST
 from sadh.sdk.index import HammingIndex
 from sadh.sdk.mih import MultiIndexHashingIndex
-from cli_run import assert_user_error, cli
 from tiny_model import CLASS_NAMES, export_tiny, tiny_metadata
 
 
@@ -101,6 +100,16 @@ def test_model_metadata_takes_the_one_bits_rule(tmp_path: Path) -> None:
             assert not fits and str(e).startswith("m.onnx: not an exported sadh model (sadh.bits must be a code length"), bits
 
 
+def _huge_bits_model(folder: Path) -> Path:
+    """The tiny model with a 5000-digit sadh.bits (past Python's int-from-str limit)."""
+    model = folder / "huge_bits.onnx"
+    export_tiny(model, bits=32, metadata=False)
+    proto = onnx.load(str(model))
+    onnx.helper.set_model_props(proto, {**tiny_metadata(32), md.BITS: "9" * 5000})
+    onnx.save(proto, str(model))
+    return model
+
+
 def test_a_huge_or_odd_field_is_that_fields_one_line_error(tmp_path: Path) -> None:
     """A 5000-digit bits value (past Python's int-from-str limit), a rule whose test breaks, a huge int: each is
     the field's one-line error, never another exception."""
@@ -111,14 +120,8 @@ def test_a_huge_or_odd_field_is_that_fields_one_line_error(tmp_path: Path) -> No
         with pytest.raises(SadhError, match=rf"^m.onnx: not an exported sadh model \({field} must be ") as bad:
             md.read_model_metadata({**tiny_metadata(32), field: value}, "m.onnx")
         assert len(str(bad.value)) < 1000, str(bad.value)  # the value cut short, not all of its 5000 digits
-    model = tmp_path / "huge_bits.onnx"
-    export_tiny(model, bits=32, metadata=False)
-    proto = onnx.load(str(model))
-    onnx.helper.set_model_props(proto, {**tiny_metadata(32), md.BITS: huge})
-    onnx.save(proto, str(model))
     with pytest.raises(SadhError, match="sadh.bits must be a code length"):
-        Encoder(model)
-    assert_user_error(cli("encode", "q.png", "-m", model), "sadh.bits must be a code length")
+        Encoder(_huge_bits_model(tmp_path))
     manifest = _records(tmp_path)[-1][1]
     with pytest.raises(SadhError, match=r"\(bits must be a code length .*\)$"):
         MANIFEST.check({**manifest, "bits": 10**5000}, "manifest.json")
@@ -153,3 +156,11 @@ def test_a_real_export_writes_the_metadata_the_tiny_model_has(tmp_path: Path) ->
         assert (read.bits, read.class_names) == (32, CLASS_NAMES)
         encoder = Encoder(tmp_path / name)
         assert encoder.bits == 32 and encoder.metadata == meta and encoder.weights == meta[md.WEIGHTS]
+
+
+@pytest.mark.torch  # the CLI needs the full install
+def test_the_cli_refuses_a_huge_bits_field_in_one_line(tmp_path: Path) -> None:
+    """`sadh-cli encode` with a model whose sadh.bits has 5000 digits: exit 2 and one line, no traceback."""
+    from cli_run import assert_user_error, cli
+
+    assert_user_error(cli("encode", "q.png", "-m", _huge_bits_model(tmp_path)), "sadh.bits must be a code length")

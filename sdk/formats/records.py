@@ -129,8 +129,11 @@ class RecordFormat:
     @classmethod
     def of(cls, record: type, name: str, advice: str = "") -> "RecordFormat":
         """The format of a dataclass's fields: their annotations; the fields without a default are required."""
-        hints = typing.get_type_hints(record, include_extras=True)
         declared = fields(record)
+        # the fields' annotations alone: Python 3.10 cannot evaluate an InitVar annotation with get_type_hints
+        annotations = {f.name: f.type for f in declared}
+        only_fields = type(record.__name__, (), {"__annotations__": annotations, "__module__": record.__module__})
+        hints = typing.get_type_hints(only_fields, include_extras=True)
         required = tuple(f.name for f in declared if f.default is MISSING and f.default_factory is MISSING)
         return cls(name, {f.name: hints[f.name] for f in declared}, required, advice)
 
