@@ -7,9 +7,10 @@ import dataclasses
 import filecmp
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -89,8 +90,8 @@ def build_index(
 ) -> tuple[HammingIndex, Encoded]:
     """Encode items `index` of `data` (resumable: OUT.partial), write the index (ids = dataset indices) and its sidecar
     (labels, class names, absolute paths, the `dataset` record, the model); return (index, what was encoded)."""
-    from .index import HammingIndex
     from .formats.index_sidecar import Sidecar
+    from .index import HammingIndex
 
     out = Path(out)
     encoded = encode_items(encoder, data, index, partial=partial_path(out), progress=progress)
@@ -99,7 +100,7 @@ def build_index(
     hindex.add(codes, ids)
     side = Sidecar(
         ids=ids.tolist(),
-        labels=[np.flatnonzero(data.labels[i]).tolist() for i in ids],
+        labels=class_lists(data, ids),
         class_names=list(data.class_names),
         paths=[os.path.abspath(data.paths[i]) for i in ids] if data.paths is not None else None,  # search works from any folder
         dataset=dataset,
@@ -110,6 +111,11 @@ def build_index(
         save_index(hindex, side, out)
         encoded.discard_partial()
     return hindex, encoded
+
+
+def class_lists(data: LabeledImages, ids: Sequence[int]) -> list[list[int]]:
+    """The class indices of each item `ids` of `data`: the labels as a sidecar holds them."""
+    return [np.flatnonzero(data.labels[i]).tolist() for i in ids]
 
 
 def readable(data: LabeledImages, i: int) -> bool:
@@ -125,8 +131,8 @@ def finished_index(path: Path, model: Path, dataset: dict, data: LabeledImages, 
     """The index at `path` if an earlier build finished it for these items of `data`, labelled as they are now, with
     this model file (not older than it) and `dataset` record; else None. Items the index skipped must still be
     unreadable."""
-    from .index import HammingIndex
     from .formats.index_sidecar import Sidecar
+    from .index import HammingIndex
 
     if not path.is_file() or path.stat().st_mtime < model.stat().st_mtime:
         return None
@@ -137,11 +143,27 @@ def finished_index(path: Path, model: Path, dataset: dict, data: LabeledImages, 
         held = set(side.ids)
         ids = [int(i) for i in items]
         same = (side.model == str(model.resolve()) and side.dataset == dataset and side.ids == [i for i in ids if i in held]
-                and side.labels == [np.flatnonzero(data.labels[i]).tolist() for i in side.ids]
+                and side.labels == class_lists(data, side.ids)
                 and not any(readable(data, i) for i in ids if i not in held))
         return HammingIndex.load(path) if same else None
     except SadhError:  # damaged or stale: build it again
         return None
+
+
+@contextmanager
+def opened_for_writing(index: Path) -> Iterator[tuple[HammingIndex, Sidecar | None]]:
+    """The index and its sidecar, read under the index's writer lock, which is held until the block ends (from reading
+    the index to renaming its new version: no other writer between); a missing or foreign file is refused before its
+    lock file is made."""
+    from .formats.index_file import read_header
+    from .formats.index_sidecar import Sidecar
+    from .index import HammingIndex
+    from .locking import writer_lock
+
+    read_header(index)
+    with writer_lock(index):
+        hindex = HammingIndex.load(index)
+        yield hindex, Sidecar.of_index(index, hindex.file_digest)
 
 
 @dataclass(frozen=True)
@@ -161,15 +183,8 @@ def add_files(
     names `labels` (a new name adds a class); ids follow the largest id. Files already in the index are skipped (a
     warning); `model` defaults to the one the sidecar names. Holds the index's writer lock throughout."""
     from .atomic import written_before_interrupt
-    from .formats.index_file import read_header
-    from .index import HammingIndex
-    from .locking import writer_lock
-    from .formats.index_sidecar import Sidecar
 
-    read_header(index)  # a missing or foreign file is refused before its lock file is made
-    with writer_lock(index):  # from reading the index to renaming its new version: no other writer between
-        hindex = HammingIndex.load(index)
-        side = Sidecar.of_index(index, hindex.file_digest)
+    with opened_for_writing(index) as (hindex, side):
         if side is not None and side.paths is None:
             dataset = side.dataset or {}
             raise SadhError(
@@ -216,18 +231,11 @@ def remove_ids(index: Path, ids: Sequence[int]) -> tuple[int, int]:
     """Remove ids from `index` and its sidecar (an id that is not in the index refuses the whole removal); returns
     (ids removed, codes left). Holds the index's writer lock throughout."""
     from .atomic import written_before_interrupt
-    from .formats.index_file import read_header
-    from .index import HammingIndex
-    from .locking import writer_lock
-    from .formats.index_sidecar import Sidecar
 
     wide = next((i for i in ids if not -(2**63) <= i < 2**63), None)
     if wide is not None:
         raise SadhError(f"id {wide} is not in the index (ids are 64-bit integers); nothing was removed")
-    read_header(index)  # a missing or foreign file is refused before its lock file is made
-    with writer_lock(index):  # from reading the index to renaming its new version: no other writer between
-        hindex = HammingIndex.load(index)
-        side = Sidecar.of_index(index, hindex.file_digest)
+    with opened_for_writing(index) as (hindex, side):
         removed = hindex.remove(np.array(ids, np.int64))
         if side is not None:
             gone = set(ids)

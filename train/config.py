@@ -22,9 +22,9 @@ from ..sdk.codes import MAX_TRAINED_BITS, check_bits
 from ..sdk.data import DatasetSpec, LabeledImages, Split
 from ..sdk.errors import SadhError, choice
 from ..sdk.formats.records import type_in_words, value_fits
-from ..sdk.printable import value_text
 from ..sdk.json_text import parse_json
 from ..sdk.preprocess import Preprocess
+from ..sdk.printable import value_text
 from .backbones import Backbone, backbone_entry
 
 

@@ -99,7 +99,6 @@ def value_fits(value: Any, hint: Any) -> bool:
     return _fitter(hint)(value)
 
 
-
 def type_in_words(hint: Any) -> str:
     """A type hint in words: Optional[list[int]] -> "a list of int or None"; an Annotated one by its rules' words."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
