@@ -15,14 +15,13 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sadh.sdk.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from sadh.sdk.atomic import atomic_write_text  # noqa: E402
+from sadh.sdk.plots import save_png  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = {
@@ -121,11 +120,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_ylabel("NDCG@100 (labels shared)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def main() -> None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .atomic import atomic_write_bytes
 from .errors import SadhError
 from .extras import require
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 120
 
@@ -34,7 +37,7 @@ def _figure():
     return plt.subplots(figsize=(5.5, 4.2))
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig: Figure, path: Path) -> Path:
     """Write the figure as PNG to `path` atomically and close it."""
     import matplotlib.pyplot as plt
 
@@ -55,7 +58,7 @@ def plot_pr_curve(curves: dict[str, tuple[Sequence[float], Sequence[float]]], pa
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_precision_at_n(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path, title: str) -> Path:
@@ -77,4 +80,4 @@ def _plot_by_n(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: P
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
